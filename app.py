@@ -1,0 +1,15 @@
+"""paylambda: a BitPay-compatible payment API on AWS Lambda.
+
+This module only wires the Chalice app; every route lives in a blueprint
+under `chalicelib/` (the API in `chalicelib/api.py`).
+"""
+
+import logging
+
+from chalice import Chalice
+
+from chalicelib.api import api
+
+app = Chalice(app_name="paylambda")
+app.log.setLevel(logging.INFO)
+app.register_blueprint(api)

@@ -1,0 +1,140 @@
+"""The BitPay-compatible API: every route, and which domain function serves it.
+
+API Gateway (and `chalice local`) match `/invoices/` to `/invoices`, so each
+route also answers with a trailing slash, as btcpay-python requires.
+"""
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Blueprint
+
+from . import auth, invoices, tokens
+from .errors import BadRequest, Forbidden, Unauthorized
+from .rates import get_rates
+from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response
+
+api = Blueprint(__name__)
+
+
+def api_route(path: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
+    """Register `view(request, **uri_params) -> body` as a JSON route with the API's error handling."""
+
+    def register(view: Callable[..., Any]) -> Callable[..., Any]:
+        @api.route(path, methods=list(methods), content_types=API_CONTENT_TYPES)
+        @functools.wraps(view)
+        @api_errors
+        def handler(**uri_params: str) -> Any:
+            return json_response(view(ApiRequest.from_chalice(api.current_request), **uri_params))
+
+        return view
+
+    return register
+
+
+# Tokens and pairing
+
+
+@api_route("/tokens", methods=("POST",))
+def create_token(request: ApiRequest) -> dict:
+    body = request.json
+    if "pairingCode" in body:
+        token = tokens.claim(body["pairingCode"], body.get("id"))
+    elif "id" in body:
+        token = tokens.request_pairing(body["id"], body.get("facade", "merchant"), body.get("label"))
+    else:
+        token = tokens.create_pairing_code(_merchant_store(request), body.get("facade", "pos"), body.get("label"))
+    return {"data": [tokens.pairing_view(token)]}
+
+
+def _merchant_store(request: ApiRequest) -> str:
+    """The store of a signed merchant asking for another token for it."""
+    if auth.request_token(request):
+        return auth.authenticate(request, ("merchant",)).store_id
+    caller = auth.optional_identity(request)
+    if caller is None:
+        raise BadRequest("id (the client's SIN) is required to request a token")
+    merchant_tokens = [t for t in tokens.active_for_sin(caller.sin) if t.facade == "merchant"]
+    if not merchant_tokens:
+        raise Forbidden("Only a client holding a merchant token may request new tokens")
+    return merchant_tokens[0].store_id
+
+
+@api_route("/tokens")
+def list_tokens(request: ApiRequest) -> dict:
+    caller = auth.optional_identity(request)
+    if caller is None:
+        raise Unauthorized("GET /tokens must be signed (x-identity, x-signature)")
+    return {"data": [{token.facade: token.token} for token in tokens.active_for_sin(caller.sin)]}
+
+
+# Rates
+
+
+@api_route("/rates")
+def list_rates(request: ApiRequest) -> dict:
+    pairs = request.query_value("currencyPairs")
+    if pairs:
+        return {"data": [_currency_pair_rate(pair) for pair in pairs.split(",") if pair.strip()]}
+    return {"data": get_rates().rate_list((request.query_value("cryptoCode") or "BTC").upper())}
+
+
+def _currency_pair_rate(pair: str) -> dict:
+    base, separator, quote = pair.strip().upper().partition("_")
+    if not separator:
+        raise BadRequest(f"currencyPairs entries look like BTC_USD, not {pair!r}")
+    return {
+        "name": quote,
+        "cryptoCode": base,
+        "currencyPair": f"{base}_{quote}",
+        "code": quote,
+        "rate": float(get_rates().rate(base, quote)),
+    }
+
+
+@api_route("/rates/{base}")
+def list_rates_for_base(request: ApiRequest, base: str) -> dict:
+    return {"data": get_rates().rate_list(base.upper())}
+
+
+@api_route("/rates/{base}/{quote}")
+def get_rate(request: ApiRequest, base: str, quote: str) -> dict:
+    base, quote = base.upper(), quote.upper()
+    rate = next((item for item in get_rates().rate_list(base) if item["code"] == quote), None)
+    if rate is None:
+        raise BadRequest(f"Currency {quote} is not supported")
+    return {"data": rate}
+
+
+# Invoices
+
+_INVOICE_FACADES = ("pos", "merchant")
+
+
+@api_route("/invoices", methods=("POST",))
+def create_invoice(request: ApiRequest) -> dict:
+    caller = auth.authenticate(request, _INVOICE_FACADES)
+    invoice = invoices.create(caller, request.json)
+    return {"facade": f"{caller.facade}/invoice", "data": invoices.full_view(invoice, request.base_url)}
+
+
+@api_route("/invoices")
+def search_invoices(request: ApiRequest) -> dict:
+    caller = auth.authenticate(request, ("merchant",))
+    found = invoices.search(caller.store_id, dict(request.query))
+    return {"data": [invoices.full_view(invoice, request.base_url) for invoice in found]}
+
+
+@api_route("/invoices/{invoice_id}")
+def get_invoice(request: ApiRequest, invoice_id: str) -> dict:
+    caller = auth.authenticate_optional(request, _INVOICE_FACADES)
+    if caller.token is None:
+        return {"data": invoices.public_view(invoices.get_public(invoice_id), request.base_url)}
+    return {"data": invoices.full_view(invoices.get_for(caller, invoice_id), request.base_url)}
+
+
+@api_route("/invoices/guid/{guid}")
+def get_invoice_by_guid(request: ApiRequest, guid: str) -> dict:
+    caller = auth.authenticate(request, _INVOICE_FACADES)
+    return {"data": invoices.full_view(invoices.get_by_guid(caller, guid), request.base_url)}

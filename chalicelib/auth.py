@@ -1,0 +1,145 @@
+"""Turns a request into an authenticated caller: a proven identity and a token.
+
+The client signs the URL it requested plus the raw body. API Gateway hands
+the service only a decoded query map, so the signed URL is rebuilt as a small,
+bounded set of candidates (query encodings, explicit default port) and the
+request is accepted when one of them verifies.
+"""
+
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode, urlsplit
+
+from . import identity, tokens
+from .errors import Forbidden, Unauthorized
+from .models import TokenModel
+from .settings import get_settings
+from .web import ApiRequest
+
+MAX_VERIFICATIONS = 8
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+# Node's querystring leaves these unescaped, Python's urlencode does not.
+_NODE_SAFE = "!'()*"
+
+
+@dataclass(frozen=True)
+class Identity:
+    sin: str
+    public_key: bytes
+
+
+@dataclass(frozen=True)
+class Caller:
+    identity: Identity | None
+    token: TokenModel | None
+
+    @property
+    def store_id(self) -> str:
+        assert self.token is not None and self.token.store_id is not None
+        return self.token.store_id
+
+    @property
+    def facade(self) -> str:
+        return self.token.facade if self.token else "public"
+
+
+def _bases(request: ApiRequest) -> list[str]:
+    if get_settings().public_base_url:
+        return [request.base_url + request.route_path]
+    scheme, host = request.scheme, request.host
+    default_port = _DEFAULT_PORTS.get(scheme)
+    try:
+        port = urlsplit(f"//{host}").port
+    except ValueError:
+        port = None
+    # Some clients sign https://host:443/... while the Host header omits the port, or the reverse.
+    if port is None and default_port:
+        hosts = [host, f"{host}:{default_port}"]
+    elif str(port) == default_port:
+        hosts = [host, host.removesuffix(f":{port}")]
+    else:
+        hosts = [host]
+    return [f"{scheme}://{h}{request.path}" for h in hosts]
+
+
+def _queries(request: ApiRequest) -> list[str]:
+    if not request.query:
+        return [""]
+    encodings = (urlencode(request.query), urlencode(request.query, quote_via=quote, safe=_NODE_SAFE))
+    return list(dict.fromkeys("?" + encoded for encoded in encodings))
+
+
+def candidate_urls(request: ApiRequest) -> list[str]:
+    """The URLs the client may have signed, most likely first, at most MAX_VERIFICATIONS."""
+    urls = [base + query for query in _queries(request) for base in _bases(request)]
+    return list(dict.fromkeys(urls))[:MAX_VERIFICATIONS]
+
+
+def _signed_identity(request: ApiRequest) -> Identity | None:
+    """The proven identity, None when the request is unsigned; Unauthorized when the proof fails."""
+    public_key_hex = request.headers.get("x-identity")
+    signature = request.headers.get("x-signature")
+    if not public_key_hex and not signature:
+        return None
+    if not public_key_hex or not signature:
+        raise Unauthorized("Signed requests need both x-identity and x-signature headers")
+    try:
+        public_key = identity.parse_public_key(public_key_hex)
+    except identity.InvalidKey as exc:
+        raise Unauthorized(str(exc)) from exc
+    for url in candidate_urls(request):
+        if identity.verify_signature(public_key, url.encode() + request.body, signature):
+            return Identity(sin=identity.sin_from_public_key(public_key_hex), public_key=public_key)
+    raise Unauthorized("Invalid signature: x-signature must sign the requested URL followed by the request body")
+
+
+def optional_identity(request: ApiRequest) -> Identity | None:
+    """For public routes: stale or bad signature headers must not fail them."""
+    try:
+        return _signed_identity(request)
+    except Unauthorized:
+        return None
+
+
+def request_token(request: ApiRequest) -> str | None:
+    if request.method in ("POST", "PUT"):
+        token = request.json.get("token")
+        if token is not None and not isinstance(token, str):
+            raise Unauthorized("token must be a string")
+        return token or request.query_value("token")
+    return request.query_value("token")
+
+
+def _check_token(token: TokenModel | None, caller: Identity | None) -> TokenModel:
+    if token is None:
+        raise Unauthorized("Unknown token: pair this client to obtain one (POST /tokens)")
+    if token.status == TokenModel.REVOKED:
+        raise Unauthorized("This token has been revoked; pair the client again")
+    if token.status == TokenModel.PENDING:
+        raise Forbidden(
+            f"This token is not approved yet: open /api-access-request?pairingCode={token.pairing_code} to approve it"
+        )
+    if token.sin is not None:
+        if caller is None:
+            raise Unauthorized("This token is bound to a client id: sign the request (x-identity, x-signature)")
+        if caller.sin != token.sin:
+            raise Unauthorized("This token does not belong to the key that signed the request")
+    return token
+
+
+def authenticate(request: ApiRequest, facades: tuple[str, ...]) -> Caller:
+    """The caller of a route open only to tokens of `facades`."""
+    caller = _signed_identity(request)
+    token_value = request_token(request)
+    if not token_value:
+        raise Unauthorized(f"This endpoint requires a {' or '.join(facades)} token")
+    token = _check_token(tokens.find(token_value), caller)
+    if token.facade not in facades:
+        raise Forbidden(f"This endpoint requires the {' or '.join(facades)} facade; this token has {token.facade}")
+    return Caller(identity=caller, token=token)
+
+
+def authenticate_optional(request: ApiRequest, facades: tuple[str, ...]) -> Caller:
+    """Like `authenticate`, but a request with no token at all is a public caller."""
+    if not request_token(request):
+        return Caller(identity=optional_identity(request), token=None)
+    return authenticate(request, facades)

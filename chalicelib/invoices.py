@@ -1,0 +1,382 @@
+"""Invoices: creating them from what BitPay clients send, finding them, and their wire views."""
+
+import hashlib
+import json
+import math
+import secrets
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import base58
+from pynamodb.exceptions import PutError
+
+from .auth import Caller
+from .errors import BadRequest, NotFound
+from .models import BuyerAttribute, InvoiceModel, now_ms
+from .rates import get_rates
+from .settings import get_settings
+from .stores import reserve_address_index
+
+SATS_PER_BTC = 100_000_000
+TARGET_CONFIRMATIONS = {"high": 0, "medium": 1, "low": 6}
+MAX_PRICE = Decimal("1e12")
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+_TEXT_LIMITS = {"orderid": 100, "itemdesc": 1000, "itemcode": 100, "posdata": 10_000, "guid": 100}
+# Request field (lower-cased) -> (model attribute, name in error messages).
+_URL_FIELDS = {
+    "notificationurl": ("notification_url", "notificationURL"),
+    "redirecturl": ("redirect_url", "redirectURL"),
+    "closeurl": ("close_url", "closeURL"),
+}
+_BOOLEAN_FIELDS = {
+    "fullnotifications": ("full_notifications", "fullNotifications"),
+    "extendednotifications": ("extended_notifications", "extendedNotifications"),
+    "physical": ("physical", "physical"),
+}
+# Nested BitPay names, flat legacy names and BTCPay's names for the buyer's fields.
+_BUYER_FIELDS = {
+    "name": "name", "buyername": "name",
+    "address1": "address1", "buyeraddress1": "address1",
+    "address2": "address2", "buyeraddress2": "address2",
+    "locality": "locality", "city": "locality", "buyercity": "locality",
+    "region": "region", "state": "region", "buyerstate": "region",
+    "postalcode": "postalCode", "zip": "postalCode", "buyerzip": "postalCode",
+    "country": "country", "buyercountry": "country",
+    "email": "email", "buyeremail": "email",
+    "phone": "phone", "buyerphone": "phone",
+}  # fmt: skip
+_MAX_BUYER_FIELD = 200
+_PRIVATE_FIELDS = ("posData", "buyer", "notificationURL", "notificationEmail", "token", "guid", "orderId", "itemCode")
+
+
+def _text(fields: dict, key: str, name: str, limit: int) -> str | None:
+    value = fields.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string")
+    if len(value) > limit:
+        raise BadRequest(f"{name} must be at most {limit} characters")
+    return value
+
+
+def _price(value: object) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise BadRequest("price must be a number")
+    try:
+        price = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise BadRequest("price must be a number") from exc
+    if not price.is_finite() or price <= 0:
+        raise BadRequest("price must be greater than 0")
+    if price > MAX_PRICE:
+        raise BadRequest("price is too large")
+    return price
+
+
+def _url(value: object, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 2000:
+        raise BadRequest(f"{name} must be an absolute http(s) URL")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(f"{name} must be an absolute http(s) URL")
+    return value
+
+
+def _boolean(value: object, name: str) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise BadRequest(f"{name} must be true or false")
+
+
+def _buyer(fields: dict) -> dict:
+    nested = fields.get("buyer")
+    if nested is not None and not isinstance(nested, dict):
+        raise BadRequest("buyer must be an object")
+    sources = [(key.lower(), value) for key, value in (nested or {}).items()] + list(fields.items())
+    buyer: dict = {}
+    for key, value in sources:
+        name = _BUYER_FIELDS.get(key)
+        if name is not None and name not in buyer:
+            text = _text({key: value}, key, f"buyer {name}", _MAX_BUYER_FIELD)
+            if text is not None:
+                buyer[name] = text
+    notify = (nested or {}).get("notify", fields.get("buyernotify"))
+    if notify is not None:
+        buyer["notify"] = _boolean(notify, "buyer notify")
+    if "email" in buyer and "@" not in buyer["email"]:
+        raise BadRequest("buyer email is not an email address")
+    return buyer
+
+
+def _pos_data(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return _text({"posdata": value}, "posdata", "posData", _TEXT_LIMITS["posdata"])
+    # Some plugins send posData as an object; BitPay's models want a string.
+    return _text({"posdata": json.dumps(value)}, "posdata", "posData", _TEXT_LIMITS["posdata"])
+
+
+def parse_request(body: dict) -> dict:
+    """The invoice fields of a BitPay create-invoice body, validated; unknown fields are ignored."""
+    fields = {key.lower(): value for key, value in body.items() if isinstance(key, str)}
+    if "price" not in fields:
+        raise BadRequest("price is required")
+    currency = fields.get("currency")
+    if not isinstance(currency, str) or not currency.strip():
+        raise BadRequest("currency is required (ISO 4217 code, e.g. USD)")
+    currency = currency.strip().upper()
+    if not get_rates().is_known(currency):
+        raise BadRequest(f"currency {currency} is not supported")
+    speed = fields.get("transactionspeed")
+    if speed is not None and speed not in TARGET_CONFIRMATIONS:
+        raise BadRequest("transactionSpeed must be high, medium or low")
+    email = _text(fields, "notificationemail", "notificationEmail", 254)
+    if email is not None and "@" not in email:
+        raise BadRequest("notificationEmail is not an email address")
+    parsed = {
+        "price": _price(fields["price"]),
+        "currency": currency,
+        "transaction_speed": speed,
+        "order_id": _text(fields, "orderid", "orderId", _TEXT_LIMITS["orderid"]),
+        "item_desc": _text(fields, "itemdesc", "itemDesc", _TEXT_LIMITS["itemdesc"]),
+        "item_code": _text(fields, "itemcode", "itemCode", _TEXT_LIMITS["itemcode"]),
+        "guid": _text(fields, "guid", "guid", _TEXT_LIMITS["guid"]),
+        "pos_data": _pos_data(fields.get("posdata")),
+        "notification_email": email,
+        "buyer": _buyer(fields),
+    }
+    for key, (attribute, name) in _URL_FIELDS.items():
+        parsed[attribute] = _url(fields.get(key), name)
+    for key, (attribute, name) in _BOOLEAN_FIELDS.items():
+        parsed[attribute] = _boolean(fields.get(key), name)
+    return parsed
+
+
+def _new_invoice_id(store_id: str, guid: str | None) -> str:
+    """A random id, or with a guid one derived from it, so a retried create finds the first invoice."""
+    raw = hashlib.sha256(f"{store_id}\0{guid}".encode()).digest()[:16] if guid else secrets.token_bytes(16)
+    return base58.b58encode(raw).decode()
+
+
+@lru_cache(maxsize=256)
+def _wallet(text: str):
+    from .wallet import Wallet  # embit loads on the first invoice, not at start-up
+
+    return Wallet.parse(text, get_settings().bitcoin_network)
+
+
+def create(caller: Caller, body: dict) -> InvoiceModel:
+    """A new invoice for the caller's store, at a fresh receive address.
+
+    Three DynamoDB requests in all with the token lookup: one UpdateItem that
+    reserves the address index and reads the store, and one conditional PutItem.
+    """
+    fields = parse_request(body)
+    store, address_index = reserve_address_index(caller.store_id)
+    rate = get_rates().btc_price(fields["currency"])
+    created = now_ms()
+    speed = fields.pop("transaction_speed") or store.transaction_speed
+    status = "new"
+    invoice = InvoiceModel(
+        _new_invoice_id(store.store_id, fields["guid"]),
+        store_id=store.store_id,
+        token=caller.token.token,
+        facade=caller.facade,
+        created=created,
+        expiration=created + int(store.invoice_expiration_minutes) * 60_000,
+        status=status,
+        rate=str(rate),
+        btc_due_sats=math.ceil(fields["price"] / rate * SATS_PER_BTC),
+        address=_wallet(store.wallet).address(address_index),
+        address_index=address_index,
+        transaction_speed=speed,
+        invoice_token=base58.b58encode(secrets.token_bytes(16)).decode(),
+        store_status=f"{store.store_id}#{status}",
+        store_order_id=f"{store.store_id}#{fields['order_id']}" if fields["order_id"] else None,
+        store_item_code=f"{store.store_id}#{fields['item_code']}" if fields["item_code"] else None,
+        **{**fields, "price": str(fields["price"]), "buyer": BuyerAttribute(**fields["buyer"])},
+    )
+    try:
+        invoice.save(condition=InvoiceModel.invoice_id.does_not_exist())
+    except PutError as exc:
+        if fields["guid"] and exc.cause_response_code == "ConditionalCheckFailedException":
+            return InvoiceModel.get(invoice.invoice_id)
+        raise
+    return invoice
+
+
+def _get(invoice_id: str) -> InvoiceModel | None:
+    if not 0 < len(invoice_id) <= 64:
+        return None
+    try:
+        return InvoiceModel.get(invoice_id)
+    except InvoiceModel.DoesNotExist:
+        return None
+
+
+def get_public(invoice_id: str) -> InvoiceModel:
+    invoice = _get(invoice_id)
+    if invoice is None:
+        raise NotFound("Object not found")
+    return invoice
+
+
+def get_for(caller: Caller, invoice_id: str) -> InvoiceModel:
+    """The invoice if the caller may read it: its store's merchant, or the pos token that made it."""
+    invoice = _get(invoice_id)
+    if invoice is None or invoice.store_id != caller.store_id:
+        raise NotFound("Object not found")
+    if caller.facade == "pos" and invoice.token != caller.token.token:
+        raise NotFound("Object not found")
+    return invoice
+
+
+def get_by_guid(caller: Caller, guid: str) -> InvoiceModel:
+    return get_for(caller, _new_invoice_id(caller.store_id, guid))
+
+
+def _parse_date(value: str, name: str, end: bool) -> int:
+    for pattern in ("%Y-%m-%d", "%m/%d/%Y"):
+        try:
+            day = datetime.strptime(value.strip(), pattern).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        # dateEnd names a whole day: everything before the next midnight.
+        return int((day + timedelta(days=1)).timestamp() * 1000) - 1 if end else int(day.timestamp() * 1000)
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name} must be a date: YYYY-MM-DD or MM/DD/YYYY") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _whole_number(value: str | None, name: str, default: int, maximum: int) -> int:
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or int(value) > maximum:
+        raise BadRequest(f"{name} must be a whole number from 0 to {maximum}")
+    return int(value)
+
+
+def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
+    """The store's invoices, newest first, filtered through the most selective index."""
+    start = _parse_date(params["dateStart"], "dateStart", end=False) if params.get("dateStart") else 0
+    end = _parse_date(params["dateEnd"], "dateEnd", end=True) if params.get("dateEnd") else 2**53
+    limit = _whole_number(params.get("limit"), "limit", DEFAULT_LIMIT, MAX_LIMIT) or DEFAULT_LIMIT
+    offset = _whole_number(params.get("offset"), "offset", 0, 1_000_000)
+    status, order_id, item_code = params.get("status"), params.get("orderId"), params.get("itemCode")
+    remaining = []
+    if order_id:
+        index, key = InvoiceModel.by_order_id, f"{store_id}#{order_id}"
+        remaining = [(InvoiceModel.status, status), (InvoiceModel.item_code, item_code)]
+    elif item_code:
+        index, key = InvoiceModel.by_item_code, f"{store_id}#{item_code}"
+        remaining = [(InvoiceModel.status, status)]
+    elif status:
+        index, key = InvoiceModel.by_status, f"{store_id}#{status}"
+    else:
+        index, key = InvoiceModel.by_store, store_id
+    filter_condition = None
+    for attribute, value in remaining:
+        if value:
+            condition = attribute == value
+            filter_condition = condition if filter_condition is None else filter_condition & condition
+    results = index.query(
+        key,
+        range_key_condition=InvoiceModel.created.between(start, end),
+        filter_condition=filter_condition,
+        scan_index_forward=False,
+        limit=offset + limit,
+    )
+    return list(results)[offset:]
+
+
+def _btc(sats: int) -> str:
+    return f"{Decimal(sats) / SATS_PER_BTC:.8f}"
+
+
+def _bip21(invoice: InvoiceModel, due_sats: int) -> str:
+    amount = format((Decimal(due_sats) / SATS_PER_BTC).normalize(), "f")
+    return f"bitcoin:{invoice.address}?amount={amount}"
+
+
+def current_status(invoice: InvoiceModel, now: int) -> str:
+    """An unpaid invoice past its expiration time is expired, even before the watcher records it."""
+    return "expired" if invoice.status == "new" and now > invoice.expiration else invoice.status
+
+
+def full_view(invoice: InvoiceModel, base_url: str) -> dict:
+    """The invoice object of BitPay's API, typed as bitpay 8's models expect (no nulls)."""
+    now = now_ms()
+    due_sats = max(invoice.btc_due_sats - invoice.btc_paid_sats, 0)
+    bip21 = _bip21(invoice, due_sats)
+    rate = float(Decimal(invoice.rate))
+    exception_status = invoice.exception_status or False
+    view = {
+        "id": invoice.invoice_id,
+        "url": f"{base_url}/invoice?id={invoice.invoice_id}",
+        "status": current_status(invoice, now),
+        "price": float(Decimal(invoice.price)),
+        "currency": invoice.currency,
+        "orderId": invoice.order_id,
+        "itemDesc": invoice.item_desc,
+        "itemCode": invoice.item_code,
+        "posData": invoice.pos_data,
+        "invoiceTime": invoice.created,
+        "expirationTime": invoice.expiration,
+        "currentTime": now,
+        "exceptionStatus": exception_status,
+        "token": invoice.invoice_token,
+        "guid": invoice.guid,
+        "transactionSpeed": invoice.transaction_speed,
+        "targetConfirmations": TARGET_CONFIRMATIONS[invoice.transaction_speed],
+        "redirectURL": invoice.redirect_url,
+        "closeURL": invoice.close_url,
+        "notificationURL": invoice.notification_url,
+        "notificationEmail": invoice.notification_email,
+        "fullNotifications": invoice.full_notifications,
+        "extendedNotifications": invoice.extended_notifications,
+        "physical": invoice.physical,
+        "buyer": {name: value for name, value in invoice.buyer.attribute_values.items() if value is not None},
+        "paymentSubtotals": {"BTC": invoice.btc_due_sats},
+        "paymentTotals": {"BTC": invoice.btc_due_sats},
+        "paymentDisplayTotals": {"BTC": _btc(invoice.btc_due_sats)},
+        "paymentDisplaySubTotals": {"BTC": _btc(invoice.btc_due_sats)},
+        "exchangeRates": {"BTC": {invoice.currency: rate}},
+        "amountPaid": invoice.btc_paid_sats,
+        "displayAmountPaid": _btc(invoice.btc_paid_sats),
+        "transactions": [],
+        "supportedTransactionCurrencies": {"BTC": {"enabled": True}},
+        "paymentCodes": {"BTC": {"BIP21": bip21}},
+        "refundAddressRequestPending": False,
+        "lowFeeDetected": False,
+        # Names that BTCPay-era clients still read.
+        "btcPrice": _btc(invoice.btc_due_sats),
+        "btcDue": _btc(due_sats),
+        "btcPaid": _btc(invoice.btc_paid_sats),
+        "rate": rate,
+        "bitcoinAddress": invoice.address,
+        "paymentUrls": {"BIP21": bip21},
+        "addresses": {"BTC": invoice.address},
+    }
+    return {key: value for key, value in view.items() if value is not None}
+
+
+def public_view(invoice: InvoiceModel, base_url: str) -> dict:
+    """What anyone holding the invoice id may see: no merchant or buyer data."""
+    view = full_view(invoice, base_url)
+    for key in _PRIVATE_FIELDS:
+        view.pop(key, None)
+    return view

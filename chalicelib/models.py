@@ -1,0 +1,238 @@
+"""Every DynamoDB table, as pynamodb models, and the one function that creates them.
+
+Keys and indexes follow the access paths of the API so that no request needs
+a Scan: a token by its value, by SIN, by pairing code and by store; stores by
+owner; invoices by id, and by store and time (newest first) through indexes
+whose hash key already carries the filter (status, orderId, itemCode).
+
+Times are epoch milliseconds (what BitPay's wire format uses) except TTL
+attributes, which DynamoDB requires in epoch seconds.
+"""
+
+import os
+import time
+from datetime import UTC, datetime
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from .settings import get_settings
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _meta(table_variable: str, table_suffix: str) -> type:
+    settings = get_settings()
+
+    class Meta:
+        table_name = os.environ.get(table_variable) or f"paylambda-{settings.stage}-{table_suffix}"
+        region = settings.region
+        host = settings.dynamodb_endpoint
+        billing_mode = "PAY_PER_REQUEST"
+
+    return Meta
+
+
+def _index_meta(index_name: str) -> type:
+    class Meta:
+        projection = AllProjection()
+
+    Meta.index_name = index_name
+    return Meta
+
+
+def is_expired(expiration: datetime | None) -> bool:
+    """DynamoDB deletes expired items only eventually, so reads check the TTL too."""
+    return expiration is not None and expiration <= datetime.now(UTC)
+
+
+class UserModel(Model):
+    Meta = _meta("USERS_TABLE", "users")
+
+    login = UnicodeAttribute(hash_key=True)
+    password_hash = UnicodeAttribute()
+    is_admin = BooleanAttribute(default=False)
+    created = NumberAttribute(default_for_new=now_ms)
+
+
+class StoresByOwner(GlobalSecondaryIndex):
+    Meta = _index_meta("owner-index")
+    owner = UnicodeAttribute(hash_key=True)
+    created = NumberAttribute(range_key=True)
+
+
+class StoreModel(Model):
+    Meta = _meta("STORES_TABLE", "stores")
+
+    store_id = UnicodeAttribute(hash_key=True)
+    owner = UnicodeAttribute()
+    name = UnicodeAttribute()
+    default_currency = UnicodeAttribute(default="USD")
+    website = UnicodeAttribute(null=True)
+    # Extended public key or output descriptor; never a private key.
+    wallet = UnicodeAttribute(null=True)
+    # Advanced atomically (UpdateItem ADD) so no two invoices share an address.
+    next_address_index = NumberAttribute(default=0)
+    invoice_expiration_minutes = NumberAttribute(default=15)
+    transaction_speed = UnicodeAttribute(default="medium")
+    created = NumberAttribute(default_for_new=now_ms)
+
+    by_owner = StoresByOwner()
+
+
+class TokensBySin(GlobalSecondaryIndex):
+    Meta = _index_meta("sin-index")
+    sin = UnicodeAttribute(hash_key=True)
+    created = NumberAttribute(range_key=True)
+
+
+class TokensByPairingCode(GlobalSecondaryIndex):
+    Meta = _index_meta("pairing-code-index")
+    pairing_code = UnicodeAttribute(hash_key=True)
+
+
+class TokensByStore(GlobalSecondaryIndex):
+    Meta = _index_meta("store-index")
+    store_id = UnicodeAttribute(hash_key=True)
+    created = NumberAttribute(range_key=True)
+
+
+class TokenModel(Model):
+    """An API token, and while it is pending, the pairing request behind it.
+
+    A client-requested pairing has a SIN and waits for a person to approve it
+    for a store; a merchant-made pairing code has a store and waits for a
+    client to claim it. Either way the item carries `pairing_expiration`
+    (a TTL) until it becomes active, when the attribute is removed.
+    """
+
+    Meta = _meta("TOKENS_TABLE", "tokens")
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+    token = UnicodeAttribute(hash_key=True)
+    facade = UnicodeAttribute()
+    status = UnicodeAttribute(default=PENDING)
+    store_id = UnicodeAttribute(null=True)
+    sin = UnicodeAttribute(null=True)
+    label = UnicodeAttribute(null=True)
+    pairing_code = UnicodeAttribute(null=True)
+    pairing_expiration = TTLAttribute(null=True)
+    created = NumberAttribute(default_for_new=now_ms)
+
+    by_sin = TokensBySin()
+    by_pairing_code = TokensByPairingCode()
+    by_store = TokensByStore()
+
+    @property
+    def is_expired(self) -> bool:
+        return self.status == self.PENDING and is_expired(self.pairing_expiration)
+
+
+class InvoicesByStore(GlobalSecondaryIndex):
+    Meta = _index_meta("store-created-index")
+    store_id = UnicodeAttribute(hash_key=True)
+    created = NumberAttribute(range_key=True)
+
+
+class InvoicesByStatus(GlobalSecondaryIndex):
+    Meta = _index_meta("store-status-index")
+    store_status = UnicodeAttribute(hash_key=True)
+    created = NumberAttribute(range_key=True)
+
+
+class InvoicesByOrderId(GlobalSecondaryIndex):
+    Meta = _index_meta("store-order-index")
+    store_order_id = UnicodeAttribute(hash_key=True)
+    created = NumberAttribute(range_key=True)
+
+
+class InvoicesByItemCode(GlobalSecondaryIndex):
+    Meta = _index_meta("store-item-index")
+    store_item_code = UnicodeAttribute(hash_key=True)
+    created = NumberAttribute(range_key=True)
+
+
+class BuyerAttribute(MapAttribute):
+    name = UnicodeAttribute(null=True)
+    address1 = UnicodeAttribute(null=True)
+    address2 = UnicodeAttribute(null=True)
+    locality = UnicodeAttribute(null=True)
+    region = UnicodeAttribute(null=True)
+    postalCode = UnicodeAttribute(null=True)
+    country = UnicodeAttribute(null=True)
+    email = UnicodeAttribute(null=True)
+    phone = UnicodeAttribute(null=True)
+    notify = BooleanAttribute(null=True)
+
+
+class InvoiceModel(Model):
+    Meta = _meta("INVOICES_TABLE", "invoices")
+
+    invoice_id = UnicodeAttribute(hash_key=True)
+    store_id = UnicodeAttribute()
+    # The token that created it: a pos token reads only its own invoices.
+    token = UnicodeAttribute()
+    facade = UnicodeAttribute()
+    created = NumberAttribute()
+    expiration = NumberAttribute()
+    status = UnicodeAttribute()
+    exception_status = UnicodeAttribute(null=True)
+    price = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    rate = UnicodeAttribute()
+    btc_due_sats = NumberAttribute()
+    btc_paid_sats = NumberAttribute(default=0)
+    address = UnicodeAttribute()
+    # BitPay's per-invoice resource token (not an API token).
+    invoice_token = UnicodeAttribute()
+    address_index = NumberAttribute()
+    transaction_speed = UnicodeAttribute()
+    order_id = UnicodeAttribute(null=True)
+    item_code = UnicodeAttribute(null=True)
+    item_desc = UnicodeAttribute(null=True)
+    pos_data = UnicodeAttribute(null=True)
+    guid = UnicodeAttribute(null=True)
+    notification_url = UnicodeAttribute(null=True)
+    notification_email = UnicodeAttribute(null=True)
+    redirect_url = UnicodeAttribute(null=True)
+    close_url = UnicodeAttribute(null=True)
+    full_notifications = BooleanAttribute(default=False)
+    extended_notifications = BooleanAttribute(default=False)
+    physical = BooleanAttribute(default=False)
+    buyer = BuyerAttribute(default=dict)
+
+    # Composite hash keys of the filtered search indexes; the index on
+    # orderId and itemCode are sparse (absent when the field is).
+    store_status = UnicodeAttribute()
+    store_order_id = UnicodeAttribute(null=True)
+    store_item_code = UnicodeAttribute(null=True)
+
+    by_store = InvoicesByStore()
+    by_status = InvoicesByStatus()
+    by_order_id = InvoicesByOrderId()
+    by_item_code = InvoicesByItemCode()
+
+
+ALL_MODELS: tuple[type[Model], ...] = (UserModel, StoreModel, TokenModel, InvoiceModel)
+
+
+def create_tables(models: tuple[type[Model], ...] = ALL_MODELS) -> list[str]:
+    """Create every missing table (with its TTL); safe to run any number of times."""
+    created = []
+    for model in models:
+        if not model.exists():
+            model.create_table(wait=True)
+            created.append(model.Meta.table_name)
+    return created

@@ -1,0 +1,88 @@
+"""Stores: a user owns many; each has its own wallet, currency and invoice settings."""
+
+import secrets
+
+import base58
+from pynamodb.exceptions import UpdateError
+
+from .errors import BadRequest, NotFound
+from .models import StoreModel
+from .rates import get_rates
+from .settings import get_settings
+
+TRANSACTION_SPEEDS = ("high", "medium", "low")
+MAX_NAME_LENGTH = 100
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise BadRequest(f"store name must be 1 to {MAX_NAME_LENGTH} characters")
+    return name.strip()
+
+
+def _check_currency(currency: object) -> str:
+    if not isinstance(currency, str) or not get_rates().is_known(currency.upper()):
+        raise BadRequest(f"currency {currency!r} is not supported")
+    return currency.upper()
+
+
+def normalise_wallet(text: str | None) -> str | None:
+    """The wallet in canonical form; None clears it."""
+    if text is None or not text.strip():
+        return None
+    # embit is imported on first use: the invoice and store paths need it, start-up does not.
+    from .wallet import Wallet
+
+    return str(Wallet.parse(text, get_settings().bitcoin_network))
+
+
+def create_store(owner: str, name: object, default_currency: object = "USD", wallet: str | None = None) -> StoreModel:
+    store = StoreModel(
+        base58.b58encode(secrets.token_bytes(16)).decode(),
+        owner=owner,
+        name=_check_name(name),
+        default_currency=_check_currency(default_currency),
+        wallet=normalise_wallet(wallet),
+    )
+    store.save(condition=StoreModel.store_id.does_not_exist())
+    return store
+
+
+def get_store(store_id: str) -> StoreModel | None:
+    if not store_id or len(store_id) > 64:
+        return None
+    try:
+        return StoreModel.get(store_id)
+    except StoreModel.DoesNotExist:
+        return None
+
+
+def owned_store(owner: str, store_id: str) -> StoreModel:
+    """The store when `owner` owns it; anyone else's looks just like a missing one."""
+    store = get_store(store_id)
+    if store is None or store.owner != owner:
+        raise NotFound("Store not found")
+    return store
+
+
+def stores_of(owner: str) -> list[StoreModel]:
+    return list(StoreModel.by_owner.query(owner))
+
+
+def reserve_address_index(store_id: str) -> tuple[StoreModel, int]:
+    """Advance the store's address counter atomically; returns the store as updated and the index to use.
+
+    One UpdateItem both reserves the index and reads the store's settings, so
+    invoices created concurrently never share an address.
+    """
+    store = StoreModel(store_id)
+    try:
+        store.update(
+            actions=[StoreModel.next_address_index.add(1)],
+            condition=StoreModel.store_id.exists() & StoreModel.wallet.exists(),
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            raise BadRequest("This store has no wallet: set its extended public key in the store settings") from exc
+        raise
+    return store, store.next_address_index - 1

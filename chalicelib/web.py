@@ -1,0 +1,119 @@
+"""What the API needs of an HTTP request, and the one place errors become responses."""
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalice import Response
+
+from .errors import ApiError, BadRequest
+from .settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+# BitPay clients are strict about content types only in what they send;
+# accepting these keeps a client that forgets the header from getting a 415.
+API_CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """A request as API Gateway (or `chalice local`) describes it.
+
+    `path` is the path the client really requested (API Gateway's
+    `requestContext.path`: with the stage or the custom domain's base path);
+    `route_path` is the same request below the API's root. `query` keeps the
+    order the parameters arrived in, since that is the order clients signed.
+    """
+
+    method: str
+    headers: dict[str, str]
+    path: str
+    route_path: str
+    query: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    @classmethod
+    def from_chalice(cls, request: Any) -> "ApiRequest":
+        query_params = request.query_params or {}
+        query = [(name, value) for name in query_params for value in query_params.getlist(name)]
+        route_path = request.path
+        for name, value in (request.uri_params or {}).items():
+            route_path = route_path.replace("{" + name + "}", value)
+        path = request.context.get("path") or route_path
+        if path.endswith("/") and not route_path.endswith("/"):
+            route_path += "/"
+        raw_body = request.raw_body or b""
+        return cls(
+            method=request.method,
+            headers={name.lower(): value for name, value in request.headers.items()},
+            path=path,
+            route_path=route_path,
+            query=query,
+            body=raw_body if isinstance(raw_body, bytes) else raw_body.encode(),
+        )
+
+    @property
+    def scheme(self) -> str:
+        # API Gateway always sets X-Forwarded-Proto (https); `chalice local` serves plain http.
+        return self.headers.get("x-forwarded-proto", "http").split(",")[0].strip().lower()
+
+    @property
+    def host(self) -> str:
+        return self.headers.get("host", "")
+
+    @property
+    def base_url(self) -> str:
+        """Where this API is reachable, as the client sees it: links and signed URLs start here."""
+        public_base_url = get_settings().public_base_url
+        if public_base_url:
+            return public_base_url
+        prefix = self.path.removesuffix(self.route_path) if self.path.endswith(self.route_path) else ""
+        return f"{self.scheme}://{self.host}{prefix}"
+
+    def query_value(self, name: str) -> str | None:
+        return next((value for key, value in self.query if key == name), None)
+
+    @functools.cached_property
+    def json(self) -> dict:
+        """The body as a JSON object (empty when there is no body)."""
+        if len(self.body) > MAX_BODY_BYTES:
+            raise BadRequest(f"Request body is larger than {MAX_BODY_BYTES // 1024} KiB")
+        if not self.body.strip():
+            return {}
+        try:
+            parsed = json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest("Request body is not valid JSON") from exc
+        if not isinstance(parsed, dict):
+            raise BadRequest("Request body must be a JSON object")
+        return parsed
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(body=json.dumps(body), status_code=status, headers={"Content-Type": "application/json"})
+
+
+def error_response(error: ApiError) -> Response:
+    return json_response({"error": error.message}, error.status)
+
+
+def api_errors(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn domain errors into `{"error": ...}` responses; anything else is a logged 500."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except ApiError as error:
+            return error_response(error)
+        except Exception:
+            logger.exception("unhandled error")
+            return json_response({"error": "Internal error"}, 500)
+
+    return wrapper

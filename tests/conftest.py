@@ -1,0 +1,85 @@
+"""Shared fixtures: a moto DynamoDB server spoken to over HTTP, and the API served on localhost.
+
+The environment is set before any `chalicelib` import, because the models
+read their table names and endpoint when they are defined.
+"""
+
+import logging
+import os
+import socket
+import uuid
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+MOTO_PORT = _free_port()
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "DYNAMODB_ENDPOINT": f"http://127.0.0.1:{MOTO_PORT}",
+        "STAGE": "test",
+        "RATE_SOURCE": "fixed",
+        "BITCOIN_NETWORK": "main",
+    }
+)
+os.environ.pop("PUBLIC_BASE_URL", None)
+
+# The BIP84 test vector account (mnemonic "abandon ... about").
+BIP84_ZPUB = (
+    "zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs"
+)
+
+
+@pytest.fixture(scope="session")
+def dynamodb():
+    from moto.server import ThreadedMotoServer
+
+    # moto logs every DynamoDB request it serves.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=MOTO_PORT, verbose=False)
+    server.start()
+    from chalicelib.models import create_tables
+
+    create_tables()
+    yield os.environ["DYNAMODB_ENDPOINT"]
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def chalice_app(dynamodb):
+    from app import app
+
+    return app
+
+
+@pytest.fixture(scope="session", params=["", "/api"], ids=["root", "prefixed"])
+def api_url(request, chalice_app):
+    """The API's base URL, served at the root and under a stage-like prefix."""
+    from tests.gateway import LocalApi
+
+    server = LocalApi(chalice_app, prefix=request.param)
+    yield server.url
+    server.close()
+
+
+@pytest.fixture
+def user(dynamodb):
+    from chalicelib import users
+
+    return users.create_user(f"merchant-{uuid.uuid4().hex[:10]}", "correct horse battery")
+
+
+@pytest.fixture
+def store(user):
+    from chalicelib import stores
+
+    return stores.create_store(user.login, "Test shop", "USD", wallet=BIP84_ZPUB)

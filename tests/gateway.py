@@ -1,0 +1,60 @@
+"""Serve the Chalice app over real HTTP on localhost, shaped like API Gateway.
+
+Built on `chalice local`'s own gateway, with one addition: an optional path
+prefix (the API Gateway stage, or a custom domain's base path) that is part
+of the URL the client requests and signs, and of `requestContext.path`, but
+not of the route.
+"""
+
+import threading
+from http.server import BaseHTTPRequestHandler
+
+from chalice.config import Config
+from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer, LocalGateway, create_local_server
+
+
+class _PrefixedGateway(LocalGateway):
+    def __init__(self, app_object, config, prefix: str):
+        super().__init__(app_object, config)
+        self._prefix = prefix
+
+    def handle_request(self, method, path, headers, body):
+        if self._prefix and not path.startswith(self._prefix + "/"):
+            return {"statusCode": 403, "headers": {}, "multiValueHeaders": {}, "body": '{"message": "Forbidden"}'}
+        return super().handle_request(method, path.removeprefix(self._prefix), headers, body)
+
+    def _generate_lambda_event(self, method, path, headers, body):
+        event = super()._generate_lambda_event(method, path, headers, body)
+        event["requestContext"]["path"] = self._prefix + event["requestContext"]["path"]
+        return event
+
+
+def _handler_class(prefix: str) -> type:
+    class Handler(ChaliceRequestHandler):
+        def __init__(self, request, client_address, server, app_object, config):
+            self.local_gateway = _PrefixedGateway(app_object, config, prefix)
+            BaseHTTPRequestHandler.__init__(self, request, client_address, server)
+
+        def log_message(self, format, *args):
+            pass
+
+    return Handler
+
+
+class LocalApi:
+    """The app served on 127.0.0.1 in a background thread; `url` is its base URL."""
+
+    def __init__(self, app, prefix: str = ""):
+        config = Config.create(chalice_stage="local", app_name="paylambda")
+        if not isinstance(app, LocalChalice):
+            # Makes the app's current_request thread-local, as `chalice local` does.
+            create_local_server(app, config, "127.0.0.1", 0).server.server_close()
+        self._server = LocalDevServer(app, config, "127.0.0.1", 0, handler_cls=_handler_class(prefix))
+        host, port = self._server.server.server_address[:2]
+        self.url = f"http://{host}:{port}{prefix}"
+        self._thread = threading.Thread(target=self._server.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self):
+        self._server.shutdown()
+        self._server.server.server_close()
