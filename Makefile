@@ -16,7 +16,7 @@ run: install
 	$(BIN)/python scripts/run_local.py
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 lint: install
 	$(BIN)/ruff check .
