@@ -5,7 +5,7 @@ rendered by `status_region` from the invoice's public view alone, so a page
 polling the invoice's status can replace that region without a reload.
 """
 
-from . import invoices
+from . import invoices, stores
 from .errors import NotFound
 from .rendering import render_fragment
 
@@ -14,11 +14,14 @@ PAYABLE_STATES = ("awaiting", "partial")
 _STATES = {"paid": "paid", "confirmed": "complete", "complete": "complete", "expired": "expired", "invalid": "invalid"}
 
 
-def find_public_view(invoice_id: str, base_url: str) -> dict:
+def find(invoice_id: str, base_url: str) -> tuple[dict, str]:
+    """The invoice's public view and the name of the store it pays, which the buyer should recognise."""
     try:
-        return invoices.public_view(invoices.get_public(invoice_id), base_url)
+        invoice = invoices.get_public(invoice_id)
     except NotFound:
         raise NotFound("There is no invoice with this id. Check the link you were given.") from None
+    store = stores.get_store(invoice.store_id)
+    return invoices.public_view(invoice, base_url), store.name if store else ""
 
 
 def state(view: dict) -> str:

@@ -299,8 +299,8 @@ def invoice_detail(visit: Visit, store_id: str, invoice_id: str) -> Response:
 
 
 def _checkout(visit: Visit, invoice_id: str) -> Response:
-    view = checkout.find_public_view(invoice_id, visit.request.base_url)
-    return visit.render("checkout.html", invoice=view, status_region=checkout.status_region(view))
+    view, store_name = checkout.find(invoice_id, visit.request.base_url)
+    return visit.render("checkout.html", invoice=view, store_name=store_name, status_region=checkout.status_region(view))
 
 
 @page("/invoice", signed_in=False)
