@@ -138,10 +138,13 @@ def _store_form(store) -> dict:
 @page("/stores/{store_id}")
 def store_settings(visit: Visit, store_id: str) -> Response:
     store = stores.owned_store(visit.login, store_id)
-    addresses = stores.first_addresses(store.wallet, WALLET_PREVIEW_ADDRESSES) if store.wallet else []
-    return _settings_page(
-        visit, store, _store_form(store), addresses=addresses, saved=visit.request.query_value("saved")
-    )
+    form, saved = _store_form(store), visit.request.query_value("saved")
+    try:
+        addresses = stores.first_addresses(store.wallet, WALLET_PREVIEW_ADDRESSES) if store.wallet else []
+    except BadRequest as error:
+        # A wallet saved for another network (BITCOIN_NETWORK changed): the merchant must still reach the form.
+        return _settings_page(visit, store, form, error=error.message)
+    return _settings_page(visit, store, form, addresses=addresses, saved=saved)
 
 
 @page("/stores/{store_id}", methods=("POST",))
@@ -165,10 +168,10 @@ def save_store_settings(visit: Visit, store_id: str) -> Response:
 
 def _tokens_page(visit: Visit, store, status: int = 200, **context) -> Response:
     context.setdefault("form", {})
+    store_tokens = tokens.for_store(store.store_id)
     return visit.render(
-        "tokens.html", status=status, store=store, tokens=tokens.for_store(store.store_id), reference=tokens.reference,
-        **context,
-    )  # fmt: skip
+        "tokens.html", status=status, store=store, tokens=store_tokens, reference=tokens.reference, **context
+    )
 
 
 def _client_sin(text: str) -> str | None:
@@ -300,7 +303,9 @@ def invoice_detail(visit: Visit, store_id: str, invoice_id: str) -> Response:
 
 def _checkout(visit: Visit, invoice_id: str) -> Response:
     view, store_name = checkout.find(invoice_id, visit.request.base_url)
-    return visit.render("checkout.html", invoice=view, store_name=store_name, status_region=checkout.status_region(view))
+    return visit.render(
+        "checkout.html", invoice=view, store_name=store_name, status_region=checkout.status_region(view)
+    )
 
 
 @page("/invoice", signed_in=False)

@@ -95,13 +95,18 @@ def render_fragment(template: str, **context) -> str:
 
 
 @functools.cache
+def _static_files() -> dict[str, tuple[str, str, str]]:
+    """Every file in `static/`: name -> (content, content type, version)."""
+    files = {}
+    for path in STATIC_DIR.iterdir():
+        if path.suffix in _STATIC_TYPES:
+            content = path.read_text()
+            files[path.name] = (content, _STATIC_TYPES[path.suffix], hashlib.sha256(content.encode()).hexdigest()[:12])
+    return files
+
+
 def static_file(name: str) -> tuple[str, str, str] | None:
-    """(content, content type, version) of a file in `static/`, None for any other name."""
-    path = STATIC_DIR / name
-    if "/" in name or "\\" in name or name.startswith(".") or path.suffix not in _STATIC_TYPES or not path.is_file():
-        return None
-    content = path.read_text()
-    return content, _STATIC_TYPES[path.suffix], hashlib.sha256(content.encode()).hexdigest()[:12]
+    return _static_files().get(name)
 
 
 def local_path(value: str | None, default: str = DEFAULT_PAGE) -> str:
