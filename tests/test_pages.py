@@ -312,6 +312,20 @@ def test_bad_store_settings_are_refused_and_nothing_changes(api_url, merchant, s
     assert stores.get_store(store.store_id).name == "Test shop"
 
 
+def test_store_settings_still_open_when_the_saved_wallet_is_for_another_network(api_url, merchant, store):
+    from embit.bip32 import HDKey
+    from embit.networks import NETWORKS
+
+    from chalicelib.models import StoreModel
+
+    tpub = HDKey.from_seed(bytes(32), version=NETWORKS["test"]["xprv"]).to_public().to_base58(NETWORKS["test"]["xpub"])
+    # As if saved while the service ran on testnet (BITCOIN_NETWORK has changed since).
+    StoreModel(store.store_id).update(actions=[StoreModel.wallet.set(f"wpkh({tpub}/0/*)")])
+    page = merchant.get(f"{api_url}/stores/{store.store_id}")
+    assert page.status_code == 200
+    assert "This wallet is for testnet" in page.text and 'name="wallet"' in page.text and tpub in page.text
+
+
 # Another merchant's things
 
 
@@ -578,7 +592,7 @@ def test_the_checkout_page_shows_what_to_pay(api_url, invoice):
         page = browser().get(url)
         assert page.status_code == 200
         text = text_of(page)
-        assert "Awaiting payment." in text
+        assert "Awaiting payment." in text and "Test shop" in text
         assert f"{invoice['btcDue']} BTC" in text and "10.00 USD" in text
         assert invoice["bitcoinAddress"] in text
         assert re.search(r"Time left: (14:5\d|15:00)", text)
