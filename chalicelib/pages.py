@@ -237,9 +237,12 @@ def pairing_decision(visit: Visit) -> Response:
     form = visit.request.form
     code = form.get("pairingCode", "")
     token = _pending_client_request(code)
-    if form.get("decision") == "deny":
+    decision = form.get("decision")
+    if decision == "deny":
         tokens.deny(code)
         return visit.render("pairing_done.html", token=token, approved=False)
+    if decision != "approve":
+        raise BadRequest("Choose Approve or Deny.")
     store = stores.owned_store(visit.login, form.get("store_id", ""))
     tokens.approve(code, store.store_id)
     return visit.render("pairing_done.html", token=token, approved=True, store=store)

@@ -355,6 +355,7 @@ def test_a_client_cannot_be_approved_for_another_users_store(api_url, merchant, 
     client, code = pairing_request(api_url)
     refused = approve(merchant, api_url, code, other_store.store_id)
     assert refused.status_code == 404 and "Store not found" in refused.text
+    assert approve(merchant, api_url, code, other_store.store_id, decision="maybe").status_code == 400
     assert tokens.find_pairing(code).status == "pending"
 
 
