@@ -16,6 +16,7 @@ run: install
 	$(BIN)/python scripts/run_local.py
 
 test: install
+	sh scripts/install_chromium.sh
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -31,3 +31,7 @@ class NotFound(ApiError):
 
 class ServiceUnavailable(ApiError):
     status = 503
+
+
+class TooManyRequests(ApiError):
+    status = 429

@@ -225,7 +225,44 @@ class InvoiceModel(Model):
     by_item_code = InvoicesByItemCode()
 
 
-ALL_MODELS: tuple[type[Model], ...] = (UserModel, StoreModel, TokenModel, InvoiceModel)
+class SessionsByLogin(GlobalSecondaryIndex):
+    Meta = _index_meta("login-index")
+    login = UnicodeAttribute(hash_key=True)
+
+
+class SessionModel(Model):
+    """A signed-in browser. The cookie carries a secret whose SHA-256 is the key,
+    so the table alone does not let anyone take over a session."""
+
+    Meta = _meta("SESSIONS_TABLE", "sessions")
+
+    session_hash = UnicodeAttribute(hash_key=True)
+    login = UnicodeAttribute()
+    csrf_token = UnicodeAttribute()
+    expiration = TTLAttribute()
+    created = NumberAttribute(default_for_new=now_ms)
+
+    by_login = SessionsByLogin()
+
+
+class LoginFailureModel(Model):
+    """Failed sign-ins counted per account ("login#alice") and per address ("address#198.51.100.7")."""
+
+    Meta = _meta("LOGIN_FAILURES_TABLE", "login-failures")
+
+    key = UnicodeAttribute(hash_key=True)
+    failures = NumberAttribute(default=0)
+    expiration = TTLAttribute()
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    UserModel,
+    StoreModel,
+    TokenModel,
+    InvoiceModel,
+    SessionModel,
+    LoginFailureModel,
+)
 
 
 def create_tables(models: tuple[type[Model], ...] = ALL_MODELS) -> list[str]:

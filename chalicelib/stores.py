@@ -1,6 +1,7 @@
 """Stores: a user owns many; each has its own wallet, currency and invoice settings."""
 
 import secrets
+from urllib.parse import urlsplit
 
 import base58
 from pynamodb.exceptions import UpdateError
@@ -12,6 +13,8 @@ from .settings import get_settings
 
 TRANSACTION_SPEEDS = ("high", "medium", "low")
 MAX_NAME_LENGTH = 100
+# A day: longer than any checkout needs, short enough that the rate quoted still means something.
+MAX_INVOICE_EXPIRATION_MINUTES = 24 * 60
 
 
 def _check_name(name: object) -> str:
@@ -26,14 +29,47 @@ def _check_currency(currency: object) -> str:
     return currency.upper()
 
 
+def _check_website(website: object) -> str | None:
+    if website is None or website == "":
+        return None
+    parts = urlsplit(website) if isinstance(website, str) and len(website) <= 2000 else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest("website must be an absolute http(s) URL, like https://shop.example.com")
+    return website
+
+
+def _check_expiration_minutes(minutes: object) -> int:
+    text = str(minutes).strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_INVOICE_EXPIRATION_MINUTES:
+        raise BadRequest(
+            f"invoice expiration must be a whole number of minutes from 1 to {MAX_INVOICE_EXPIRATION_MINUTES}"
+        )
+    return int(text)
+
+
+def _check_speed(speed: object) -> str:
+    if speed not in TRANSACTION_SPEEDS:
+        raise BadRequest(f"transaction speed must be one of {', '.join(TRANSACTION_SPEEDS)}")
+    return speed
+
+
+def _parse_wallet(text: str):
+    # embit is imported on first use: the invoice and store paths need it, start-up does not.
+    from .wallet import Wallet
+
+    return Wallet.parse(text, get_settings().bitcoin_network)
+
+
 def normalise_wallet(text: str | None) -> str | None:
     """The wallet in canonical form; None clears it."""
     if text is None or not text.strip():
         return None
-    # embit is imported on first use: the invoice and store paths need it, start-up does not.
-    from .wallet import Wallet
+    return str(_parse_wallet(text))
 
-    return str(Wallet.parse(text, get_settings().bitcoin_network))
+
+def first_addresses(wallet: str, count: int = 5) -> list[str]:
+    """The wallet's first receive addresses, for the merchant to compare with their own wallet's."""
+    return _parse_wallet(wallet).addresses(0, count)
 
 
 def create_store(owner: str, name: object, default_currency: object = "USD", wallet: str | None = None) -> StoreModel:
@@ -45,6 +81,26 @@ def create_store(owner: str, name: object, default_currency: object = "USD", wal
         wallet=normalise_wallet(wallet),
     )
     store.save(condition=StoreModel.store_id.does_not_exist())
+    return store
+
+
+def update_settings(store: StoreModel, settings: dict[str, str]) -> StoreModel:
+    """Validate every setting first, then save them together in one UpdateItem.
+
+    The address counter is left alone even when the wallet changes: an index
+    once used is never handed out again, so no two invoices share an address.
+    """
+    values = [
+        (StoreModel.name, _check_name(settings.get("name"))),
+        (StoreModel.default_currency, _check_currency(settings.get("default_currency"))),
+        (StoreModel.website, _check_website(settings.get("website"))),
+        (StoreModel.invoice_expiration_minutes, _check_expiration_minutes(settings.get("invoice_expiration_minutes"))),
+        (StoreModel.transaction_speed, _check_speed(settings.get("transaction_speed"))),
+        (StoreModel.wallet, normalise_wallet(settings.get("wallet"))),
+    ]
+    store.update(
+        actions=[attribute.set(value) if value is not None else attribute.remove() for attribute, value in values]
+    )
     return store
 
 

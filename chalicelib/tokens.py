@@ -6,6 +6,7 @@ pairing: the merchant makes a pairing code for a store; a client claims it.
 Either way a pairing code works once and expires (TTL) until it is used.
 """
 
+import hashlib
 import secrets
 from datetime import timedelta
 
@@ -177,6 +178,18 @@ def for_store(store_id: str) -> list[TokenModel]:
         for token in TokenModel.by_store.query(store_id, scan_index_forward=False)
         if token.status != TokenModel.REVOKED and not token.is_expired
     ]
+
+
+def reference(token: TokenModel) -> str:
+    """Names a token in pages and forms without showing its value, which is a credential."""
+    return hashlib.sha256(token.token.encode()).hexdigest()[:24]
+
+
+def find_in_store(store_id: str, token_reference: str) -> TokenModel:
+    token = next((token for token in for_store(store_id) if reference(token) == token_reference), None)
+    if token is None:
+        raise NotFound("Token not found")
+    return token
 
 
 def pairing_view(token: TokenModel) -> dict:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from chalice import Response
 
@@ -37,6 +38,8 @@ class ApiRequest:
     route_path: str
     query: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    # API Gateway's view of the client address; unlike X-Forwarded-For, the client cannot set it.
+    source_ip: str = ""
 
     @classmethod
     def from_chalice(cls, request: Any) -> "ApiRequest":
@@ -56,6 +59,7 @@ class ApiRequest:
             route_path=route_path,
             query=query,
             body=raw_body if isinstance(raw_body, bytes) else raw_body.encode(),
+            source_ip=(request.context.get("identity") or {}).get("sourceIp") or "",
         )
 
     @property
@@ -75,6 +79,39 @@ class ApiRequest:
             return public_base_url
         prefix = self.path.removesuffix(self.route_path) if self.path.endswith(self.route_path) else ""
         return f"{self.scheme}://{self.host}{prefix}"
+
+    @property
+    def base_path(self) -> str:
+        """The path part of `base_url` ("" at the root, "/api" under a stage)."""
+        return urlsplit(self.base_url).path
+
+    @property
+    def route_path_with_query(self) -> str:
+        return self.route_path + ("?" + urlencode(self.query) if self.query else "")
+
+    @functools.cached_property
+    def cookies(self) -> dict[str, str]:
+        """The Cookie header as a map; a malformed pair is skipped rather than failing the request."""
+        cookies: dict[str, str] = {}
+        for pair in self.headers.get("cookie", "").split(";"):
+            name, separator, value = pair.strip().partition("=")
+            if separator and name:
+                cookies.setdefault(name, value.strip())
+        return cookies
+
+    @functools.cached_property
+    def form(self) -> dict[str, str]:
+        """An HTML form's fields (first value of each); empty unless the body is form-urlencoded."""
+        content_type = self.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            return {}
+        if len(self.body) > MAX_BODY_BYTES:
+            raise BadRequest(f"The form is larger than {MAX_BODY_BYTES // 1024} KiB")
+        try:
+            fields = parse_qs(self.body.decode(), keep_blank_values=True, max_num_fields=50)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadRequest("The form could not be read") from exc
+        return {name: values[0] for name, values in fields.items()}
 
     def query_value(self, name: str) -> str | None:
         return next((value for key, value in self.query if key == name), None)

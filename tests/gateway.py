@@ -3,7 +3,8 @@
 Built on `chalice local`'s own gateway, with one addition: an optional path
 prefix (the API Gateway stage, or a custom domain's base path) that is part
 of the URL the client requests and signs, and of `requestContext.path`, but
-not of the route.
+not of the route. The client's real address becomes `identity.sourceIp`, as
+API Gateway reports it (`chalice local` always says 127.0.0.1).
 """
 
 import threading
@@ -14,9 +15,10 @@ from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer, L
 
 
 class _PrefixedGateway(LocalGateway):
-    def __init__(self, app_object, config, prefix: str):
+    def __init__(self, app_object, config, prefix: str, source_ip: str):
         super().__init__(app_object, config)
         self._prefix = prefix
+        self._source_ip = source_ip
 
     def handle_request(self, method, path, headers, body):
         if self._prefix and not path.startswith(self._prefix + "/"):
@@ -26,13 +28,14 @@ class _PrefixedGateway(LocalGateway):
     def _generate_lambda_event(self, method, path, headers, body):
         event = super()._generate_lambda_event(method, path, headers, body)
         event["requestContext"]["path"] = self._prefix + event["requestContext"]["path"]
+        event["requestContext"]["identity"]["sourceIp"] = self._source_ip
         return event
 
 
 def _handler_class(prefix: str) -> type:
     class Handler(ChaliceRequestHandler):
         def __init__(self, request, client_address, server, app_object, config):
-            self.local_gateway = _PrefixedGateway(app_object, config, prefix)
+            self.local_gateway = _PrefixedGateway(app_object, config, prefix, client_address[0])
             BaseHTTPRequestHandler.__init__(self, request, client_address, server)
 
         def log_message(self, format, *args):

@@ -1,0 +1,321 @@
+"""The hosted pages: sign-in, stores, access tokens, pairing approval, invoices and the buyer's checkout.
+
+Routes only: each reads its request through a `rendering.Visit` and calls
+the domain modules. Forms post application/x-www-form-urlencoded and carry
+a CSRF token, which `Visit.respond` checks before any view runs.
+"""
+
+import functools
+from collections.abc import Callable
+
+from chalice import Blueprint, Response
+
+from . import checkout, invoices, sessions, stores, tokens
+from .errors import BadRequest, NotFound, TooManyRequests, Unauthorized
+from .identity import InvalidKey, is_valid_sin, sin_from_public_key
+from .models import now_ms
+from .rendering import Visit, local_path
+from .web import API_CONTENT_TYPES, ApiRequest
+
+pages = Blueprint(__name__)
+
+INVOICES_PER_PAGE = 50
+WALLET_PREVIEW_ADDRESSES = 5
+
+
+def page(path: str, methods: tuple[str, ...] = ("GET",), *, signed_in: bool = True) -> Callable:
+    """Register `view(visit, **uri_params) -> Response` as a page; `signed_in` pages send strangers to sign in."""
+
+    def register(view: Callable[..., Response]) -> Callable[..., Response]:
+        @pages.route(path, methods=list(methods), content_types=API_CONTENT_TYPES)
+        @functools.wraps(view)
+        def handler(**uri_params: str) -> Response:
+            visit = Visit(ApiRequest.from_chalice(pages.current_request))
+            return visit.respond(lambda: view(visit, **uri_params), signed_in=signed_in)
+
+        return view
+
+    return register
+
+
+@page("/static/{name}", signed_in=False)
+def static(visit: Visit, name: str) -> Response:
+    return visit.static_response(name)
+
+
+@page("/", signed_in=False)
+def home(visit: Visit) -> Response:
+    return visit.redirect("/stores")
+
+
+# Signing in and out
+
+
+@page("/login", signed_in=False)
+def login_form(visit: Visit) -> Response:
+    next_path = local_path(visit.request.query_value("next"))
+    if visit.session is not None:
+        return visit.redirect(next_path)
+    return visit.render("login.html", next_path=next_path, login="")
+
+
+@page("/login", methods=("POST",), signed_in=False)
+def login(visit: Visit) -> Response:
+    form = visit.request.form
+    next_path = local_path(form.get("next"))
+    try:
+        secret, session = sessions.sign_in(form.get("login", ""), form.get("password", ""), visit.request.source_ip)
+    except (Unauthorized, TooManyRequests) as error:
+        return visit.render(
+            "login.html", status=error.status, error=error.message, next_path=next_path, login=form.get("login", "")
+        )
+    visit.sign_in(secret, session)
+    return visit.redirect(next_path)
+
+
+@page("/logout", methods=("POST",))
+def logout(visit: Visit) -> Response:
+    visit.sign_out()
+    return visit.redirect("/login")
+
+
+@page("/account/password")
+def password_form(visit: Visit) -> Response:
+    return visit.render("password.html")
+
+
+@page("/account/password", methods=("POST",))
+def change_password(visit: Visit) -> Response:
+    form = visit.request.form
+    try:
+        sessions.change_password(
+            visit.session,
+            visit.request.source_ip,
+            form.get("current_password", ""),
+            form.get("new_password", ""),
+            form.get("confirmation", ""),
+        )
+    except (BadRequest, TooManyRequests) as error:
+        return visit.render("password.html", status=error.status, error=error.message)
+    return visit.render("password.html", changed=True)
+
+
+# Stores
+
+
+@page("/stores")
+def store_list(visit: Visit) -> Response:
+    return visit.render("stores.html", stores=stores.stores_of(visit.login), form={})
+
+
+@page("/stores", methods=("POST",))
+def create_store(visit: Visit) -> Response:
+    form = visit.request.form
+    try:
+        store = stores.create_store(visit.login, form.get("name"), form.get("default_currency", ""), form.get("wallet"))
+    except BadRequest as error:
+        return visit.render(
+            "stores.html", status=400, stores=stores.stores_of(visit.login), form=form, error=error.message
+        )
+    return visit.redirect(f"/stores/{store.store_id}")
+
+
+def _settings_page(visit: Visit, store, form: dict, status: int = 200, **context) -> Response:
+    return visit.render("store_settings.html", status=status, store=store, form=form, **context)
+
+
+def _store_form(store) -> dict:
+    return {
+        "name": store.name,
+        "default_currency": store.default_currency,
+        "website": store.website or "",
+        "invoice_expiration_minutes": str(store.invoice_expiration_minutes),
+        "transaction_speed": store.transaction_speed,
+        "wallet": store.wallet or "",
+    }
+
+
+@page("/stores/{store_id}")
+def store_settings(visit: Visit, store_id: str) -> Response:
+    store = stores.owned_store(visit.login, store_id)
+    form, saved = _store_form(store), visit.request.query_value("saved")
+    try:
+        addresses = stores.first_addresses(store.wallet, WALLET_PREVIEW_ADDRESSES) if store.wallet else []
+    except BadRequest as error:
+        # A wallet saved for another network (BITCOIN_NETWORK changed): the merchant must still reach the form.
+        return _settings_page(visit, store, form, error=error.message)
+    return _settings_page(visit, store, form, addresses=addresses, saved=saved)
+
+
+@page("/stores/{store_id}", methods=("POST",))
+def save_store_settings(visit: Visit, store_id: str) -> Response:
+    store = stores.owned_store(visit.login, store_id)
+    form = visit.request.form
+    wallet = form.get("wallet", "").strip()
+    try:
+        # The addresses are shown before saving, so the merchant can compare them with their wallet's.
+        addresses = stores.first_addresses(wallet, WALLET_PREVIEW_ADDRESSES) if wallet else []
+        if form.get("action") == "preview":
+            return _settings_page(visit, store, form, addresses=addresses, previewing=True)
+        stores.update_settings(store, form)
+    except BadRequest as error:
+        return _settings_page(visit, store, form, status=400, error=error.message)
+    return visit.redirect(f"/stores/{store.store_id}", saved="1")
+
+
+# Access tokens
+
+
+def _tokens_page(visit: Visit, store, status: int = 200, **context) -> Response:
+    context.setdefault("form", {})
+    store_tokens = tokens.for_store(store.store_id)
+    return visit.render(
+        "tokens.html", status=status, store=store, tokens=store_tokens, reference=tokens.reference, **context
+    )
+
+
+def _client_sin(text: str) -> str | None:
+    """The SIN to bind a pairing code to, from a SIN or a client's public key (hex); None when empty."""
+    text = text.strip()
+    if not text:
+        return None
+    if is_valid_sin(text):
+        return text
+    try:
+        return sin_from_public_key(text)
+    except InvalidKey:
+        raise BadRequest(
+            "The client key must be a SIN (35 characters starting with T) or a public key in hex"
+        ) from None
+
+
+@page("/stores/{store_id}/tokens")
+def token_list(visit: Visit, store_id: str) -> Response:
+    return _tokens_page(visit, stores.owned_store(visit.login, store_id))
+
+
+@page("/stores/{store_id}/tokens", methods=("POST",))
+def create_pairing_code(visit: Visit, store_id: str) -> Response:
+    store = stores.owned_store(visit.login, store_id)
+    form = visit.request.form
+    try:
+        token = tokens.create_pairing_code(
+            store.store_id, form.get("facade"), form.get("label") or None, _client_sin(form.get("client", ""))
+        )
+    except BadRequest as error:
+        return _tokens_page(visit, store, status=400, form=form, error=error.message)
+    return _tokens_page(visit, store, status=201, new_code=token)
+
+
+@page("/stores/{store_id}/tokens/revoke")
+def revoke_confirmation(visit: Visit, store_id: str) -> Response:
+    store = stores.owned_store(visit.login, store_id)
+    token = tokens.find_in_store(store.store_id, visit.request.query_value("token") or "")
+    return visit.render("token_revoke.html", store=store, token=token, reference=tokens.reference(token))
+
+
+@page("/stores/{store_id}/tokens/revoke", methods=("POST",))
+def revoke(visit: Visit, store_id: str) -> Response:
+    store = stores.owned_store(visit.login, store_id)
+    token = tokens.find_in_store(store.store_id, visit.request.form.get("token", ""))
+    tokens.revoke(token.token, store.store_id)
+    return visit.redirect(f"/stores/{store.store_id}/tokens")
+
+
+# Pairing approval: the URL client libraries print after requesting a token
+
+
+@page("/api-access-request")
+def pairing_request(visit: Visit) -> Response:
+    code = visit.request.query_value("pairingCode") or ""
+    token = _pending_client_request(code)
+    return visit.render("pairing.html", token=token, code=code, stores=stores.stores_of(visit.login))
+
+
+@page("/api-access-request", methods=("POST",))
+def pairing_decision(visit: Visit) -> Response:
+    form = visit.request.form
+    code = form.get("pairingCode", "")
+    token = _pending_client_request(code)
+    decision = form.get("decision")
+    if decision == "deny":
+        tokens.deny(code)
+        return visit.render("pairing_done.html", token=token, approved=False)
+    if decision != "approve":
+        raise BadRequest("Choose Approve or Deny.")
+    store = stores.owned_store(visit.login, form.get("store_id", ""))
+    tokens.approve(code, store.store_id)
+    return visit.render("pairing_done.html", token=token, approved=True, store=store)
+
+
+def _pending_client_request(code: str):
+    try:
+        token = tokens.find_pairing(code)
+    except NotFound:
+        raise NotFound(
+            "This pairing code is unknown. Check that the link is complete, or ask the application for a new code."
+        ) from None
+    except BadRequest as error:
+        raise BadRequest(f"{error.message}. Ask the application to request a new pairing code.") from None
+    if token.store_id is not None:
+        # A merchant-made code: its client claims it; approving or denying it here would let anyone
+        # holding the code act on another merchant's store.
+        raise BadRequest(
+            "This code was made in a store's Access tokens page for a client to claim: nothing to approve."
+        )
+    return token
+
+
+# Invoices
+
+
+def _owned_invoice(store, invoice_id: str):
+    try:
+        invoice = invoices.get_public(invoice_id)
+    except NotFound:
+        invoice = None
+    if invoice is None or invoice.store_id != store.store_id:
+        raise NotFound("Invoice not found")
+    return invoice
+
+
+@page("/stores/{store_id}/invoices")
+def invoice_list(visit: Visit, store_id: str) -> Response:
+    store = stores.owned_store(visit.login, store_id)
+    offset = visit.request.query_value("offset") or "0"
+    found = invoices.search(store.store_id, {"limit": str(INVOICES_PER_PAGE), "offset": offset})
+    return visit.render(
+        "invoices.html",
+        store=store,
+        invoices=found,
+        now=now_ms(),
+        current_status=invoices.current_status,
+        next_offset=int(offset) + INVOICES_PER_PAGE if len(found) == INVOICES_PER_PAGE else None,
+    )
+
+
+@page("/stores/{store_id}/invoices/{invoice_id}")
+def invoice_detail(visit: Visit, store_id: str, invoice_id: str) -> Response:
+    store = stores.owned_store(visit.login, store_id)
+    view = invoices.full_view(_owned_invoice(store, invoice_id), visit.request.base_url)
+    return visit.render("invoice.html", store=store, invoice=view)
+
+
+# The buyer's checkout
+
+
+def _checkout(visit: Visit, invoice_id: str) -> Response:
+    view, store_name = checkout.find(invoice_id, visit.request.base_url)
+    return visit.render(
+        "checkout.html", invoice=view, store_name=store_name, status_region=checkout.status_region(view)
+    )
+
+
+@page("/invoice", signed_in=False)
+def checkout_page(visit: Visit) -> Response:
+    return _checkout(visit, visit.request.query_value("id") or "")
+
+
+@page("/i/{invoice_id}", signed_in=False)
+def checkout_short_url(visit: Visit, invoice_id: str) -> Response:
+    return _checkout(visit, invoice_id)

@@ -1,0 +1,233 @@
+"""HTML responses for the hosted pages: templates, security headers, cookies, redirects, static files.
+
+A `Visit` is one browser request and whoever is signed in. Route handlers
+render and redirect through it, so every link, form action, redirect and
+static URL carries the service's public base (with its path prefix), every
+form its CSRF token, and every response the same security headers.
+"""
+
+import functools
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlencode
+
+from chalice import Response
+
+from . import sessions
+from .errors import ApiError, Forbidden
+from .models import SessionModel
+from .web import ApiRequest
+
+logger = logging.getLogger(__name__)
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+SESSION_COOKIE = "paylambda_session"
+# Signs the sign-in form before there is a session (double-submit): a cross-site POST carries no SameSite=Lax cookie.
+LOGIN_CSRF_COOKIE = "paylambda_login_csrf"
+DEFAULT_PAGE = "/stores"
+CSRF_FIELD = "csrf_token"
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        # For a checkout page polling its invoice's status.
+        "connect-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+_ERROR_TITLES = {
+    400: "This cannot be done",
+    401: "Please sign in",
+    403: "Not allowed",
+    404: "Not found",
+    429: "Too many attempts",
+    503: "Temporarily unavailable",
+}
+
+
+def format_time(milliseconds: int | None) -> str:
+    if milliseconds is None:
+        return ""
+    return datetime.fromtimestamp(milliseconds / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_money(amount: object) -> str:
+    """A price as people write it: 10 -> "10.00", 0.125 -> "0.125"."""
+    value = Decimal(str(amount))
+    return f"{value:.2f}" if value == value.quantize(Decimal("0.01")) else format(value.normalize(), "f")
+
+
+@functools.cache
+def _environment():
+    import jinja2  # loaded with the first page: API requests never need it
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["time"] = format_time
+    environment.filters["money"] = format_money
+    return environment
+
+
+def render_fragment(template: str, **context) -> str:
+    """A template rendered alone, for a part of a page that is refreshed by itself."""
+    return _environment().get_template(template).render(**context)
+
+
+@functools.cache
+def _static_files() -> dict[str, tuple[str, str, str]]:
+    """Every file in `static/`: name -> (content, content type, version)."""
+    files = {}
+    for path in STATIC_DIR.iterdir():
+        if path.suffix in _STATIC_TYPES:
+            content = path.read_text()
+            files[path.name] = (content, _STATIC_TYPES[path.suffix], hashlib.sha256(content.encode()).hexdigest()[:12])
+    return files
+
+
+def static_file(name: str) -> tuple[str, str, str] | None:
+    return _static_files().get(name)
+
+
+def local_path(value: str | None, default: str = DEFAULT_PAGE) -> str:
+    """A path on this site to return to after signing in; anything else (another site) gives the default."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+        return default
+    return value
+
+
+class Visit:
+    """One browser request to the pages, and whoever is signed in."""
+
+    def __init__(self, request: ApiRequest):
+        self.request = request
+        self._cookies: list[str] = []
+        self._session: SessionModel | None = None
+        self._session_loaded = False
+        self._login_csrf_token: str | None = None
+
+    @property
+    def session(self) -> SessionModel | None:
+        # Looked up on first use, so static files cost no database read.
+        if not self._session_loaded:
+            self._session = sessions.find(self.request.cookies.get(SESSION_COOKIE))
+            self._session_loaded = True
+        return self._session
+
+    @property
+    def login(self) -> str | None:
+        return self.session.login if self.session else None
+
+    def url(self, path: str, **query: str) -> str:
+        return self.request.base_url + path + ("?" + urlencode(query) if query else "")
+
+    def static(self, name: str) -> str:
+        found = static_file(name)
+        if found is None:
+            raise ValueError(f"no static file {name}")
+        return self.url(f"/static/{name}", v=found[2])
+
+    @property
+    def csrf_token(self) -> str:
+        """The token forms carry: the session's once signed in, before that the sign-in form's cookie."""
+        if self.session is not None:
+            return self.session.csrf_token
+        if self._login_csrf_token is None:
+            self._login_csrf_token = self.request.cookies.get(LOGIN_CSRF_COOKIE) or ""
+            if not 20 <= len(self._login_csrf_token) <= 100:
+                self._login_csrf_token = sessions.new_csrf_token()
+                self.set_cookie(LOGIN_CSRF_COOKIE, self._login_csrf_token)
+        return self._login_csrf_token
+
+    def check_csrf(self, signed_in: bool) -> None:
+        expected = self.session.csrf_token if signed_in else self.request.cookies.get(LOGIN_CSRF_COOKIE)
+        if not sessions.csrf_matches(expected, self.request.form.get(CSRF_FIELD)):
+            raise Forbidden(
+                "This form has expired or did not come from this site, so nothing was changed. "
+                "Go back, reload the page and try again."
+            )
+
+    # Cookies
+
+    def set_cookie(self, name: str, value: str, max_age: int | None = None) -> None:
+        attributes = [f"{name}={value}", f"Path={self.request.base_path or '/'}", "HttpOnly", "SameSite=Lax"]
+        if max_age is not None:
+            attributes.append(f"Max-Age={max_age}")
+        if self.request.base_url.startswith("https://"):
+            attributes.append("Secure")
+        self._cookies.append("; ".join(attributes))
+
+    def sign_in(self, secret: str, session: SessionModel) -> None:
+        self._session, self._session_loaded = session, True
+        self.set_cookie(SESSION_COOKIE, secret, max_age=int(sessions.SESSION_TTL.total_seconds()))
+
+    def sign_out(self) -> None:
+        if self.session is not None:
+            sessions.end(self.session)
+        self._session = None
+        self.set_cookie(SESSION_COOKIE, "", max_age=0)
+
+    # Responses
+
+    def _response(self, body: str, status: int, headers: dict[str, str]) -> Response:
+        headers = {**headers, **SECURITY_HEADERS}
+        if self._cookies:
+            headers["Set-Cookie"] = list(self._cookies)
+        return Response(body=body, status_code=status, headers=headers)
+
+    def render(self, template: str, status: int = 200, **context) -> Response:
+        body = _environment().get_template(template).render(visit=self, **context)
+        return self._response(body, status, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"})
+
+    def redirect(self, path: str, **query: str) -> Response:
+        return self._response("", 303, {"Location": self.url(path, **query), "Cache-Control": "no-store"})
+
+    def static_response(self, name: str) -> Response:
+        found = static_file(name)
+        if found is None:
+            return self.error_page(404, "There is no such file.")
+        content, content_type, _ = found
+        # Pages link to each file with its version in the query, so a new version is a new URL.
+        return self._response(content, 200, {"Content-Type": content_type, "Cache-Control": "public, max-age=31536000"})
+
+    def error_page(self, status: int, message: str) -> Response:
+        title = _ERROR_TITLES.get(status, "Error")
+        return self.render("message.html", status=status, title=title, message=message, error=True)
+
+    def respond(self, view: Callable[[], Response], *, signed_in: bool) -> Response:
+        """Run a page's view: sign-in and CSRF checks first, errors as readable pages."""
+        try:
+            if signed_in and self.session is None:
+                if self.request.method == "GET":
+                    return self.redirect("/login", next=self.request.route_path_with_query)
+                return self.redirect("/login")
+            if self.request.method == "POST":
+                self.check_csrf(signed_in)
+            return view()
+        except ApiError as error:
+            return self.error_page(error.status, error.message)
+        except Exception:
+            logger.exception("unhandled error on %s %s", self.request.method, self.request.route_path)
+            return self.error_page(500, "Something went wrong on our side. Please try again in a moment.")

@@ -1,0 +1,119 @@
+"""The pages in a real browser: headless Debian chromium, driven by Playwright.
+
+`make test` installs chromium where it is missing and the machine allows it
+(root with apt-get, as on CI). Where there is no chromium the test is skipped
+with its reason shown in the summary. Screenshots of the approval and checkout
+pages, on a phone and on a desktop, go to test-output/browser/.
+"""
+
+import io
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from bitpay.client import Client as BitPayClient
+from bitpay.key_utils import generate_pem
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("no chromium: `make test` installs Debian's chromium package where it runs as root with apt-get")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def screenshots(request, api_url) -> Path:
+    folder = request.config.rootpath / "test-output" / "browser" / ("prefixed" if urlsplit(api_url).path else "root")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _page_with_error_log(context, errors: list[str]):
+    """A new page whose script errors and CSP violations (reported on the console) go to `errors`."""
+    page = context.new_page()
+    page.on("console", lambda message: message.type == "error" and errors.append(f"{page.url}: {message.text}"))
+    page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+    return page
+
+
+def _decode_qr(png: bytes) -> list[str]:
+    from PIL import Image
+    from zxingcpp import BarcodeFormat, read_barcodes
+
+    return [barcode.text for barcode in read_barcodes(Image.open(io.BytesIO(png)), formats=BarcodeFormat.QRCode)]
+
+
+def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_checkout(
+    chromium, api_url, user, store, screenshots
+):
+    client = BitPayClient(api_uri=api_url, pem=generate_pem(), tokens={})
+    approval_url = f"{api_url}/api-access-request?pairingCode={client.create_token('merchant')}"
+
+    errors: list[str] = []
+    desktop = chromium.new_context(**DESKTOP)
+    merchant = _page_with_error_log(desktop, errors)
+    merchant.goto(approval_url)
+    assert merchant.url.startswith(f"{api_url}/login?next=")
+    merchant.get_by_label("Login").fill(user.login)
+    merchant.get_by_label("Password").fill(PASSWORD)
+    merchant.get_by_role("button", name="Sign in").click()
+    merchant.wait_for_url(approval_url)
+    assert client.client_id in merchant.locator("dl.facts").inner_text()
+    merchant.screenshot(path=screenshots / "approval-desktop.png", full_page=True)
+
+    phone = chromium.new_context(**PHONE)
+    phone.add_cookies(desktop.cookies())
+    phone_page = _page_with_error_log(phone, errors)
+    phone_page.goto(approval_url)
+    assert phone_page.get_by_role("button", name="Approve").is_visible()
+    phone_page.screenshot(path=screenshots / "approval-phone.png", full_page=True)
+
+    merchant.get_by_label("For which store?").select_option(label="Test shop")
+    merchant.get_by_role("button", name="Approve").click()
+    assert merchant.get_by_role("heading", name="Access approved").is_visible()
+
+    invoice = client.create_invoice({"price": 25, "currency": "USD", "token": client.tokens["merchant"]})
+
+    buyer_context = chromium.new_context(**PHONE)
+    buyer_context.grant_permissions(["clipboard-read", "clipboard-write"])
+    buyer = _page_with_error_log(buyer_context, errors)
+    buyer.goto(invoice["url"])
+    qr = buyer.locator("svg.qr")
+    assert qr.is_visible()
+    assert _decode_qr(qr.screenshot()) == [invoice["paymentUrls"]["BIP21"]]
+    assert buyer.locator(".amount").inner_text() == f"{invoice['btcDue']} BTC"
+    assert buyer.locator(".amount-fiat").inner_text() == "25.00 USD"
+    countdown = buyer.locator(".countdown")
+    first_reading = countdown.inner_text()
+    buyer.wait_for_function("text => document.querySelector('.countdown').textContent !== text", arg=first_reading)
+    buyer.locator("button.copy").nth(1).click()
+    assert buyer.evaluate("navigator.clipboard.readText()") == invoice["bitcoinAddress"]
+    buyer.screenshot(path=screenshots / "checkout-phone.png", full_page=True)
+
+    merchant.goto(invoice["url"])
+    assert merchant.locator("svg.qr").is_visible()
+    merchant.screenshot(path=screenshots / "checkout-desktop.png", full_page=True)
+
+    assert errors == []
+    for context in (desktop, phone, buyer_context):
+        context.close()
