@@ -1,7 +1,8 @@
 """paylambda: a BitPay-compatible payment API on AWS Lambda.
 
 This module only wires the Chalice app; every route lives in a blueprint
-under `chalicelib/` (the API in `chalicelib/api.py`).
+under `chalicelib/` (the API in `chalicelib/api.py`), and so do the scheduled
+payment watcher and the notification queue's consumer (`chalicelib/jobs.py`).
 """
 
 import logging
@@ -9,7 +10,9 @@ import logging
 from chalice import Chalice
 
 from chalicelib.api import api
+from chalicelib.jobs import jobs
 
 app = Chalice(app_name="paylambda")
 app.log.setLevel(logging.INFO)
 app.register_blueprint(api)
+app.register_blueprint(jobs)
