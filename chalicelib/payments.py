@@ -147,7 +147,8 @@ def evaluate(terms: Terms, previous: str, payments: list[Payment], now: int) -> 
 
 
 def _exception_status(status: str, paid: int, late: list[Payment], terms: Terms) -> str | None:
-    if status == "expired" and late:
+    # Expired is final: a full amount that reached it, or anything paid after expiry, came too late.
+    if status == "expired" and (late or paid >= terms.threshold):
         return "paidLate"
     if paid > terms.due:
         return "paidOver"

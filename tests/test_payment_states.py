@@ -104,6 +104,9 @@ def test_payment_after_expiration_is_recorded_as_paid_late():
     # Seen late by the watcher, but its block proves it was paid in time.
     in_time = Payment("a", 0, DUE, 1, EXPIRATION + MINUTE, 800_000, EXPIRATION - MINUTE)
     assert evaluate(terms(), "new", [in_time], EXPIRATION + 2 * MINUTE).status == "confirmed"
+    # Once recorded as expired, it stays so, and the payment is still shown as late.
+    recorded = evaluate(terms(), "expired", [in_time], EXPIRATION + 2 * MINUTE)
+    assert (recorded.status, recorded.exception_status) == ("expired", "paidLate")
 
 
 def test_paid_but_never_confirmed_becomes_invalid_at_the_end_of_the_window():
