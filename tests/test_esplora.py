@@ -97,3 +97,15 @@ def test_requests_in_flight_never_exceed_the_concurrency(chain, esplora_server, 
     with ThreadPoolExecutor(max_workers=12) as pool:
         list(pool.map(lambda n: client.payments_to(f"bc1qaddress{n}", 1, clock.now), range(24)))
     assert peak == 3
+
+
+def test_an_answer_that_is_not_a_transaction_list_is_an_error(chain, esplora_server, monkeypatch):
+    def garbage(handler):
+        handler._send(200, '{"not": "a list"}' if "/txs" in handler.path else "tip")
+
+    monkeypatch.setattr(esplora_server.RequestHandlerClass, "do_GET", garbage)
+    client = EsploraClient(esplora_server.url)
+    with pytest.raises(EsploraError, match="expected a list of transactions"):
+        client.payments_to(ADDRESS, 1, 0)
+    with pytest.raises(EsploraError, match="unexpected tip height"):
+        client.tip_height()

@@ -266,3 +266,18 @@ def test_status_endpoint_answers_for_unknown_and_missing_ids(api_url):
     assert requests.get(f"{api_url}/invoice/status", timeout=5).status_code == 400
     missing = requests.get(f"{api_url}/invoice/status", params={"id": "nope"}, timeout=5)
     assert (missing.status_code, missing.json()) == (404, {"error": "Object not found"})
+
+
+def test_an_esplora_outage_concludes_nothing(merchant, chain, watch, clock):
+    created = merchant.create_invoice()
+    chain.pay(created["bitcoinAddress"], sats(created))
+    chain.fail_next("/blocks/tip/height", *[503] * 5)
+    assert watch().errors == 1
+    chain.fail_next("/address/", *[503] * 5)
+    assert watch().errors == 1
+    assert_state(merchant.get_invoice(created["id"]), "new", False, 0)
+    assert created["id"] in watched_ids()
+
+    report = watch()
+    assert (report.errors, report.changed) == (0, 1)
+    assert_state(merchant.get_invoice(created["id"]), "paid", False, sats(created))
