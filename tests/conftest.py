@@ -63,7 +63,7 @@ def dynamodb():
     server.start()
     # DynamoDB applies each request atomically; moto's threaded server does not (two racing
     # conditional writes can both pass, a failed transaction restores a stale table), so it
-    # serves one request at a time.
+    # serves one request at a time (and no test may long-poll SQS on it).
     server._server.app = _one_at_a_time(server._server.app)
     from chalicelib.models import create_tables
 
