@@ -115,7 +115,7 @@ _INVOICE_FACADES = ("pos", "merchant")
 @api_route("/invoices", methods=("POST",))
 def create_invoice(request: ApiRequest) -> dict:
     caller = auth.authenticate(request, _INVOICE_FACADES)
-    invoice = invoices.create(caller, request.json)
+    invoice = invoices.create(caller, request.json, base_url=request.base_url)
     return {"facade": f"{caller.facade}/invoice", "data": invoices.full_view(invoice, request.base_url)}
 
 
@@ -138,3 +138,21 @@ def get_invoice(request: ApiRequest, invoice_id: str) -> dict:
 def get_invoice_by_guid(request: ApiRequest, guid: str) -> dict:
     caller = auth.authenticate(request, _INVOICE_FACADES)
     return {"data": invoices.full_view(invoices.get_by_guid(caller, guid), request.base_url)}
+
+
+@api_route("/invoices/{invoice_id}/notifications", methods=("POST",))
+def resend_notification(request: ApiRequest, invoice_id: str) -> dict:
+    from . import notifications  # boto3 and the delivery code load only when a merchant asks
+
+    caller = auth.authenticate(request, ("merchant",))
+    notifications.resend(invoices.get_for(caller, invoice_id))
+    return {"data": "Success"}
+
+
+@api_route("/invoice/status")
+def invoice_status(request: ApiRequest) -> dict:
+    """Public, for the checkout page to poll."""
+    invoice_id = request.query_value("id")
+    if not invoice_id:
+        raise BadRequest("id (the invoice id) is required")
+    return invoices.status_view(invoices.get_public(invoice_id))

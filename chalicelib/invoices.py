@@ -175,8 +175,11 @@ def _wallet(text: str):
     return Wallet.parse(text, get_settings().bitcoin_network)
 
 
-def create(caller: Caller, body: dict) -> InvoiceModel:
-    """A new invoice for the caller's store, at a fresh receive address.
+def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceModel:
+    """A new invoice for the caller's store, at a fresh receive address, watched from now on.
+
+    `base_url` is where the API was reached: notifications, sent later without a
+    request to take it from, link to the invoice there.
 
     Three DynamoDB requests in all with the token lookup: one UpdateItem that
     reserves the address index and reads the store, and one conditional PutItem.
@@ -204,6 +207,9 @@ def create(caller: Caller, body: dict) -> InvoiceModel:
         store_status=f"{store.store_id}#{status}",
         store_order_id=f"{store.store_id}#{fields['order_id']}" if fields["order_id"] else None,
         store_item_code=f"{store.store_id}#{fields['item_code']}" if fields["item_code"] else None,
+        base_url=base_url,
+        watch_network=get_settings().bitcoin_network,
+        next_check=created,
         **{**fields, "price": str(fields["price"]), "buyer": BuyerAttribute(**fields["buyer"])},
     )
     try:
@@ -317,11 +323,25 @@ def current_status(invoice: InvoiceModel, now: int) -> str:
     return "expired" if invoice.status == "new" and now > invoice.expiration else invoice.status
 
 
+def _transactions(invoice: InvoiceModel) -> list[dict]:
+    return [
+        {
+            "amount": payment.amount,
+            "confirmations": payment.confirmations,
+            "receivedTime": payment.first_seen,
+            "time": payment.block_time or payment.first_seen,
+            "txid": payment.txid,
+        }
+        for payment in invoice.payments
+    ]
+
+
 def full_view(invoice: InvoiceModel, base_url: str) -> dict:
     """The invoice object of BitPay's API, typed as bitpay 8's models expect (no nulls)."""
     now = now_ms()
     due_sats = max(invoice.btc_due_sats - invoice.btc_paid_sats, 0)
-    bip21 = _bip21(invoice, due_sats)
+    # Once paid, the payment link keeps the invoice's amount rather than asking for zero.
+    bip21 = _bip21(invoice, due_sats or invoice.btc_due_sats)
     rate = float(Decimal(invoice.rate))
     exception_status = invoice.exception_status or False
     view = {
@@ -357,7 +377,7 @@ def full_view(invoice: InvoiceModel, base_url: str) -> dict:
         "exchangeRates": {"BTC": {invoice.currency: rate}},
         "amountPaid": invoice.btc_paid_sats,
         "displayAmountPaid": _btc(invoice.btc_paid_sats),
-        "transactions": [],
+        "transactions": _transactions(invoice),
         "supportedTransactionCurrencies": {"BTC": {"enabled": True}},
         "paymentCodes": {"BTC": {"BIP21": bip21}},
         "refundAddressRequestPending": False,
@@ -372,6 +392,12 @@ def full_view(invoice: InvoiceModel, base_url: str) -> dict:
         "addresses": {"BTC": invoice.address},
     }
     return {key: value for key, value in view.items() if value is not None}
+
+
+def status_view(invoice: InvoiceModel) -> dict:
+    """What the checkout page polls for: where the invoice stands and what is still due."""
+    view = full_view(invoice, "")
+    return {key: view[key] for key in ("status", "exceptionStatus", "btcDue", "btcPaid")}
 
 
 def public_view(invoice: InvoiceModel, base_url: str) -> dict:

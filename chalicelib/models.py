@@ -15,10 +15,12 @@ from datetime import UTC, datetime
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    ListAttribute,
     MapAttribute,
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    VersionAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -164,6 +166,27 @@ class InvoicesByItemCode(GlobalSecondaryIndex):
     created = NumberAttribute(range_key=True)
 
 
+class InvoicesWatched(GlobalSecondaryIndex):
+    """Sparse: only invoices still being watched carry `watch_network`, so the watcher's
+    Query costs what the watched invoices cost, never what all invoices ever made do."""
+
+    Meta = _index_meta("watch-index")
+    watch_network = UnicodeAttribute(hash_key=True)
+    next_check = NumberAttribute(range_key=True)
+
+
+class PaymentAttribute(MapAttribute):
+    """One transaction output paying an invoice's address, as last seen."""
+
+    txid = UnicodeAttribute()
+    vout = NumberAttribute()
+    amount = NumberAttribute()
+    confirmations = NumberAttribute()
+    first_seen = NumberAttribute()
+    block_height = NumberAttribute(null=True)
+    block_time = NumberAttribute(null=True)
+
+
 class BuyerAttribute(MapAttribute):
     name = UnicodeAttribute(null=True)
     address1 = UnicodeAttribute(null=True)
@@ -219,10 +242,22 @@ class InvoiceModel(Model):
     store_order_id = UnicodeAttribute(null=True)
     store_item_code = UnicodeAttribute(null=True)
 
+    # Where the API was reached when the invoice was made: the `url` in notifications.
+    base_url = UnicodeAttribute(null=True)
+    # Optimistic locking (pynamodb conditions every save and update on it and advances it):
+    # concurrent watchers never double-count a payment nor lose an update.
+    version = VersionAttribute()
+    payments = ListAttribute(of=PaymentAttribute, default=list)
+    notification_count = NumberAttribute(default=0)
+    # Present while the invoice is watched (see InvoicesWatched).
+    watch_network = UnicodeAttribute(null=True)
+    next_check = NumberAttribute(null=True)
+
     by_store = InvoicesByStore()
     by_status = InvoicesByStatus()
     by_order_id = InvoicesByOrderId()
     by_item_code = InvoicesByItemCode()
+    by_watch = InvoicesWatched()
 
 
 class SessionsByLogin(GlobalSecondaryIndex):
@@ -255,6 +290,50 @@ class LoginFailureModel(Model):
     expiration = TTLAttribute()
 
 
+class NotificationsOutbox(GlobalSecondaryIndex):
+    """Sparse: only undelivered notifications, so a sweep can find any whose queue message was lost."""
+
+    Meta = _index_meta("outbox-index")
+    outbox = UnicodeAttribute(hash_key=True)
+    next_attempt = NumberAttribute(range_key=True)
+
+
+class AttemptAttribute(MapAttribute):
+    time = NumberAttribute()
+    # The receiver's HTTP status; absent when no response came back.
+    status = NumberAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    duration_ms = NumberAttribute()
+
+
+class NotificationModel(Model):
+    """One IPN for an invoice, numbered in the order it must be delivered, with every attempt made."""
+
+    Meta = _meta("NOTIFICATIONS_TABLE", "notifications")
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+    invoice_id = UnicodeAttribute(hash_key=True)
+    sequence = NumberAttribute(range_key=True)
+    store_id = UnicodeAttribute()
+    event_code = NumberAttribute()
+    event_name = UnicodeAttribute()
+    url = UnicodeAttribute()
+    # The exact JSON posted, fixed when the event happened.
+    body = UnicodeAttribute()
+    created = NumberAttribute()
+    state = UnicodeAttribute(default=PENDING)
+    attempts = ListAttribute(of=AttemptAttribute, default=list)
+    outbox = UnicodeAttribute(null=True)
+    next_attempt = NumberAttribute(null=True)
+    # Set while one consumer delivers it, so two never post the same notification at once.
+    lease_until = NumberAttribute(null=True)
+
+    by_outbox = NotificationsOutbox()
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     UserModel,
     StoreModel,
@@ -262,6 +341,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     InvoiceModel,
     SessionModel,
     LoginFailureModel,
+    NotificationModel,
 )
 
 

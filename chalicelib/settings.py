@@ -28,6 +28,35 @@ class Settings:
     kraken_url: str
     coinbase_url: str
     bitcoin_network: str
+    # An Esplora-compatible HTTP API (mempool.space, blockstream.info, a merchant's own electrs).
+    esplora_url: str
+    esplora_concurrency: int
+    esplora_timeout_seconds: float
+    # How long after its expiration an invoice is still watched (late payments, confirmations).
+    monitoring_window_seconds: int
+    # How far short of the amount due a payment may be and still count as paid in full.
+    payment_tolerance_percent: Decimal
+    # Lets IPNs go to loopback and private addresses: the local stack's receivers live there.
+    allow_private_notification_urls: bool
+    notifications_queue: str
+    # Optional: otherwise looked up from the queue's name on first use.
+    notifications_queue_url: str | None
+    # SQS delays a message by at most 900 s; longer back-offs are reached by re-queueing.
+    notification_max_delay_seconds: int
+    notification_timeout_seconds: float
+
+
+# Public Esplora instances per network, used when ESPLORA_URL is not set.
+_DEFAULT_ESPLORA = {
+    "main": "https://mempool.space/api",
+    "test": "https://mempool.space/testnet/api",
+    "signet": "https://mempool.space/signet/api",
+    "regtest": "http://127.0.0.1:3002",
+}
+
+
+def _flag(raw: str) -> bool:
+    return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
 def _fixed_rates(raw: str) -> dict[str, Decimal]:
@@ -37,8 +66,10 @@ def _fixed_rates(raw: str) -> dict[str, Decimal]:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     env = os.environ.get
+    stage = env("STAGE", "local")
+    network = env("BITCOIN_NETWORK", "main")
     return Settings(
-        stage=env("STAGE", "local"),
+        stage=stage,
         region=env("AWS_REGION") or env("AWS_DEFAULT_REGION") or "us-east-1",
         dynamodb_endpoint=env("DYNAMODB_ENDPOINT") or None,
         public_base_url=(env("PUBLIC_BASE_URL") or "").rstrip("/") or None,
@@ -51,5 +82,15 @@ def get_settings() -> Settings:
         rate_timeout_seconds=float(env("RATE_TIMEOUT_SECONDS", "3")),
         kraken_url=env("KRAKEN_URL", "https://api.kraken.com"),
         coinbase_url=env("COINBASE_URL", "https://api.coinbase.com"),
-        bitcoin_network=env("BITCOIN_NETWORK", "main"),
+        bitcoin_network=network,
+        esplora_url=(env("ESPLORA_URL") or _DEFAULT_ESPLORA.get(network, "")).rstrip("/"),
+        esplora_concurrency=max(1, int(env("ESPLORA_CONCURRENCY", "4"))),
+        esplora_timeout_seconds=float(env("ESPLORA_TIMEOUT_SECONDS", "10")),
+        monitoring_window_seconds=int(env("MONITORING_WINDOW_SECONDS", str(24 * 3600))),
+        payment_tolerance_percent=Decimal(env("PAYMENT_TOLERANCE_PERCENT", "0")),
+        allow_private_notification_urls=_flag(env("ALLOW_PRIVATE_NOTIFICATION_URLS", "false")),
+        notifications_queue=env("NOTIFICATIONS_QUEUE") or f"paylambda-{stage}-notifications",
+        notifications_queue_url=env("NOTIFICATIONS_QUEUE_URL") or None,
+        notification_max_delay_seconds=min(900, int(env("NOTIFICATION_MAX_DELAY_SECONDS", "900"))),
+        notification_timeout_seconds=float(env("NOTIFICATION_TIMEOUT_SECONDS", "10")),
     )

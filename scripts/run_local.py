@@ -1,20 +1,70 @@
-"""`make run`: a local DynamoDB (moto's server, in memory), the tables, an admin account, and `chalice local`.
+"""`make run`: a local DynamoDB and SQS (moto's server, in memory), the tables, an admin account, and `chalice local`.
+
+Beside the API, two threads do what AWS does on a schedule and on queue messages,
+by calling the very handlers AWS calls (`chalicelib/jobs.py`) with AWS-shaped events:
+the payment watcher every minute, and the notification queue's consumer.
 
 Ctrl-C stops all of it. Local data lives in memory only and is gone when it
 stops; durable storage is DynamoDB on AWS.
 """
 
+import json
 import logging
 import os
 import secrets
 import subprocess
 import sys
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 API_PORT = int(os.environ.get("PORT", "8000"))
 DYNAMODB_PORT = int(os.environ.get("LOCAL_DYNAMODB_PORT", "8001"))
 ADMIN_LOGIN = "admin"
+WATCH_INTERVAL_SECONDS = 60
+QUEUE_NAME = "paylambda-local-notifications"
+
+
+def _watch_forever(stop: threading.Event) -> None:
+    import app  # noqa: F401  Registers the jobs blueprint, as Lambda's import of app.py does.
+    from chalicelib.jobs import watch_payments
+
+    while not stop.is_set():
+        event = {
+            "version": "0", "id": secrets.token_hex(8), "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "000000000000", "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": os.environ["AWS_DEFAULT_REGION"], "resources": [], "detail": {},
+        }  # fmt: skip
+        try:
+            watch_payments(event, None)
+        except Exception:
+            logging.exception("payment watcher run failed")
+        stop.wait(WATCH_INTERVAL_SECONDS)
+
+
+def _consume_forever(stop: threading.Event, sqs, queue_url: str) -> None:
+    import app  # noqa: F401  Registers the jobs blueprint, as Lambda's import of app.py does.
+    from chalicelib.jobs import deliver_notifications
+
+    while not stop.is_set():
+        try:
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=5)
+        except Exception:
+            logging.exception("notification queue unreadable")
+            stop.wait(5)
+            continue
+        for message in messages.get("Messages", []):
+            record = {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"]}
+            try:
+                deliver_notifications(
+                    {"Records": [{**record, "body": message["Body"], "eventSource": "aws:sqs"}]}, None
+                )
+            except Exception:
+                # As on AWS: the message comes back when its visibility timeout ends.
+                logging.exception("notification delivery failed: %s", json.loads(message["Body"]))
+                continue
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def main() -> int:
@@ -24,9 +74,14 @@ def main() -> int:
             "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
             "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
             "DYNAMODB_ENDPOINT": f"http://127.0.0.1:{DYNAMODB_PORT}",
+            # boto3 reads it: the notification queue lives on the same moto server.
+            "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{DYNAMODB_PORT}",
+            "NOTIFICATIONS_QUEUE": QUEUE_NAME,
             "STAGE": "local",
         }
     )
+    # Receivers under development listen on this machine or the local network.
+    os.environ.setdefault("ALLOW_PRIVATE_NOTIFICATION_URLS", "true")
     sys.path.insert(0, str(ROOT))
     from moto.server import ThreadedMotoServer
 
@@ -35,16 +90,25 @@ def main() -> int:
 
     dynamodb = ThreadedMotoServer(ip_address="127.0.0.1", port=DYNAMODB_PORT, verbose=False)
     dynamodb.start()
+    stop = threading.Event()
     try:
+        import boto3
+
         from chalicelib import users
         from chalicelib.models import create_tables
+        from chalicelib.settings import get_settings
 
         create_tables()
+        sqs = boto3.client("sqs", region_name=os.environ["AWS_DEFAULT_REGION"])
+        queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
+        threading.Thread(target=_watch_forever, args=(stop,), daemon=True).start()
+        threading.Thread(target=_consume_forever, args=(stop, sqs, queue_url), daemon=True).start()
         if users.get_user(ADMIN_LOGIN) is None:
             password = secrets.token_urlsafe(12)
             users.create_user(ADMIN_LOGIN, password, is_admin=True)
             print(f"Admin account: login {ADMIN_LOGIN}, password {password} (shown once)")
-        print(f"Local DynamoDB (in memory) on http://127.0.0.1:{DYNAMODB_PORT}")
+        print(f"Local DynamoDB and SQS (in memory) on http://127.0.0.1:{DYNAMODB_PORT}")
+        print(f"Payment watcher every {WATCH_INTERVAL_SECONDS}s against {get_settings().esplora_url}")
         print(f"API and pages on http://127.0.0.1:{API_PORT}  (Ctrl-C stops everything)")
         chalice = [str(Path(sys.executable).parent / "chalice"), "local", "--stage", "local", "--host", "127.0.0.1"]
         server = subprocess.Popen([*chalice, "--port", str(API_PORT)], cwd=ROOT)
@@ -55,6 +119,7 @@ def main() -> int:
             server.wait()
             return 0
     finally:
+        stop.set()
         dynamodb.stop()
 
 

@@ -1,0 +1,447 @@
+"""What the payment tests run against: a clock, an Esplora-compatible chain, an IPN receiver, the SQS queue.
+
+Loaded as a pytest plugin by conftest.py. The settings below are read when
+chalicelib first loads them, which is after this module runs.
+
+- `Chain` + `EsploraServer`: a toy mempool and block chain served over HTTP the way
+  the Esplora API serves them (paths and JSON shapes of Blockstream's API.md); the
+  test pays addresses, mines blocks, replaces transactions, and can make the
+  server answer 429/503 or hold answers back.
+- `IpnReceiver`: a merchant's notification endpoint that fails as often as told.
+- `drain`: the SQS consumer's loop, on the real (moto) queue, with time driven by
+  the test clock: a message is handled at the time SQS would have delivered it.
+"""
+
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import count
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+ESPLORA_PORT = _free_port()
+QUEUE_NAME = "paylambda-test-notifications"
+os.environ.update(
+    {
+        "ESPLORA_URL": f"http://127.0.0.1:{ESPLORA_PORT}",
+        # boto3 reads this one itself: SQS goes to the same moto server as DynamoDB.
+        "AWS_ENDPOINT_URL_SQS": os.environ["DYNAMODB_ENDPOINT"],
+        "NOTIFICATIONS_QUEUE": QUEUE_NAME,
+        # The IPN receiver listens on 127.0.0.1.
+        "ALLOW_PRIVATE_NOTIFICATION_URLS": "true",
+        # Back-offs are waited out on the test clock (see `drain`), not in real time.
+        "NOTIFICATION_MAX_DELAY_SECONDS": "0",
+        "ESPLORA_TIMEOUT_SECONDS": "5",
+    }
+)
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+# Far enough ahead that every invoice made so far has left the watch.
+AFTER_EVERYTHING = 3 * 24 * HOUR
+
+
+class FakeClock:
+    """Milliseconds, starting a minute after the real time; the test moves it forward.
+
+    Invoices are stamped with the real time when the API makes them; the watcher's
+    first run comes after that, as the scheduled one would.
+    """
+
+    def __init__(self):
+        self.now = int(time.time() * 1000) + MINUTE
+
+    def advance(self, ms: int) -> int:
+        self.now += ms
+        return self.now
+
+
+class Chain:
+    """A mempool and a chain of blocks, just enough for Esplora's address and tip endpoints."""
+
+    START_HEIGHT = 840_000
+
+    def __init__(self, clock: FakeClock):
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.height = self.START_HEIGHT
+        self.block_times = {self.START_HEIGHT: clock.now // 1000}
+        self.mempool: dict[str, dict] = {}
+        self.confirmed: dict[str, dict] = {}
+        self._serial = count()
+        # Requests answered with an error status before the real answer: path prefix -> statuses.
+        self.failures: dict[str, list[int]] = defaultdict(list)
+        self.retry_after: str | None = None
+        # Address -> barrier its /txs answers wait on (to make watchers race).
+        self.barriers: dict[str, threading.Barrier] = {}
+        self.requests: list[str] = []
+
+    def pay(self, address: str, amount: int, *, also: tuple[tuple[str, int], ...] = ()) -> str:
+        """A transaction paying `amount` to `address` (and `also` to others), entering the mempool."""
+        txid = self._txid()
+        outputs = [(address, amount), *also, (_change_address(txid), 54_321)]
+        with self.lock:
+            self.mempool[txid] = _transaction(txid, outputs)
+        return txid
+
+    def replace(self, txid: str, *, pays: tuple[tuple[str, int], ...] = ()) -> str:
+        """RBF: `txid` leaves the mempool and a conflicting transaction paying `pays` enters it."""
+        with self.lock:
+            del self.mempool[txid]
+        replacement = self._txid()
+        with self.lock:
+            self.mempool[replacement] = _transaction(replacement, [*pays, (_change_address(replacement), 50_000)])
+        return replacement
+
+    def mine(self, blocks: int = 1, *, only: tuple[str, ...] | None = None) -> None:
+        """Mine `blocks` blocks, the first confirming the mempool (or just `only`)."""
+        with self.lock:
+            for number in range(blocks):
+                self.height += 1
+                self.block_times[self.height] = self.clock.now // 1000 + number
+                if number == 0:
+                    for txid in list(self.mempool) if only is None else only:
+                        tx = self.mempool.pop(txid)
+                        tx["status"] = {
+                            "confirmed": True,
+                            "block_height": self.height,
+                            "block_hash": _block_hash(self.height),
+                            "block_time": self.block_times[self.height],
+                        }
+                        self.confirmed[txid] = tx
+
+    def fail_next(self, path_prefix: str, *statuses: int) -> None:
+        self.failures[path_prefix].extend(statuses)
+
+    def hold(self, address: str, parties: int) -> None:
+        """Answer nobody about `address` until `parties` requests for it are waiting."""
+        self.barriers[address] = threading.Barrier(parties, timeout=10)
+
+    def transactions(self, address: str) -> tuple[list[dict], list[dict]]:
+        """(mempool, confirmed) transactions touching `address`, newest first."""
+        with self.lock:
+            mempool = [tx for tx in self.mempool.values() if _touches(tx, address)]
+            confirmed = [tx for tx in self.confirmed.values() if _touches(tx, address)]
+        return list(reversed(mempool)), sorted(confirmed, key=lambda tx: -tx["status"]["block_height"])
+
+    def _txid(self) -> str:
+        return hashlib.sha256(f"tx-{next(self._serial)}-{id(self)}".encode()).hexdigest()
+
+
+def _touches(tx: dict, address: str) -> bool:
+    return any(output["scriptpubkey_address"] == address for output in tx["vout"])
+
+
+def _change_address(seed: str) -> str:
+    return "bc1qchange" + seed[:20]
+
+
+def _block_hash(height: int) -> str:
+    return hashlib.sha256(f"block-{height}".encode()).hexdigest()
+
+
+def _transaction(txid: str, outputs: list[tuple[str, int]]) -> dict:
+    return {
+        "txid": txid,
+        "version": 2,
+        "locktime": 0,
+        "vin": [{"txid": "ab" * 32, "vout": 0, "is_coinbase": False, "sequence": 4294967293}],
+        "vout": [
+            {
+                "scriptpubkey": "0014" + "00" * 20,
+                "scriptpubkey_type": "v0_p2wpkh",
+                "scriptpubkey_address": a,
+                "value": v,
+            }
+            for a, v in outputs
+        ],
+        "size": 222,
+        "weight": 561,
+        "fee": 1410,
+        "status": {"confirmed": False},
+    }
+
+
+class _EsploraHandler(BaseHTTPRequestHandler):
+    server: "EsploraServer"
+
+    def do_GET(self):
+        chain = self.server.chain
+        path = urlsplit(self.path).path
+        chain.requests.append(path)
+        for prefix, statuses in chain.failures.items():
+            if path.startswith(prefix) and statuses:
+                status = statuses.pop(0)
+                headers = {"Retry-After": chain.retry_after} if chain.retry_after else {}
+                return self._send(status, "Too Many Requests" if status == 429 else "Server Error", headers)
+        parts = [unquote(part) for part in path.strip("/").split("/")]
+        if parts == ["blocks", "tip", "height"]:
+            return self._send(200, str(chain.height))
+        if parts == ["blocks", "tip", "hash"]:
+            return self._send(200, _block_hash(chain.height))
+        if len(parts) >= 3 and parts[0] == "address" and parts[2] == "txs":
+            return self._address_txs(chain, parts[1], parts[3:])
+        if len(parts) == 3 and parts[0] == "tx" and parts[2] == "status":
+            tx = chain.confirmed.get(parts[1]) or chain.mempool.get(parts[1])
+            return self._send(404, "Transaction not found") if tx is None else self._json(tx["status"])
+        if len(parts) == 2 and parts[0] == "tx":
+            tx = chain.confirmed.get(parts[1]) or chain.mempool.get(parts[1])
+            return self._send(404, "Transaction not found") if tx is None else self._json(tx)
+        return self._send(404, "Not found")
+
+    def _address_txs(self, chain: Chain, address: str, rest: list[str]):
+        barrier = chain.barriers.get(address)
+        if barrier is not None:
+            barrier.wait()
+        mempool, confirmed = chain.transactions(address)
+        if not rest:
+            return self._json(mempool[:50] + confirmed[:25])
+        if rest == ["mempool"]:
+            return self._json(mempool[:50])
+        if rest[0] == "chain":
+            start = 0
+            if len(rest) > 1:
+                txids = [tx["txid"] for tx in confirmed]
+                if rest[1] not in txids:
+                    return self._send(400, "Invalid last_seen_txid")
+                start = txids.index(rest[1]) + 1
+            return self._json(confirmed[start : start + 25])
+        return self._send(404, "Not found")
+
+    def _json(self, body) -> None:
+        self._send(200, json.dumps(body), {"Content-Type": "application/json"})
+
+    def _send(self, status: int, text: str, headers: dict | None = None) -> None:
+        payload = text.encode()
+        self.send_response(status)
+        for name, value in {"Content-Type": "text/plain", **(headers or {})}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format, *args):
+        pass
+
+
+class EsploraServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, chain: Chain):
+        super().__init__(("127.0.0.1", port), _EsploraHandler)
+        self.chain = chain
+        self.url = f"http://127.0.0.1:{port}"
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+
+class IpnReceiver(ThreadingHTTPServer):
+    """A merchant's notificationURL: records every POST, answers 500 to the first `fail(path, n)` ones."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _IpnHandler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.lock = threading.Lock()
+        self.failures: dict[str, int] = defaultdict(int)
+        # Seconds each answer takes, to make deliveries overlap.
+        self.delay = 0.0
+        # (path, status answered, parsed body) in arrival order.
+        self.received: list[tuple[str, int, dict]] = []
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def fail(self, path: str, times: int) -> None:
+        self.failures[path] = times
+
+    def accepted(self, path: str) -> list[dict]:
+        return [body for p, status, body in self.received if p == path and status == 200]
+
+
+class _IpnHandler(BaseHTTPRequestHandler):
+    server: IpnReceiver
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        path = urlsplit(self.path).path
+        time.sleep(self.server.delay)
+        with self.server.lock:
+            failing = self.server.failures[path] > 0
+            self.server.failures[path] -= failing
+            status = 500 if failing else 200
+            self.server.received.append((path, status, body))
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format, *args):
+        pass
+
+
+class Queue:
+    """The notifications queue on moto's server, read the way the Lambda event source reads it."""
+
+    def __init__(self, sqs, url: str):
+        self.sqs = sqs
+        self.url = url
+
+    def receive_all(self) -> list[dict]:
+        messages = []
+        while batch := self.sqs.receive_message(
+            QueueUrl=self.url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=0
+        ).get("Messages", []):
+            messages += batch
+        return messages
+
+    def delete(self, message: dict) -> None:
+        self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+
+    def release(self, message: dict) -> None:
+        self.sqs.change_message_visibility(
+            QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+
+    def purge(self) -> None:
+        for message in self.receive_all():
+            self.delete(message)
+
+
+def drain(queue: Queue, clock: FakeClock, invoice_ids, *, until: int | None = None, rounds: int = 100) -> int:
+    """Run the consumer until no message for `invoice_ids` is due by `until` (or at all); returns messages handled.
+
+    Each message is handed to the same function the Lambda handler calls, at the time SQS
+    would have delivered it: the clock moves forward to its due time, as if the test had
+    waited. Messages of other invoices belong to earlier tests and are dropped unread.
+    """
+    from chalicelib import notifications
+
+    handled = 0
+    for _ in range(rounds):
+        messages = sorted(queue.receive_all(), key=lambda message: json.loads(message["Body"])["due"])
+        due_now = []
+        for message in messages:
+            body = json.loads(message["Body"])
+            if body["invoiceId"] not in invoice_ids:
+                queue.delete(message)
+            elif until is not None and body["due"] > until:
+                queue.release(message)
+            else:
+                due_now.append((body["due"], message))
+        if not due_now:
+            return handled
+        for due, message in due_now:
+            clock.now = max(clock.now, due)
+            notifications.handle_message(message["Body"], now=clock.now)
+            queue.delete(message)
+            handled += 1
+    raise AssertionError(f"the queue did not settle in {rounds} rounds")
+
+
+def sats(invoice: dict) -> int:
+    return invoice["paymentTotals"]["BTC"]
+
+
+def btc(amount: int) -> str:
+    return f"{Decimal(amount) / 100_000_000:.8f}"
+
+
+@dataclass
+class Merchant:
+    """A shop's server: bitpay 2.6.1910's client, paired with a merchant token for the test store."""
+
+    client: object
+    token: str
+
+    def create_invoice(self, price: str = "10", **fields) -> dict:
+        return self.client.create_invoice({"price": price, "currency": "USD", "token": self.token, **fields})
+
+    def get_invoice(self, invoice_id: str) -> dict:
+        return self.client.get_invoice(invoice_id, token=self.token)
+
+
+@pytest.fixture
+def merchant(api_url, store, chain):
+    from bitpay import key_utils
+    from bitpay.client import Client
+
+    from chalicelib import tokens
+
+    client = Client(api_uri=api_url, pem=key_utils.generate_pem())
+    pairing = tokens.create_pairing_code(store.store_id, "merchant")
+    return Merchant(client, client.pair_pos_client(pairing.pairing_code)["merchant"])
+
+
+@pytest.fixture
+def watch(clock, esplora):
+    """One watcher run at the test clock's time."""
+    from chalicelib import watcher
+
+    return lambda: watcher.run(now=clock.now, client=esplora)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def esplora_server(dynamodb):
+    server = EsploraServer(ESPLORA_PORT, Chain(FakeClock()))
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def notifications_queue(dynamodb):
+    import boto3
+
+    sqs = boto3.client("sqs", region_name=os.environ["AWS_DEFAULT_REGION"])
+    return Queue(sqs, sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"])
+
+
+@pytest.fixture
+def chain(esplora_server, clock, notifications_queue):
+    """A fresh chain on the Esplora server, with no invoice of an earlier test still watched.
+
+    Earlier invoices reuse this test's addresses (every test store derives from index 0),
+    so they are first run to the end of their watch on an empty chain.
+    """
+    from chalicelib import watcher
+    from chalicelib.esplora import EsploraClient
+
+    esplora_server.chain = Chain(FakeClock())
+    watcher.run(now=clock.now + AFTER_EVERYTHING, client=EsploraClient(esplora_server.url))
+    notifications_queue.purge()
+    esplora_server.chain = Chain(clock)
+    return esplora_server.chain
+
+
+@pytest.fixture
+def esplora(chain, esplora_server):
+    """A client for the test chain, as the watcher builds it from the settings (no waiting between retries)."""
+    from chalicelib.esplora import EsploraClient
+
+    return EsploraClient(esplora_server.url, concurrency=4, timeout=5, sleep=lambda seconds: None)
+
+
+@pytest.fixture
+def ipn_receiver():
+    receiver = IpnReceiver()
+    yield receiver
+    receiver.shutdown()
+    receiver.server_close()

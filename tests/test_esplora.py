@@ -1,0 +1,111 @@
+"""The Esplora client against the test chain served over HTTP: paging, back-off, bounded concurrency."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from chalicelib.esplora import EsploraClient, EsploraError
+
+ADDRESS = "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"
+
+
+def test_tip_height_and_payments_with_confirmations(chain, esplora, clock):
+    first = chain.pay(ADDRESS, 10_000)
+    chain.mine(3)
+    second = chain.pay(ADDRESS, 2_500, also=((ADDRESS, 500),))
+    chain.pay("bc1qsomeoneelse", 99_999)
+
+    assert esplora.tip_height() == chain.height
+    found = {(p.txid, p.vout): p for p in esplora.payments_to(ADDRESS, chain.height, clock.now)}
+    assert set(found) == {(first, 0), (second, 0), (second, 1)}
+    assert (found[first, 0].amount, found[first, 0].confirmations) == (10_000, 3)
+    assert found[first, 0].block_height == chain.height - 2
+    assert found[first, 0].block_time == chain.block_times[chain.height - 2] * 1000
+    assert (found[second, 0].amount, found[second, 0].confirmations, found[second, 0].block_height) == (2_500, 0, None)
+    assert found[second, 1].amount == 500
+
+
+def test_confirmed_history_beyond_the_first_page_is_fetched(chain, esplora, clock):
+    txids = [chain.pay(ADDRESS, 1_000 + n) for n in range(60)]
+    chain.mine()
+    payments = esplora.payments_to(ADDRESS, chain.height, clock.now)
+    assert sorted(p.txid for p in payments) == sorted(txids)
+    assert sum(1 for path in chain.requests if "/txs/chain/" in path) == 2
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+def test_rate_limits_and_server_errors_are_retried_with_back_off(chain, esplora_server, status):
+    slept = []
+    client = EsploraClient(esplora_server.url, retries=4, backoff_seconds=0.5, sleep=slept.append)
+    chain.fail_next("/blocks/tip/height", status, status, status)
+    assert client.tip_height() == chain.height
+    assert slept == [0.5, 1.0, 2.0]
+
+
+def test_retry_after_is_honoured(chain, esplora_server):
+    slept = []
+    client = EsploraClient(esplora_server.url, sleep=slept.append)
+    chain.retry_after = "7"
+    chain.fail_next("/blocks/tip/height", 429)
+    assert client.tip_height() == chain.height
+    assert slept == [7.0]
+
+
+def test_gives_up_after_the_last_retry(chain, esplora_server):
+    slept = []
+    client = EsploraClient(esplora_server.url, retries=2, sleep=slept.append)
+    chain.fail_next("/address/", 503, 503, 503, 503)
+    with pytest.raises(EsploraError, match="HTTP 503 after 3 attempts"):
+        client.payments_to(ADDRESS, 1, 0)
+    assert len(slept) == 2
+
+
+def test_client_errors_are_not_retried(chain, esplora_server):
+    slept = []
+    client = EsploraClient(esplora_server.url, sleep=slept.append)
+    chain.fail_next("/address/", 400)
+    with pytest.raises(EsploraError, match="HTTP 400"):
+        client.payments_to(ADDRESS, 1, 0)
+    assert slept == []
+
+
+def test_an_unreachable_server_is_an_esplora_error():
+    with pytest.raises(EsploraError):
+        EsploraClient("http://127.0.0.1:9", retries=1, sleep=lambda seconds: None).tip_height()
+
+
+def test_requests_in_flight_never_exceed_the_concurrency(chain, esplora_server, clock, monkeypatch):
+    in_flight, peak, lock = 0, 0, threading.Lock()
+    original = esplora_server.RequestHandlerClass.do_GET
+
+    def counting_get(self):
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        time.sleep(0.02)
+        try:
+            original(self)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    monkeypatch.setattr(esplora_server.RequestHandlerClass, "do_GET", counting_get)
+    client = EsploraClient(esplora_server.url, concurrency=3)
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        list(pool.map(lambda n: client.payments_to(f"bc1qaddress{n}", 1, clock.now), range(24)))
+    assert peak == 3
+
+
+def test_an_answer_that_is_not_a_transaction_list_is_an_error(chain, esplora_server, monkeypatch):
+    def garbage(handler):
+        handler._send(200, '{"not": "a list"}' if "/txs" in handler.path else "tip")
+
+    monkeypatch.setattr(esplora_server.RequestHandlerClass, "do_GET", garbage)
+    client = EsploraClient(esplora_server.url)
+    with pytest.raises(EsploraError, match="expected a list of transactions"):
+        client.payments_to(ADDRESS, 1, 0)
+    with pytest.raises(EsploraError, match="unexpected tip height"):
+        client.tip_height()

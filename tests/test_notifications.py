@@ -1,0 +1,262 @@
+"""IPNs end to end: the watcher's changes reach a merchant's receiver through the (moto) SQS queue.
+
+The receiver fails as often as a test says; `drain` hands each queued message to the
+consumer at the time SQS would deliver it, moving the test clock as if the test waited.
+"""
+
+import json
+import threading
+
+import pytest
+from btcpay import BTCPayClient
+
+from chalicelib import jobs, notifications, tokens
+from chalicelib.models import NotificationModel
+from chalicelib.settings import get_settings
+from tests.payments_support import HOUR, MINUTE, drain, sats
+
+NOTIFICATION_FIELDS = {
+    "id", "url", "posData", "status", "price", "currency", "invoiceTime", "expirationTime", "currentTime",
+    "exceptionStatus", "buyerFields", "paymentSubtotals", "paymentTotals", "exchangeRates", "amountPaid",
+    "orderId", "transactionCurrency", "btcPrice", "btcPaid", "rate",
+}  # fmt: skip
+
+
+pytestmark = pytest.mark.parametrize("api_url", [""], indirect=True)
+
+
+def test_failing_receiver_gets_every_notification_once_in_order(
+    merchant, chain, watch, clock, ipn_receiver, notifications_queue
+):
+    full = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/full", fullNotifications=True)
+    extended = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/extended", extendedNotifications=True)
+    ids = {full["id"], extended["id"]}
+    ipn_receiver.fail("/full", 2)
+    ipn_receiver.fail("/extended", 3)
+
+    started = clock.now
+    for invoice in (full, extended):
+        chain.pay(invoice["bitcoinAddress"], sats(invoice))
+    watch()
+    drain(notifications_queue, clock, ids, until=clock.now)
+    assert sorted((path, status) for path, status, _ in ipn_receiver.received) == [("/extended", 500), ("/full", 500)]
+
+    # The next changes happen while the first notifications wait for their retry: they must wait too.
+    clock.advance(30_000)
+    chain.mine()
+    watch()
+    clock.advance(10_000)
+    chain.mine(5)
+    watch()
+    drain(notifications_queue, clock, ids, until=clock.now)
+    assert len(ipn_receiver.received) == 2
+
+    drain(notifications_queue, clock, ids)
+    assert [body["status"] for body in ipn_receiver.accepted("/full")] == ["paid", "confirmed", "complete"]
+    assert [(body["event"], body["data"]["status"]) for body in ipn_receiver.accepted("/extended")] == [
+        ({"code": 1003, "name": "invoice_paidInFull"}, "paid"),
+        ({"code": 1005, "name": "invoice_confirmed"}, "confirmed"),
+        ({"code": 1006, "name": "invoice_completed"}, "complete"),
+    ]
+    assert [status for path, status, _ in ipn_receiver.received if path == "/full"] == [500, 500, 200, 200, 200]
+
+    first_attempts = notifications.history(full["id"])[0]["attempts"]
+    assert [(a["time"] - started, a["status"], a["error"]) for a in first_attempts] == [
+        (0, 500, "HTTP 500"),
+        (1 * MINUTE, 500, "HTTP 500"),
+        (5 * MINUTE, 200, None),
+    ]
+    assert all(n["state"] == "delivered" for i in ids for n in notifications.history(i))
+    assert notifications_queue.receive_all() == []
+
+
+def test_without_full_notifications_only_confirmed_is_sent(
+    api_url, merchant, chain, watch, clock, ipn_receiver, notifications_queue
+):
+    created = merchant.create_invoice(
+        notificationURL=f"{ipn_receiver.url}/ipn", orderId="order-7", posData='{"cart": 7}', buyerEmail="b@example.com"
+    )
+    txid = chain.pay(created["bitcoinAddress"], sats(created))
+    watch()
+    chain.mine()
+    watch()
+    confirmed_at = clock.now
+    chain.mine(5)
+    watch()
+    drain(notifications_queue, clock, {created["id"]})
+
+    [body] = ipn_receiver.accepted("/ipn")
+    assert set(body) == NOTIFICATION_FIELDS
+    assert body["status"] == "confirmed"
+    assert body["currentTime"] == confirmed_at
+    assert body["url"] == f"{api_url}/invoice?id={created['id']}"
+    assert (body["orderId"], body["posData"], body["buyerFields"]) == (
+        "order-7",
+        '{"cart": 7}',
+        {"buyerEmail": "b@example.com"},
+    )
+    assert (body["amountPaid"], body["transactionCurrency"], body["exceptionStatus"]) == (sats(created), "BTC", False)
+    assert body["paymentTotals"] == {"BTC": sats(created)}
+    assert merchant.get_invoice(created["id"])["transactions"][0]["txid"] == txid
+
+
+def test_expired_partial_and_failed_to_confirm_notify_with_extended_notifications(
+    merchant, chain, watch, clock, ipn_receiver, notifications_queue
+):
+    partial = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/partial", extendedNotifications=True)
+    unconfirmed = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/unconfirmed", fullNotifications=True)
+    chain.pay(partial["bitcoinAddress"], 1_000)
+    chain.pay(unconfirmed["bitcoinAddress"], sats(unconfirmed))
+    watch()
+    clock.now = partial["expirationTime"] + 1
+    watch()
+    clock.now = unconfirmed["expirationTime"] + 24 * HOUR + 1
+    watch()
+    drain(notifications_queue, clock, {partial["id"], unconfirmed["id"]})
+
+    assert [
+        (body["event"]["code"], body["data"]["status"], body["data"]["exceptionStatus"])
+        for body in ipn_receiver.accepted("/partial")
+    ] == [(1002, "new", "paidPartial"), (1004, "expired", "paidPartial")]
+    assert [body["status"] for body in ipn_receiver.accepted("/unconfirmed")] == ["paid", "invalid"]
+
+
+def test_a_receiver_that_never_accepts_is_given_up_after_about_a_day(
+    merchant, chain, watch, clock, ipn_receiver, notifications_queue
+):
+    created = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/down")
+    ipn_receiver.fail("/down", 1_000)
+    chain.pay(created["bitcoinAddress"], sats(created))
+    chain.mine()
+    watch()
+    drain(notifications_queue, clock, {created["id"]})
+
+    [notification] = notifications.history(created["id"])
+    attempts = notification["attempts"]
+    assert notification["state"] == "failed"
+    assert len(attempts) == len(notifications.RETRY_DELAYS_MINUTES) + 1
+    assert 23 * HOUR < attempts[-1]["time"] - attempts[0]["time"] < 25 * HOUR
+    assert created["id"] not in notifications.requeue_overdue(clock.now + 2 * HOUR)
+
+
+def test_a_lost_queue_message_is_recovered_by_the_sweep(
+    merchant, chain, watch, clock, ipn_receiver, notifications_queue
+):
+    created = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn")
+    chain.pay(created["bitcoinAddress"], sats(created))
+    chain.mine()
+    watch()
+    notifications_queue.purge()
+    assert drain(notifications_queue, clock, {created["id"]}) == 0
+
+    assert created["id"] not in notifications.requeue_overdue(clock.now + notifications.OVERDUE_MS - 1)
+    clock.advance(notifications.OVERDUE_MS + 1)
+    assert created["id"] in notifications.requeue_overdue(clock.now)
+    drain(notifications_queue, clock, {created["id"]})
+    assert [body["status"] for body in ipn_receiver.accepted("/ipn")] == ["confirmed"]
+
+
+def test_two_consumers_with_the_same_message_post_once(
+    merchant, chain, watch, clock, ipn_receiver, notifications_queue
+):
+    created = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn")
+    chain.pay(created["bitcoinAddress"], sats(created))
+    chain.mine()
+    watch()
+    [message] = [m for m in notifications_queue.receive_all() if created["id"] in m["Body"]]
+    ipn_receiver.delay = 0.3
+    consumers = [
+        threading.Thread(target=notifications.handle_message, args=(message["Body"],), kwargs={"now": clock.now})
+        for _ in range(2)
+    ]
+    for consumer in consumers:
+        consumer.start()
+    for consumer in consumers:
+        consumer.join(timeout=30)
+    ipn_receiver.delay = 0
+    drain(notifications_queue, clock, {created["id"]})
+    assert len(ipn_receiver.received) == 1
+    assert [n["state"] for n in notifications.history(created["id"])] == ["delivered"]
+
+
+@pytest.fixture
+def production_settings(monkeypatch):
+    monkeypatch.setenv("ALLOW_PRIVATE_NOTIFICATION_URLS", "false")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_a_refused_notification_url_is_recorded_on_the_attempt(
+    merchant, chain, watch, clock, ipn_receiver, notifications_queue, production_settings
+):
+    created = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn")
+    chain.pay(created["bitcoinAddress"], sats(created))
+    chain.mine()
+    watch()
+    drain(notifications_queue, clock, {created["id"]}, until=clock.now)
+    [attempt] = notifications.history(created["id"])[0]["attempts"]
+    assert attempt["status"] is None
+    assert "loopback, private or link-local" in attempt["error"]
+    assert ipn_receiver.received == []
+
+
+def test_merchant_resends_a_notification(api_url, merchant, chain, watch, clock, ipn_receiver, notifications_queue):
+    created = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn", extendedNotifications=True)
+    btcpay = BTCPayClient(host=api_url, pem=merchant.client.pem, tokens={"merchant": merchant.token})
+
+    assert btcpay._signed_post_request(f"/invoices/{created['id']}/notifications", {}) == "Success"
+    drain(notifications_queue, clock, {created["id"]})
+    [resent] = ipn_receiver.accepted("/ipn")
+    assert resent["event"] == {"code": 1012, "name": "invoice_manuallyNotified"}
+    assert resent["data"]["id"] == created["id"]
+    assert resent["data"]["status"] == "new"
+
+
+def test_resend_is_refused_without_a_notification_url_or_a_merchant_token(api_url, merchant, store):
+    created = merchant.create_invoice()
+    btcpay = BTCPayClient(host=api_url, pem=merchant.client.pem, tokens={"merchant": merchant.token})
+    with pytest.raises(Exception, match="400"):
+        btcpay._signed_post_request(f"/invoices/{created['id']}/notifications", {})
+    with pytest.raises(Exception, match="404"):
+        btcpay._signed_post_request("/invoices/NoSuchInvoice/notifications", {})
+
+    pos = tokens.create_pairing_code(store.store_id, "pos")
+    pos_client = BTCPayClient(host=api_url, pem=merchant.client.pem)
+    pos_token = tokens.claim(pos.pairing_code, pos_client.client_id).token
+    with pytest.raises(Exception, match="403"):
+        pos_client._signed_post_request(f"/invoices/{created['id']}/notifications", {}, token=pos_token)
+
+
+def test_the_lambda_handlers_watch_and_deliver(merchant, chain, ipn_receiver, notifications_queue):
+    """The functions AWS invokes, with the events AWS sends, at the real time."""
+    created = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn", transactionSpeed="high")
+    chain.pay(created["bitcoinAddress"], sats(created))
+
+    jobs.watch_payments(
+        {
+            "version": "0",
+            "id": "1",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "1",
+            "time": "2024-01-01T00:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {},
+        },
+        None,
+    )
+    assert merchant.get_invoice(created["id"])["status"] == "confirmed"
+
+    for message in notifications_queue.receive_all():
+        if created["id"] in message["Body"]:
+            record = {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"]}
+            jobs.deliver_notifications(
+                {"Records": [{**record, "body": message["Body"], "attributes": {}, "eventSource": "aws:sqs"}]}, None
+            )
+        notifications_queue.delete(message)
+    assert [body["status"] for body in ipn_receiver.accepted("/ipn")] == ["confirmed"]
+    assert NotificationModel.get(created["id"], 1).state == NotificationModel.DELIVERED
+    assert json.loads(NotificationModel.get(created["id"], 1).body)["status"] == "confirmed"
