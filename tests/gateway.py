@@ -31,6 +31,9 @@ class _PrefixedGateway(LocalGateway):
 
 def _handler_class(prefix: str) -> type:
     class Handler(ChaliceRequestHandler):
+        # chalice writes headers and body separately; with Nagle on, each response waits ~40 ms for a delayed ACK.
+        disable_nagle_algorithm = True
+
         def __init__(self, request, client_address, server, app_object, config):
             self.local_gateway = _PrefixedGateway(app_object, config, prefix)
             BaseHTTPRequestHandler.__init__(self, request, client_address, server)
