@@ -137,7 +137,7 @@ def parse_request(body: dict) -> dict:
     currency = currency.strip().upper()
     if not get_rates().is_known(currency):
         raise BadRequest(f"currency {currency} is not supported")
-    speed = fields.get("transactionspeed")
+    speed = _text(fields, "transactionspeed", "transactionSpeed", 10)
     if speed is not None and speed not in TARGET_CONFIRMATIONS:
         raise BadRequest("transactionSpeed must be high, medium or low")
     email = _text(fields, "notificationemail", "notificationEmail", 254)

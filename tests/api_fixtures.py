@@ -4,6 +4,9 @@ import pytest
 
 from tests.bitid_client import BitIdClient
 
+# For the many variations of one input where the path prefix changes nothing; one prefixed case is enough.
+root_only = pytest.mark.parametrize("api_url", [""], indirect=True, ids=["root"])
+
 
 @pytest.fixture
 def pair(api_url, store):
@@ -30,3 +33,11 @@ def merchant(pair) -> BitIdClient:
 @pytest.fixture
 def pos(pair) -> BitIdClient:
     return pair("pos")
+
+
+@pytest.fixture
+def other_store(user, store):
+    """A second store of the same merchant, with its own address counter."""
+    from chalicelib import stores
+
+    return stores.create_store(user.login, "Other shop", "EUR", wallet=store.wallet)

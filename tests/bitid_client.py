@@ -23,12 +23,12 @@ class BitIdClient:
         self.public_key = self._key.get_verifying_key().to_string("compressed").hex()
         # The SIN as a real client library computes it, not as the server does.
         self.sin = get_sin_from_pem(self.pem)
-        self.session = requests.Session()
 
-    def sign(self, message: str) -> str:
-        return self._key.sign(message.encode(), hashfunc=hashlib.sha256, sigencode=sigencode_der).hex()
+    def sign(self, message: str | bytes) -> str:
+        message = message.encode() if isinstance(message, str) else message
+        return self._key.sign(message, hashfunc=hashlib.sha256, sigencode=sigencode_der).hex()
 
-    def _headers(self, message: str, signed: bool) -> dict[str, str]:
+    def _headers(self, message: str | bytes, signed: bool) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "X-Accept-Version": "2.0.0"}
         if signed:
             headers |= {"X-Identity": self.public_key, "X-Signature": self.sign(message)}
@@ -40,12 +40,12 @@ class BitIdClient:
         if token and self.token:
             query["token"] = self.token
         url = self.base_url + path + ("?" + urlencode(query) if query else "")
-        return self.session.get(url, headers=self._headers(url, signed))
+        return requests.get(url, headers=self._headers(url, signed))
 
     def post(self, path: str, body: dict | str | bytes, *, signed=True, token=True) -> requests.Response:
-        """POST `body` (a dict gets the client's token added, then is sent as JSON; text is sent as is)."""
+        """POST `body` (a dict gets the client's token added and is sent as JSON; text or bytes as they are)."""
         if isinstance(body, dict):
             body = json.dumps({**body, "token": self.token} if token and self.token else body)
-        text = body.decode() if isinstance(body, bytes) else body
+        data = body.encode() if isinstance(body, str) else body
         url = self.base_url + path
-        return self.session.post(url, data=text.encode(), headers=self._headers(url + text, signed))
+        return requests.post(url, data=data, headers=self._headers(url.encode() + data, signed))
