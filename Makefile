@@ -22,3 +22,6 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+bench: install
+	for script in bench/*.py; do PYTHONPATH=. $(BIN)/python $$script || exit 1; done
