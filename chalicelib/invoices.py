@@ -212,7 +212,7 @@ def create(caller: Caller, body: dict) -> InvoiceModel:
         invoice.save(condition=InvoiceModel.invoice_id.does_not_exist())
     except PutError as exc:
         if fields["guid"] and exc.cause_response_code == "ConditionalCheckFailedException":
-            return InvoiceModel.get(invoice.invoice_id)
+            return InvoiceModel.get(invoice.invoice_id, consistent_read=True)
         raise
     return invoice
 
@@ -221,7 +221,8 @@ def _get(invoice_id: str) -> InvoiceModel | None:
     if not 0 < len(invoice_id) <= 64:
         return None
     try:
-        return InvoiceModel.get(invoice_id)
+        # Strongly consistent: clients read an invoice back the moment they have created it.
+        return InvoiceModel.get(invoice_id, consistent_read=True)
     except InvoiceModel.DoesNotExist:
         return None
 

@@ -18,9 +18,10 @@ class DynamoDBCalls:
     def __init__(self):
         self.operations: list[str] = []
         self.items_read = 0
+        self.consistent_gets: list[bool] = []
 
     def during(self, action):
-        self.operations, self.items_read = [], 0
+        self.operations, self.items_read, self.consistent_gets = [], 0, []
         response = action()
         assert response.status_code == 200, response.text
         return response
@@ -35,6 +36,8 @@ def dynamodb_calls(monkeypatch) -> DynamoDBCalls:
         data = dispatch(connection, operation_name, operation_kwargs)
         calls.operations.append(operation_name)
         calls.items_read += (data or {}).get("ScannedCount", 0)
+        if operation_name == "GetItem":
+            calls.consistent_gets.append(operation_kwargs.get("ConsistentRead", False))
         return data
 
     monkeypatch.setattr(Connection, "dispatch", counted_dispatch)
@@ -54,6 +57,15 @@ def test_signed_read_makes_two_requests(merchant, dynamodb_calls):
     dynamodb_calls.during(lambda: merchant.get(f"/invoices/{invoice_id}"))
 
     assert dynamodb_calls.operations == ["GetItem", "GetItem"]
+
+
+def test_token_and_invoice_reads_are_strongly_consistent(merchant, dynamodb_calls):
+    # DynamoDB's default read can miss a write made a moment before: a revocation, or the invoice just made.
+    invoice_id = merchant.post("/invoices", INVOICE).json()["data"]["id"]
+
+    dynamodb_calls.during(lambda: merchant.get(f"/invoices/{invoice_id}"))
+
+    assert dynamodb_calls.consistent_gets == [True, True]
 
 
 def test_public_read_makes_one_request(merchant, dynamodb_calls):
