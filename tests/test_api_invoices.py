@@ -340,7 +340,7 @@ def test_missing_price_and_currency_are_named(merchant):
     "body", ["[1, 2]", '"text"', "{", "{'price': 1}", b"\xff\xfe{}", '{"a": ' + "[" * 5000 + "]" * 5000 + "}"]
 )
 def test_malformed_bodies_are_bad_requests(pos, body):
-    # Unsigned pos token: the body is all there is, so it is what gets judged.
+    # Sent unsigned, so the body is the first thing the service reads.
     response = pos.post("/invoices", body, signed=False)
 
     assert response.status_code == 400
