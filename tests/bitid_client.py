@@ -1,4 +1,4 @@
-"""A BitId client over raw HTTP, for requests no client library makes (bad input, odd encodings).
+"""The tests' own BitId client over raw HTTP: any request, bad input included, without a library's checks.
 
 It signs exactly as the libraries do (python-ecdsa, DER, SHA-256 of URL + body), so its
 signatures come out high-S about half the time, like theirs.

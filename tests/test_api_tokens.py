@@ -26,8 +26,8 @@ def raw_token_item(dynamodb: str, token: str) -> dict:
     return client.get_item(TableName=TokenModel.Meta.table_name, Key={"token": {"S": token}})["Item"]
 
 
-def request_pairing(client: BitIdClient, facade: str = "merchant", **extra) -> dict:
-    response = client.post("/tokens", {"id": client.sin, "facade": facade, **extra}, signed=False)
+def request_pairing(client: BitIdClient, facade: str = "merchant") -> dict:
+    response = client.post("/tokens", {"id": client.sin, "facade": facade}, signed=False)
     assert response.status_code == 200, response.text
     return response.json()["data"][0]
 
