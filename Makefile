@@ -5,9 +5,10 @@ BIN = $(VENV)/bin
 
 .PHONY: install run test lint bench
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+$(BIN)/.installed: requirements.txt requirements-dev.txt requirements-bitpay8.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade --target $(VENV)/bitpay8 -r requirements-bitpay8.txt
 	touch $@
 
 install: $(BIN)/.installed
@@ -22,3 +23,6 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+bench: install
+	for script in bench/*.py; do PYTHONPATH=. $(BIN)/python $$script || exit 1; done

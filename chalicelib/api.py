@@ -12,7 +12,7 @@ from chalice import Blueprint
 
 from . import auth, invoices, tokens
 from .errors import BadRequest, Forbidden, Unauthorized
-from .rates import get_rates
+from .rates import currency_name, get_rates
 from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response
 
 api = Blueprint(__name__)
@@ -85,7 +85,7 @@ def _currency_pair_rate(pair: str) -> dict:
     if not separator:
         raise BadRequest(f"currencyPairs entries look like BTC_USD, not {pair!r}")
     return {
-        "name": quote,
+        "name": currency_name(quote),
         "cryptoCode": base,
         "currencyPair": f"{base}_{quote}",
         "code": quote,

@@ -4,9 +4,10 @@ import hashlib
 import json
 import math
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from itertools import islice
 from urllib.parse import urlsplit
 
 import base58
@@ -23,6 +24,7 @@ SATS_PER_BTC = 100_000_000
 TARGET_CONFIRMATIONS = {"high": 0, "medium": 1, "low": 6}
 MAX_PRICE = Decimal("1e12")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+_DAY_MS = 24 * 3600 * 1000
 _TEXT_LIMITS = {"orderid": 100, "itemdesc": 1000, "itemcode": 100, "posdata": 10_000, "guid": 100}
 # Request field (lower-cased) -> (model attribute, name in error messages).
 _URL_FIELDS = {
@@ -137,7 +139,7 @@ def parse_request(body: dict) -> dict:
     currency = currency.strip().upper()
     if not get_rates().is_known(currency):
         raise BadRequest(f"currency {currency} is not supported")
-    speed = fields.get("transactionspeed")
+    speed = _text(fields, "transactionspeed", "transactionSpeed", 10)
     if speed is not None and speed not in TARGET_CONFIRMATIONS:
         raise BadRequest("transactionSpeed must be high, medium or low")
     email = _text(fields, "notificationemail", "notificationEmail", 254)
@@ -216,7 +218,7 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
         invoice.save(condition=InvoiceModel.invoice_id.does_not_exist())
     except PutError as exc:
         if fields["guid"] and exc.cause_response_code == "ConditionalCheckFailedException":
-            return InvoiceModel.get(invoice.invoice_id)
+            return InvoiceModel.get(invoice.invoice_id, consistent_read=True)
         raise
     return invoice
 
@@ -225,7 +227,8 @@ def _get(invoice_id: str) -> InvoiceModel | None:
     if not 0 < len(invoice_id) <= 64:
         return None
     try:
-        return InvoiceModel.get(invoice_id)
+        # Strongly consistent: clients read an invoice back the moment they have created it.
+        return InvoiceModel.get(invoice_id, consistent_read=True)
     except InvoiceModel.DoesNotExist:
         return None
 
@@ -257,8 +260,8 @@ def _parse_date(value: str, name: str, end: bool) -> int:
             day = datetime.strptime(value.strip(), pattern).replace(tzinfo=UTC)
         except ValueError:
             continue
-        # dateEnd names a whole day: everything before the next midnight.
-        return int((day + timedelta(days=1)).timestamp() * 1000) - 1 if end else int(day.timestamp() * 1000)
+        # dateEnd names a whole day: everything before the next midnight (in ms, so 9999-12-31 works too).
+        return int(day.timestamp() * 1000) + (_DAY_MS - 1 if end else 0)
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -271,7 +274,8 @@ def _parse_date(value: str, name: str, end: bool) -> int:
 def _whole_number(value: str | None, name: str, default: int, maximum: int) -> int:
     if value is None or value == "":
         return default
-    if not value.isdigit() or int(value) > maximum:
+    # isdigit alone lets through "²", which int() refuses.
+    if not (value.isascii() and value.isdigit()) or int(value) > maximum:
         raise BadRequest(f"{name} must be a whole number from 0 to {maximum}")
     return int(value)
 
@@ -280,6 +284,9 @@ def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
     """The store's invoices, newest first, filtered through the most selective index."""
     start = _parse_date(params["dateStart"], "dateStart", end=False) if params.get("dateStart") else 0
     end = _parse_date(params["dateEnd"], "dateEnd", end=True) if params.get("dateEnd") else 2**53
+    if start > end:
+        # DynamoDB refuses a BETWEEN whose bounds are reversed.
+        raise BadRequest("dateEnd must not be before dateStart")
     limit = _whole_number(params.get("limit"), "limit", DEFAULT_LIMIT, MAX_LIMIT) or DEFAULT_LIMIT
     offset = _whole_number(params.get("offset"), "offset", 0, 1_000_000)
     status, order_id, item_code = params.get("status"), params.get("orderId"), params.get("itemCode")
@@ -306,7 +313,8 @@ def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
         scan_index_forward=False,
         limit=offset + limit,
     )
-    return list(results)[offset:]
+    # Skipped as they stream past: a deep offset costs reads, not memory.
+    return list(islice(results, offset, None))
 
 
 def _btc(sats: int) -> str:

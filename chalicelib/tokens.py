@@ -57,7 +57,8 @@ def find(token_value: str) -> TokenModel | None:
     if not 0 < len(token_value) <= _MAX_TOKEN_LENGTH:
         return None
     try:
-        token = TokenModel.get(token_value)
+        # Strongly consistent: a token revoked a moment ago must already fail.
+        token = TokenModel.get(token_value, consistent_read=True)
     except TokenModel.DoesNotExist:
         return None
     return None if token.is_expired else token

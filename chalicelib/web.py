@@ -125,7 +125,8 @@ class ApiRequest:
             return {}
         try:
             parsed = json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        # RecursionError: a few thousand nested brackets fit easily in 64 KiB.
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise BadRequest("Request body is not valid JSON") from exc
         if not isinstance(parsed, dict):
             raise BadRequest("Request body must be a JSON object")

@@ -101,3 +101,6 @@ def store(user):
     from chalicelib import stores
 
     return stores.create_store(user.login, "Test shop", "USD", wallet=BIP84_ZPUB)
+
+
+pytest_plugins = ["tests.api_fixtures"]

@@ -11,7 +11,14 @@ import threading
 from http.server import BaseHTTPRequestHandler
 
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, LocalChalice, LocalDevServer, LocalGateway, create_local_server
+from chalice.local import (
+    ChaliceRequestHandler,
+    LocalChalice,
+    LocalDevServer,
+    LocalGateway,
+    ThreadedHTTPServer,
+    create_local_server,
+)
 
 
 class _PrefixedGateway(LocalGateway):
@@ -34,6 +41,9 @@ class _PrefixedGateway(LocalGateway):
 
 def _handler_class(prefix: str) -> type:
     class Handler(ChaliceRequestHandler):
+        # chalice writes headers and body separately; with Nagle on, each response waits ~40 ms for a delayed ACK.
+        disable_nagle_algorithm = True
+
         def __init__(self, request, client_address, server, app_object, config):
             self.local_gateway = _PrefixedGateway(app_object, config, prefix, client_address[0])
             BaseHTTPRequestHandler.__init__(self, request, client_address, server)
@@ -44,6 +54,11 @@ def _handler_class(prefix: str) -> type:
     return Handler
 
 
+class _Server(ThreadedHTTPServer):
+    # socketserver's default backlog of 5 resets connections when many clients arrive at once.
+    request_queue_size = 128
+
+
 class LocalApi:
     """The app served on 127.0.0.1 in a background thread; `url` is its base URL."""
 
@@ -52,7 +67,9 @@ class LocalApi:
         if not isinstance(app, LocalChalice):
             # Makes the app's current_request thread-local, as `chalice local` does.
             create_local_server(app, config, "127.0.0.1", 0).server.server_close()
-        self._server = LocalDevServer(app, config, "127.0.0.1", 0, handler_cls=_handler_class(prefix))
+        self._server = LocalDevServer(
+            app, config, "127.0.0.1", 0, handler_cls=_handler_class(prefix), server_cls=_Server
+        )
         host, port = self._server.server.server_address[:2]
         self.url = f"http://{host}:{port}{prefix}"
         self._thread = threading.Thread(target=self._server.server.serve_forever, daemon=True)

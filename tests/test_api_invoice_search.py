@@ -1,0 +1,151 @@
+"""GET /invoices: the merchant's search, with the filters and date formats BitPay and BTCPay clients send."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from chalicelib.models import InvoiceModel
+from tests.api_fixtures import root_only
+from tests.bitid_client import BitIdClient
+
+
+def at(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def create(client: BitIdClient, created: str, **fields) -> str:
+    """An invoice made over HTTP, then moved to `created` (UTC) as if made then."""
+    response = client.post("/invoices", {"price": 1, "currency": "USD", **fields})
+    assert response.status_code == 200, response.text
+    invoice_id = response.json()["data"]["id"]
+    InvoiceModel(invoice_id).update(actions=[InvoiceModel.created.set(at(created))])
+    return invoice_id
+
+
+def mark(invoice_id: str, status: str) -> None:
+    """What the payment watcher does when an invoice changes state."""
+    invoice = InvoiceModel.get(invoice_id)
+    invoice.update(
+        actions=[InvoiceModel.status.set(status), InvoiceModel.store_status.set(f"{invoice.store_id}#{status}")]
+    )
+
+
+def search(client: BitIdClient, path: str = "/invoices", **params) -> list[str]:
+    response = client.get(path, params)
+    assert response.status_code == 200, response.text
+    return [invoice["id"] for invoice in response.json()["data"]]
+
+
+@pytest.fixture
+def around_midnight(merchant) -> dict[str, str]:
+    """Invoices either side of the day 2024-03-15 (UTC) and at both of its ends."""
+    return {
+        when: create(merchant, when)
+        for when in (
+            "2024-03-14T23:59:59.999",
+            "2024-03-15T00:00:00.000",
+            "2024-03-15T12:00:00.000",
+            "2024-03-15T23:59:59.999",
+            "2024-03-16T00:00:00.000",
+        )
+    }
+
+
+def test_newest_first(merchant, around_midnight):
+    assert search(merchant) == list(reversed(around_midnight.values()))
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [("2024-03-15", "2024-03-15"), ("03/15/2024", "03/15/2024"), ("2024-03-15", "03/15/2024")],
+    ids=["iso", "us", "mixed"],
+)
+def test_date_range_covers_whole_days_end_included(merchant, around_midnight, start, end):
+    found = search(merchant, dateStart=start, dateEnd=end)
+
+    assert found == [around_midnight[f"2024-03-15T{t}"] for t in ("23:59:59.999", "12:00:00.000", "00:00:00.000")]
+
+
+def test_date_start_or_end_alone(merchant, around_midnight):
+    assert search(merchant, dateStart="2024-03-16") == [around_midnight["2024-03-16T00:00:00.000"]]
+    assert search(merchant, dateEnd="03/14/2024") == [around_midnight["2024-03-14T23:59:59.999"]]
+
+
+def test_far_dates_are_fine(merchant, around_midnight):
+    assert len(search(merchant, dateStart="0001-01-01", dateEnd="12/31/9999")) == 5
+
+
+@root_only
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"dateStart": "15.03.2024"}, "dateStart"),
+        ({"dateEnd": "2024-02-30"}, "dateEnd"),
+        ({"dateStart": "2024-03-16", "dateEnd": "2024-03-15"}, "dateEnd"),
+        ({"limit": "many"}, "limit"),
+        ({"limit": "1001"}, "limit"),
+        ({"limit": "²"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+    ],
+)
+def test_bad_search_parameters_are_named(merchant, params, field):
+    response = merchant.get("/invoices", params)
+
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(field)
+
+
+def test_status_filter(merchant):
+    paid = create(merchant, "2024-03-15T10:00:00", orderId="A")
+    unpaid = create(merchant, "2024-03-15T11:00:00", orderId="A")
+    mark(paid, "paid")
+
+    assert search(merchant, status="paid") == [paid]
+    assert search(merchant, status="new") == [unpaid]
+    assert search(merchant, status="complete") == []
+
+
+def test_order_id_and_item_code_filters(merchant):
+    mug_a = create(merchant, "2024-03-15T10:00:00", orderId="A", itemCode="MUG")
+    tea_a = create(merchant, "2024-03-15T11:00:00", orderId="A", itemCode="TEA")
+    mug_b = create(merchant, "2024-03-15T12:00:00", orderId="B", itemCode="MUG")
+    mark(mug_a, "paid")
+
+    assert search(merchant, orderId="A") == [tea_a, mug_a]
+    assert search(merchant, itemCode="MUG") == [mug_b, mug_a]
+    assert search(merchant, orderId="A", itemCode="MUG") == [mug_a]
+    assert search(merchant, orderId="A", status="paid") == [mug_a]
+    assert search(merchant, itemCode="MUG", status="new") == [mug_b]
+    assert search(merchant, orderId="A", dateStart="2024-03-15", dateEnd="2024-03-15", status="new") == [tea_a]
+    assert search(merchant, orderId="C") == []
+
+
+def test_limit_and_offset_page_through_newest_first(merchant, around_midnight):
+    newest_first = list(reversed(around_midnight.values()))
+
+    assert search(merchant, limit="2") == newest_first[:2]
+    assert search(merchant, limit="2", offset="2") == newest_first[2:4]
+    assert search(merchant, limit="2", offset="4") == newest_first[4:]
+    assert search(merchant, offset="5") == []
+    assert search(merchant, limit="0") == newest_first  # 0 means the default, as for BitPay
+
+
+def test_search_sees_only_the_stores_invoices(merchant, pair, other_store):
+    own = create(merchant, "2024-03-15T10:00:00")
+    other = pair("merchant", store_id=other_store.store_id)
+    create(other, "2024-03-15T11:00:00")
+
+    assert search(merchant) == [own]
+
+
+def test_search_answers_with_a_trailing_slash(merchant, around_midnight):
+    assert search(merchant, "/invoices/", dateStart="2024-03-16") == [around_midnight["2024-03-16T00:00:00.000"]]
+
+
+def test_search_returns_full_invoices(merchant):
+    invoice_id = create(merchant, "2024-03-15T10:00:00", orderId="A", posData="ref")
+
+    invoice = merchant.get("/invoices").json()["data"][0]
+
+    assert invoice["id"] == invoice_id and invoice["posData"] == "ref" and invoice["token"]
+    assert invoice["invoiceTime"] == at("2024-03-15T10:00:00")
