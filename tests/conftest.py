@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 # The payment tests' Esplora chain, IPN receiver and notification queue (and their settings).
-pytest_plugins = ["tests.payments_support"]
+pytest_plugins = ["tests.payments_support", "tests.api_fixtures"]
 
 
 def _free_port() -> int:
@@ -101,6 +101,3 @@ def store(user):
     from chalicelib import stores
 
     return stores.create_store(user.login, "Test shop", "USD", wallet=BIP84_ZPUB)
-
-
-pytest_plugins = ["tests.api_fixtures"]

@@ -375,7 +375,7 @@ class Merchant:
 
 
 @pytest.fixture
-def merchant(api_url, store, chain):
+def shop(api_url, store, chain):
     from bitpay import key_utils
     from bitpay.client import Client
 

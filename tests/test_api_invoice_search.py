@@ -18,7 +18,7 @@ def create(client: BitIdClient, created: str, **fields) -> str:
     response = client.post("/invoices", {"price": 1, "currency": "USD", **fields})
     assert response.status_code == 200, response.text
     invoice_id = response.json()["data"]["id"]
-    InvoiceModel(invoice_id).update(actions=[InvoiceModel.created.set(at(created))])
+    InvoiceModel.get(invoice_id).update(actions=[InvoiceModel.created.set(at(created))])
     return invoice_id
 
 

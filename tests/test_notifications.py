@@ -26,10 +26,10 @@ pytestmark = pytest.mark.parametrize("api_url", [""], indirect=True)
 
 
 def test_failing_receiver_gets_every_notification_once_in_order(
-    merchant, chain, watch, clock, ipn_receiver, notifications_queue
+    shop, chain, watch, clock, ipn_receiver, notifications_queue
 ):
-    full = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/full", fullNotifications=True)
-    extended = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/extended", extendedNotifications=True)
+    full = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/full", fullNotifications=True)
+    extended = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/extended", extendedNotifications=True)
     ids = {full["id"], extended["id"]}
     ipn_receiver.fail("/full", 2)
     ipn_receiver.fail("/extended", 3)
@@ -71,9 +71,9 @@ def test_failing_receiver_gets_every_notification_once_in_order(
 
 
 def test_without_full_notifications_only_confirmed_is_sent(
-    api_url, merchant, chain, watch, clock, ipn_receiver, notifications_queue
+    api_url, shop, chain, watch, clock, ipn_receiver, notifications_queue
 ):
-    created = merchant.create_invoice(
+    created = shop.create_invoice(
         notificationURL=f"{ipn_receiver.url}/ipn", orderId="order-7", posData='{"cart": 7}', buyerEmail="b@example.com"
     )
     txid = chain.pay(created["bitcoinAddress"], sats(created))
@@ -97,14 +97,14 @@ def test_without_full_notifications_only_confirmed_is_sent(
     )
     assert (body["amountPaid"], body["transactionCurrency"], body["exceptionStatus"]) == (sats(created), "BTC", False)
     assert body["paymentTotals"] == {"BTC": sats(created)}
-    assert merchant.get_invoice(created["id"])["transactions"][0]["txid"] == txid
+    assert shop.get_invoice(created["id"])["transactions"][0]["txid"] == txid
 
 
 def test_expired_partial_and_failed_to_confirm_notify_with_extended_notifications(
-    merchant, chain, watch, clock, ipn_receiver, notifications_queue
+    shop, chain, watch, clock, ipn_receiver, notifications_queue
 ):
-    partial = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/partial", extendedNotifications=True)
-    unconfirmed = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/unconfirmed", fullNotifications=True)
+    partial = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/partial", extendedNotifications=True)
+    unconfirmed = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/unconfirmed", fullNotifications=True)
     chain.pay(partial["bitcoinAddress"], 1_000)
     chain.pay(unconfirmed["bitcoinAddress"], sats(unconfirmed))
     watch()
@@ -122,9 +122,9 @@ def test_expired_partial_and_failed_to_confirm_notify_with_extended_notification
 
 
 def test_a_receiver_that_never_accepts_is_given_up_after_about_a_day(
-    merchant, chain, watch, clock, ipn_receiver, notifications_queue
+    shop, chain, watch, clock, ipn_receiver, notifications_queue
 ):
-    created = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/down")
+    created = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/down")
     ipn_receiver.fail("/down", 1_000)
     chain.pay(created["bitcoinAddress"], sats(created))
     chain.mine()
@@ -139,10 +139,8 @@ def test_a_receiver_that_never_accepts_is_given_up_after_about_a_day(
     assert created["id"] not in notifications.requeue_overdue(clock.now + 2 * HOUR)
 
 
-def test_a_lost_queue_message_is_recovered_by_the_sweep(
-    merchant, chain, watch, clock, ipn_receiver, notifications_queue
-):
-    created = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn")
+def test_a_lost_queue_message_is_recovered_by_the_sweep(shop, chain, watch, clock, ipn_receiver, notifications_queue):
+    created = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn")
     chain.pay(created["bitcoinAddress"], sats(created))
     chain.mine()
     watch()
@@ -156,10 +154,8 @@ def test_a_lost_queue_message_is_recovered_by_the_sweep(
     assert [body["status"] for body in ipn_receiver.accepted("/ipn")] == ["confirmed"]
 
 
-def test_two_consumers_with_the_same_message_post_once(
-    merchant, chain, watch, clock, ipn_receiver, notifications_queue
-):
-    created = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn")
+def test_two_consumers_with_the_same_message_post_once(shop, chain, watch, clock, ipn_receiver, notifications_queue):
+    created = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn")
     chain.pay(created["bitcoinAddress"], sats(created))
     chain.mine()
     watch()
@@ -189,9 +185,9 @@ def production_settings(monkeypatch):
 
 
 def test_a_refused_notification_url_is_recorded_on_the_attempt(
-    merchant, chain, watch, clock, ipn_receiver, notifications_queue, production_settings
+    shop, chain, watch, clock, ipn_receiver, notifications_queue, production_settings
 ):
-    created = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn")
+    created = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn")
     chain.pay(created["bitcoinAddress"], sats(created))
     chain.mine()
     watch()
@@ -202,9 +198,9 @@ def test_a_refused_notification_url_is_recorded_on_the_attempt(
     assert ipn_receiver.received == []
 
 
-def test_merchant_resends_a_notification(api_url, merchant, chain, watch, clock, ipn_receiver, notifications_queue):
-    created = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn", extendedNotifications=True)
-    btcpay = BTCPayClient(host=api_url, pem=merchant.client.pem, tokens={"merchant": merchant.token})
+def test_merchant_resends_a_notification(api_url, shop, chain, watch, clock, ipn_receiver, notifications_queue):
+    created = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn", extendedNotifications=True)
+    btcpay = BTCPayClient(host=api_url, pem=shop.client.pem, tokens={"merchant": shop.token})
 
     assert btcpay._signed_post_request(f"/invoices/{created['id']}/notifications", {}) == "Success"
     drain(notifications_queue, clock, {created["id"]})
@@ -214,24 +210,24 @@ def test_merchant_resends_a_notification(api_url, merchant, chain, watch, clock,
     assert resent["data"]["status"] == "new"
 
 
-def test_resend_is_refused_without_a_notification_url_or_a_merchant_token(api_url, merchant, store):
-    created = merchant.create_invoice()
-    btcpay = BTCPayClient(host=api_url, pem=merchant.client.pem, tokens={"merchant": merchant.token})
+def test_resend_is_refused_without_a_notification_url_or_a_merchant_token(api_url, shop, store):
+    created = shop.create_invoice()
+    btcpay = BTCPayClient(host=api_url, pem=shop.client.pem, tokens={"merchant": shop.token})
     with pytest.raises(Exception, match="400"):
         btcpay._signed_post_request(f"/invoices/{created['id']}/notifications", {})
     with pytest.raises(Exception, match="404"):
         btcpay._signed_post_request("/invoices/NoSuchInvoice/notifications", {})
 
     pos = tokens.create_pairing_code(store.store_id, "pos")
-    pos_client = BTCPayClient(host=api_url, pem=merchant.client.pem)
+    pos_client = BTCPayClient(host=api_url, pem=shop.client.pem)
     pos_token = tokens.claim(pos.pairing_code, pos_client.client_id).token
     with pytest.raises(Exception, match="403"):
         pos_client._signed_post_request(f"/invoices/{created['id']}/notifications", {}, token=pos_token)
 
 
-def test_the_lambda_handlers_watch_and_deliver(merchant, chain, ipn_receiver, notifications_queue):
+def test_the_lambda_handlers_watch_and_deliver(shop, chain, ipn_receiver, notifications_queue):
     """The functions AWS invokes, with the events AWS sends, at the real time."""
-    created = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn", transactionSpeed="high")
+    created = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn", transactionSpeed="high")
     chain.pay(created["bitcoinAddress"], sats(created))
 
     jobs.watch_payments(
@@ -248,7 +244,7 @@ def test_the_lambda_handlers_watch_and_deliver(merchant, chain, ipn_receiver, no
         },
         None,
     )
-    assert merchant.get_invoice(created["id"])["status"] == "confirmed"
+    assert shop.get_invoice(created["id"])["status"] == "confirmed"
 
     for message in notifications_queue.receive_all():
         if created["id"] in message["Body"]:

@@ -30,17 +30,17 @@ def assert_state(invoice: dict, status: str, exception, paid: int) -> None:
     assert invoice["btcDue"] == btc(max(sats(invoice) - paid, 0))
 
 
-def test_exact_payment_goes_paid_confirmed_complete_then_leaves_the_watch(merchant, chain, watch, clock):
-    created = merchant.create_invoice(transactionSpeed="medium")
+def test_exact_payment_goes_paid_confirmed_complete_then_leaves_the_watch(shop, chain, watch, clock):
+    created = shop.create_invoice(transactionSpeed="medium")
     address, due = created["bitcoinAddress"], sats(created)
     assert due == 15_385  # $10 at the fixed $65,000
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "new", False, 0)
+    assert_state(shop.get_invoice(created["id"]), "new", False, 0)
 
     clock.advance(2 * MINUTE)
     txid = chain.pay(address, due)
     watch()
-    paid = merchant.get_invoice(created["id"])
+    paid = shop.get_invoice(created["id"])
     assert_state(paid, "paid", False, due)
     assert paid["transactions"] == [
         {"amount": due, "confirmations": 0, "receivedTime": clock.now, "time": clock.now, "txid": txid}
@@ -49,14 +49,14 @@ def test_exact_payment_goes_paid_confirmed_complete_then_leaves_the_watch(mercha
     clock.advance(10 * MINUTE)
     chain.mine()
     watch()
-    confirmed = merchant.get_invoice(created["id"])
+    confirmed = shop.get_invoice(created["id"])
     assert_state(confirmed, "confirmed", False, due)
     assert confirmed["transactions"][0]["confirmations"] == 1
 
     clock.advance(50 * MINUTE)
     chain.mine(5)
     watch()
-    complete = merchant.get_invoice(created["id"])
+    complete = shop.get_invoice(created["id"])
     assert_state(complete, "complete", False, due)
     assert complete["transactions"][0]["confirmations"] == 6
 
@@ -66,12 +66,12 @@ def test_exact_payment_goes_paid_confirmed_complete_then_leaves_the_watch(mercha
     assert not any(address in path for path in chain.requests)
 
 
-def test_partial_payment_then_the_rest(merchant, chain, watch, clock, api_url):
-    created = merchant.create_invoice()
+def test_partial_payment_then_the_rest(shop, chain, watch, clock, api_url):
+    created = shop.create_invoice()
     address, due = created["bitcoinAddress"], sats(created)
     chain.pay(address, 6_000)
     watch()
-    partial = merchant.get_invoice(created["id"])
+    partial = shop.get_invoice(created["id"])
     assert_state(partial, "new", "paidPartial", 6_000)
     assert partial["paymentCodes"]["BTC"]["BIP21"] == f"bitcoin:{address}?amount={Decimal(due - 6_000) / 10**8}"
     polled = requests.get(f"{api_url}/invoice/status", params={"id": created["id"]}, timeout=5).json()
@@ -85,136 +85,136 @@ def test_partial_payment_then_the_rest(merchant, chain, watch, clock, api_url):
     clock.advance(3 * MINUTE)
     chain.pay(address, due - 6_000)
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "paid", False, due)
-    assert len(merchant.get_invoice(created["id"])["transactions"]) == 2
+    assert_state(shop.get_invoice(created["id"]), "paid", False, due)
+    assert len(shop.get_invoice(created["id"])["transactions"]) == 2
 
     chain.mine()
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "confirmed", False, due)
+    assert_state(shop.get_invoice(created["id"]), "confirmed", False, due)
 
 
-def test_overpayment_is_paid_over(merchant, chain, watch):
-    created = merchant.create_invoice()
+def test_overpayment_is_paid_over(shop, chain, watch):
+    created = shop.create_invoice()
     chain.pay(created["bitcoinAddress"], sats(created) + 5_000)
     watch()
-    invoice = merchant.get_invoice(created["id"])
+    invoice = shop.get_invoice(created["id"])
     assert_state(invoice, "paid", "paidOver", sats(created) + 5_000)
     assert invoice["btcDue"] == btc(0)
 
 
-def test_never_paid_expires_and_is_watched_for_late_payments_for_the_window(merchant, watch, clock):
-    created = merchant.create_invoice()
+def test_never_paid_expires_and_is_watched_for_late_payments_for_the_window(shop, watch, clock):
+    created = shop.create_invoice()
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "new", False, 0)
+    assert_state(shop.get_invoice(created["id"]), "new", False, 0)
 
     clock.now = created["expirationTime"] + 1
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "expired", False, 0)
+    assert_state(shop.get_invoice(created["id"]), "expired", False, 0)
     assert created["id"] in watched_ids()
 
     clock.now = created["expirationTime"] + 24 * HOUR + 1
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "expired", False, 0)
+    assert_state(shop.get_invoice(created["id"]), "expired", False, 0)
     assert created["id"] not in watched_ids()
 
 
-def test_payment_after_expiration_is_recorded_as_late(merchant, chain, watch, clock):
-    created = merchant.create_invoice()
+def test_payment_after_expiration_is_recorded_as_late(shop, chain, watch, clock):
+    created = shop.create_invoice()
     clock.now = created["expirationTime"] + 1
     watch()
-    assert merchant.get_invoice(created["id"])["status"] == "expired"
+    assert shop.get_invoice(created["id"])["status"] == "expired"
 
     # An expired invoice is looked at every few minutes, not every run.
     clock.advance(10 * MINUTE)
     txid = chain.pay(created["bitcoinAddress"], sats(created))
     watch()
-    late = merchant.get_invoice(created["id"])
+    late = shop.get_invoice(created["id"])
     assert_state(late, "expired", "paidLate", sats(created))
     assert [tx["txid"] for tx in late["transactions"]] == [txid]
 
     chain.mine()
     clock.advance(10 * MINUTE)
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "expired", "paidLate", sats(created))
-    assert merchant.get_invoice(created["id"])["transactions"][0]["confirmations"] == 1
+    assert_state(shop.get_invoice(created["id"]), "expired", "paidLate", sats(created))
+    assert shop.get_invoice(created["id"])["transactions"][0]["confirmations"] == 1
 
 
-def test_fee_bump_replacement_counts_once(merchant, chain, watch):
-    created = merchant.create_invoice()
+def test_fee_bump_replacement_counts_once(shop, chain, watch):
+    created = shop.create_invoice()
     address, due = created["bitcoinAddress"], sats(created)
     original = chain.pay(address, due)
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "paid", False, due)
+    assert_state(shop.get_invoice(created["id"]), "paid", False, due)
 
     replacement = chain.replace(original, pays=((address, due),))
     watch()
-    invoice = merchant.get_invoice(created["id"])
+    invoice = shop.get_invoice(created["id"])
     assert_state(invoice, "paid", False, due)
     assert [tx["txid"] for tx in invoice["transactions"]] == [replacement]
 
     chain.mine()
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "confirmed", False, due)
+    assert_state(shop.get_invoice(created["id"]), "confirmed", False, due)
 
 
-def test_double_spent_payment_leaves_the_tally_and_the_invoice_fails(merchant, chain, watch, clock):
-    created = merchant.create_invoice()
+def test_double_spent_payment_leaves_the_tally_and_the_invoice_fails(shop, chain, watch, clock):
+    created = shop.create_invoice()
     address, due = created["bitcoinAddress"], sats(created)
     partial = chain.pay(address, 4_000)
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "new", "paidPartial", 4_000)
+    assert_state(shop.get_invoice(created["id"]), "new", "paidPartial", 4_000)
     chain.replace(partial)
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "new", False, 0)
+    assert_state(shop.get_invoice(created["id"]), "new", False, 0)
 
     full = chain.pay(address, due)
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "paid", False, due)
+    assert_state(shop.get_invoice(created["id"]), "paid", False, due)
     chain.replace(full)
     watch()
-    gone = merchant.get_invoice(created["id"])
+    gone = shop.get_invoice(created["id"])
     assert_state(gone, "paid", False, 0)
     assert gone["transactions"] == []
 
     clock.now = created["expirationTime"] + 24 * HOUR + 1
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "invalid", False, 0)
+    assert_state(shop.get_invoice(created["id"]), "invalid", False, 0)
     assert created["id"] not in watched_ids()
 
 
-def test_paid_but_never_confirmed_becomes_invalid(merchant, chain, watch, clock):
-    created = merchant.create_invoice()
+def test_paid_but_never_confirmed_becomes_invalid(shop, chain, watch, clock):
+    created = shop.create_invoice()
     chain.pay(created["bitcoinAddress"], sats(created))
     watch()
-    assert merchant.get_invoice(created["id"])["status"] == "paid"
+    assert shop.get_invoice(created["id"])["status"] == "paid"
 
     clock.now = created["expirationTime"] + 24 * HOUR
     watch()
-    assert merchant.get_invoice(created["id"])["status"] == "paid"
+    assert shop.get_invoice(created["id"])["status"] == "paid"
     clock.advance(1)
     watch()
-    assert_state(merchant.get_invoice(created["id"]), "invalid", False, sats(created))
+    assert_state(shop.get_invoice(created["id"]), "invalid", False, sats(created))
     assert created["id"] not in watched_ids()
 
 
-def test_high_speed_is_confirmed_on_sight_and_low_speed_waits_for_six(merchant, chain, watch):
-    high = merchant.create_invoice(transactionSpeed="high")
-    low = merchant.create_invoice(transactionSpeed="low")
+def test_high_speed_is_confirmed_on_sight_and_low_speed_waits_for_six(shop, chain, watch):
+    high = shop.create_invoice(transactionSpeed="high")
+    low = shop.create_invoice(transactionSpeed="low")
     chain.pay(high["bitcoinAddress"], sats(high))
     chain.pay(low["bitcoinAddress"], sats(low))
     watch()
-    assert merchant.get_invoice(high["id"])["status"] == "confirmed"
-    assert merchant.get_invoice(low["id"])["status"] == "paid"
+    assert shop.get_invoice(high["id"])["status"] == "confirmed"
+    assert shop.get_invoice(low["id"])["status"] == "paid"
     chain.mine(5)
     watch()
-    assert merchant.get_invoice(low["id"])["status"] == "paid"
+    assert shop.get_invoice(low["id"])["status"] == "paid"
     chain.mine()
     watch()
-    assert [merchant.get_invoice(i["id"])["status"] for i in (high, low)] == ["complete", "complete"]
+    assert [shop.get_invoice(i["id"])["status"] for i in (high, low)] == ["complete", "complete"]
 
 
-def test_two_watchers_racing_never_double_count(merchant, chain, esplora, clock, ipn_receiver):
-    created = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/race", fullNotifications=True)
+def test_two_watchers_racing_never_double_count(shop, chain, esplora, clock, ipn_receiver):
+    created = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/race", fullNotifications=True)
     address, due = created["bitcoinAddress"], sats(created)
     chain.pay(address, 7_000)
     chain.pay(address, due - 7_000)
@@ -233,14 +233,14 @@ def test_two_watchers_racing_never_double_count(merchant, chain, esplora, clock,
 
     assert sum(report.conflicts for report in reports) == 1
     assert sum(report.changed for report in reports) == 1
-    invoice = merchant.get_invoice(created["id"])
+    invoice = shop.get_invoice(created["id"])
     assert_state(invoice, "paid", False, due)
     assert len(invoice["transactions"]) == 2
     assert [n["event"]["code"] for n in notifications.history(created["id"])] == [1003]
 
 
-def test_many_watchers_racing_through_a_whole_lifecycle(merchant, chain, esplora, clock):
-    created = [merchant.create_invoice(fullNotifications=True, notificationURL="http://127.0.0.1:9/") for _ in range(4)]
+def test_many_watchers_racing_through_a_whole_lifecycle(shop, chain, esplora, clock):
+    created = [shop.create_invoice(fullNotifications=True, notificationURL="http://127.0.0.1:9/") for _ in range(4)]
     for invoice in created:
         chain.pay(invoice["bitcoinAddress"], sats(invoice) // 2)
         chain.pay(invoice["bitcoinAddress"], sats(invoice) - sats(invoice) // 2)
@@ -258,7 +258,7 @@ def test_many_watchers_racing_through_a_whole_lifecycle(merchant, chain, esplora
     chain.mine(5)
     race()
     for invoice in created:
-        assert_state(merchant.get_invoice(invoice["id"]), "complete", False, sats(invoice))
+        assert_state(shop.get_invoice(invoice["id"]), "complete", False, sats(invoice))
         assert [n["event"]["code"] for n in notifications.history(invoice["id"])] == [1003, 1005, 1006]
 
 
@@ -268,16 +268,16 @@ def test_status_endpoint_answers_for_unknown_and_missing_ids(api_url):
     assert (missing.status_code, missing.json()) == (404, {"error": "Object not found"})
 
 
-def test_an_esplora_outage_concludes_nothing(merchant, chain, watch, clock):
-    created = merchant.create_invoice()
+def test_an_esplora_outage_concludes_nothing(shop, chain, watch, clock):
+    created = shop.create_invoice()
     chain.pay(created["bitcoinAddress"], sats(created))
     chain.fail_next("/blocks/tip/height", *[503] * 5)
     assert watch().errors == 1
     chain.fail_next("/address/", *[503] * 5)
     assert watch().errors == 1
-    assert_state(merchant.get_invoice(created["id"]), "new", False, 0)
+    assert_state(shop.get_invoice(created["id"]), "new", False, 0)
     assert created["id"] in watched_ids()
 
     report = watch()
     assert (report.errors, report.changed) == (0, 1)
-    assert_state(merchant.get_invoice(created["id"]), "paid", False, sats(created))
+    assert_state(shop.get_invoice(created["id"]), "paid", False, sats(created))
