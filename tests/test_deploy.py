@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from importlib.util import MAGIC_NUMBER, cache_from_source
 from pathlib import Path
 
 import botocore
@@ -249,8 +250,20 @@ def test_the_bundle_is_small_and_leaves_botocore_to_the_runtime(package):
     assert {name.split("/")[0] for name in files} & RUNTIME_PACKAGES == set()
     assert "pynamodb/models.py" in files
     assert f"coincurve/_libsecp256k1.{tag}-x86_64-linux-gnu.so" in files
-    assert f"chalicelib/__pycache__/models.{tag}.pyc" in files
-    assert f"pynamodb/__pycache__/models.{tag}.pyc" in files
+
+
+def test_the_bundle_carries_bytecode_lambda_can_use(package):
+    tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+    with zipfile.ZipFile(package / "deployment.zip") as bundle:
+        compiled = {cache_from_source(name) for name in bundle.namelist() if name.endswith(".py")}
+        assert compiled <= set(bundle.namelist())
+        headers = {bundle.read(name)[:8] for name in compiled}
+
+    for source in ("app.py", "chalice/app.py", "chalicelib/models.py", "pynamodb/models.py", "coincurve/keys.py"):
+        assert cache_from_source(source).endswith(f".{tag}.pyc") and cache_from_source(source) in compiled
+    # This interpreter's magic number, and flags 0b01: hash-based, never checked against the
+    # source, so valid whatever timestamps the zip gives the sources.
+    assert headers == {MAGIC_NUMBER + (0b01).to_bytes(4, "little")}
 
 
 def test_the_development_botocore_is_a_supported_one():
@@ -284,10 +297,10 @@ def test_the_bundle_serves_requests_on_the_oldest_supported_botocore(package, tm
     sin = key_utils.get_sin_from_pem(key_utils.generate_pem())
     event = proxy_event(DEPLOYMENTS[0], "POST", "/tokens", body=json.dumps({"id": sin, "facade": "merchant"}))
 
-    # -I -S: no site-packages and no PYTHONPATH, only the bundle and what the runtime provides.
+    # -I -S: no site-packages and no PYTHONPATH, only the bundle and what the runtime provides; -B: read-only.
     script = f"import sys; sys.path[:0] = [{str(bundle)!r}, {str(runtime)!r}]\n" + _RUN_IN_BUNDLE
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", script], input=json.dumps(event), capture_output=True, text=True
+        [sys.executable, "-I", "-S", "-B", "-c", script], input=json.dumps(event), capture_output=True, text=True
     )
 
     assert result.returncode == 0, result.stderr
