@@ -7,8 +7,10 @@ makes; the bundle is unpacked and run on the oldest botocore it supports.
 """
 
 import json
+import os
 import subprocess
 import sys
+import uuid
 import zipfile
 from importlib.util import MAGIC_NUMBER, cache_from_source
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 import botocore
 import pytest
 
-from deploy.package import OLDEST_BOTOCORE, build
+from deploy.package import OLDEST_BOTOCORE, ROOT, build
 from tests.lambda_events import DEPLOYMENTS, LambdaClient, proxy_event
 
 MAX_BUNDLE_BYTES = 5_000_000
@@ -310,3 +312,32 @@ def test_the_bundle_serves_requests_on_the_oldest_supported_botocore(package, tm
     assert served["status"] == 200, served["body"]
     pairing_code = served["body"]["data"][0]["pairingCode"]
     assert tokens.find_pairing(pairing_code).sin == sin
+
+
+def test_the_cli_administers_a_stack_through_its_outputs(template, dynamodb):
+    import boto3
+
+    # The stack's tables, created by moto's CloudFormation (it has no SAM transform for the rest).
+    tables = _resources(template, "AWS::DynamoDB::Table")
+    stack_name = f"paylambda-{uuid.uuid4().hex[:8]}"
+    stack = {"Resources": tables, "Outputs": {name: template["Outputs"][name] for name in tables}}
+    boto3.client("cloudformation", endpoint_url=dynamodb).create_stack(
+        StackName=stack_name, TemplateBody=json.dumps(stack)
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.admin", "--stack", stack_name, "create-user", "Alice", "--admin"],
+        input="correct horse battery\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        # AWS is moto here; a stale local DynamoDB setting must not divert the stack's data.
+        env={**os.environ, "AWS_ENDPOINT_URL": dynamodb, "DYNAMODB_ENDPOINT": "http://127.0.0.1:9"},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "created user alice"
+    user = boto3.client("dynamodb", endpoint_url=dynamodb).get_item(
+        TableName=f"{stack_name}-users", Key={"login": {"S": "alice"}}
+    )["Item"]
+    assert user["is_admin"] == {"BOOL": True}
