@@ -45,8 +45,8 @@ PARAMETERS = {
     },
     "LogRetentionDays": {
         "Type": "Number",
-        "Default": 30,
-        "AllowedValues": list(LOG_RETENTION_DAYS),
+        "Default": "30",
+        "AllowedValues": [str(days) for days in LOG_RETENTION_DAYS],
         "Description": "How long CloudWatch keeps the functions' logs",
     },
 }
@@ -241,6 +241,7 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
         resources.update(_custom_domain(rest_api_id))
 
     return {
+        "Description": "paylambda: a BitPay-compatible payment API (Lambda, API Gateway, DynamoDB)",
         "Parameters": PARAMETERS,
         "Conditions": CONDITIONS,
         "Rules": RULES,
