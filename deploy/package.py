@@ -24,6 +24,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from chalice.constants import MISSING_DEPENDENCIES_TEMPLATE
+
 from . import template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +96,10 @@ def chalice_package(project: Path, stage: str, out: Path, merge_template: Path |
         command += ["--merge-template", str(merge_template)]
     # The region only fills the CLI's client configuration; the template uses AWS::Region.
     environment = {"AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
-    _run([*command, str(out)], cwd=project, env=environment)
+    output = _run([*command, str(out)], cwd=project, env=environment)
+    # Chalice only warns when a dependency has no Linux wheel and cannot be built; the function would fail.
+    if MISSING_DEPENDENCIES_TEMPLATE.strip().splitlines()[0] in output:
+        raise SystemExit(f"chalice package left dependencies out of the bundle:\n{output}")
     return json.loads((out / "sam.json").read_text())
 
 
@@ -114,10 +119,11 @@ def build(stage: str, out: Path) -> Path:
     return out / "package"
 
 
-def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command[:3])} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout + result.stderr
 
 
 def main() -> int:
