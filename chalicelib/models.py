@@ -36,6 +36,8 @@ def _meta(table_variable: str, table_suffix: str) -> type:
     settings = get_settings()
 
     class Meta:
+        # The deployment template sets this variable on every function (deploy/template.py).
+        table_name_variable = table_variable
         table_name = os.environ.get(table_variable) or f"paylambda-{settings.stage}-{table_suffix}"
         region = settings.region
         host = settings.dynamodb_endpoint

@@ -1,0 +1,1 @@
+"""Packaging and deploying paylambda to AWS (never part of the Lambda bundle)."""

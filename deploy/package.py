@@ -1,0 +1,140 @@
+"""Build what CloudFormation deploys: `python -m deploy.package --stage prod --out dist/prod`.
+
+The app is copied into a clean build directory (no caches, no local state);
+pynamodb goes into its `vendor/` without botocore, which the Lambda runtime
+provides; `chalice package` runs twice: once to learn the functions and roles
+it generates, once with the merge template that adds the tables, their IAM
+policy and the custom domain. The result is `<out>/package/sam.json` and
+`deployment.zip`, ready for `aws cloudformation package`.
+
+The Lambda runtime is the interpreter that runs this (Chalice's rule), so the
+bytecode compiled here (and added to the zip) is bytecode the runtime loads.
+"""
+
+import argparse
+import compileall
+import json
+import os
+import py_compile
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from chalice.constants import MISSING_DEPENDENCIES_TEMPLATE
+
+from . import template
+
+ROOT = Path(__file__).resolve().parent.parent
+# Installed without their dependencies: pynamodb's botocore is in every Lambda Python runtime.
+VENDOR_REQUIREMENTS = "requirements-vendor.txt"
+# The oldest botocore the bundle is tested with (tests/test_deploy.py runs it on this one).
+OLDEST_BOTOCORE = "1.29.0"
+LAMBDA_PLATFORM = "manylinux2014_x86_64"
+_PROJECT_FILES = ("app.py", "requirements.txt", VENDOR_REQUIREMENTS)
+
+
+def lambda_runtime() -> str:
+    return f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def stage_project(build_dir: Path) -> Path:
+    """A copy of exactly what Chalice packages, so nothing local ends up in the bundle."""
+    project = build_dir / "project"
+    if project.exists():
+        shutil.rmtree(project)
+    project.mkdir(parents=True)
+    for name in _PROJECT_FILES:
+        shutil.copy2(ROOT / name, project / name)
+    shutil.copytree(ROOT / "chalicelib", project / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / ".chalice").mkdir()
+    for config in (ROOT / ".chalice").glob("*.json"):
+        shutil.copy2(config, project / ".chalice" / config.name)
+    return project
+
+
+def install_vendor(project: Path) -> None:
+    """pip with --no-deps: Chalice's requirements.txt cannot say that, and would bundle botocore."""
+    python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    _run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"]
+        + ["--only-binary=:all:", "--platform", LAMBDA_PLATFORM, "--implementation", "cp"]
+        + ["--python-version", python_version, "--no-compile", "--target", str(project / "vendor")]
+        + ["--requirement", str(project / VENDOR_REQUIREMENTS)],
+        cwd=project,
+    )
+
+
+def add_bytecode(bundle: Path) -> None:
+    """Add compiled bytecode for every module in the zip (Chalice ships sources only).
+
+    /var/task is read-only, so without it every cold start compiles every module
+    it imports: over a quarter of a cold `import app` (bench/startup.py --bundle).
+    Unchecked-hash pycs stay valid whatever timestamps the zip gives the sources,
+    and the runtime is this interpreter's version, so it loads them.
+    """
+    with tempfile.TemporaryDirectory() as scratch, zipfile.ZipFile(bundle, "a", zipfile.ZIP_DEFLATED) as archive:
+        archive.extractall(scratch, [name for name in archive.namelist() if name.endswith(".py")])
+        compileall.compile_dir(
+            scratch, quiet=2, workers=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
+        )
+        shipped = set(archive.namelist())
+        for pyc in sorted(Path(scratch).rglob("*.pyc")):
+            name = pyc.relative_to(scratch).as_posix()
+            if name not in shipped:
+                archive.write(pyc, name)
+
+
+def chalice_package(project: Path, stage: str, out: Path, merge_template: Path | None = None) -> dict:
+    if out.exists():
+        shutil.rmtree(out)
+    command = [str(Path(sys.executable).parent / "chalice"), "package", "--stage", stage]
+    if merge_template is not None:
+        command += ["--merge-template", str(merge_template)]
+    # The region only fills the CLI's client configuration; the template uses AWS::Region.
+    environment = {"AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    output = _run([*command, str(out)], cwd=project, env=environment)
+    # Chalice only warns when a dependency has no Linux wheel and cannot be built; the function would fail.
+    if MISSING_DEPENDENCIES_TEMPLATE.strip().splitlines()[0] in output:
+        raise SystemExit(f"chalice package left dependencies out of the bundle:\n{output}")
+    return json.loads((out / "sam.json").read_text())
+
+
+def build(stage: str, out: Path) -> Path:
+    """Package the app for `stage` into `out`; returns the directory with sam.json and deployment.zip."""
+    from chalicelib.models import ALL_MODELS
+
+    out = out.resolve()
+    project = stage_project(out)
+    install_vendor(project)
+    chalice_template = chalice_package(project, stage, out / "chalice")
+    merge = out / "merge.json"
+    merge.write_text(json.dumps(template.merge_template(chalice_template, ALL_MODELS), indent=2))
+    chalice_package(project, stage, out / "package", merge_template=merge)
+    add_bytecode(out / "package" / "deployment.zip")
+    shutil.rmtree(out / "chalice")
+    return out / "package"
+
+
+def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:3])} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout + result.stderr
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.package", description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", default="prod")
+    parser.add_argument("--out", type=Path, default=None, help="build directory (default dist/STAGE)")
+    args = parser.parse_args()
+    package = build(args.stage, args.out or ROOT / "dist" / args.stage)
+    size = (package / "deployment.zip").stat().st_size
+    print(f"{package / 'sam.json'} ({lambda_runtime()}), deployment.zip {size / 1e6:.2f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

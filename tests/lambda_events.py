@@ -1,0 +1,156 @@
+"""A BitPay client that calls the Lambda handler with API Gateway REST proxy events, as AWS would.
+
+Each `Deployment` says how a request reaches the function: which Host header
+API Gateway passes on, what `path` and `requestContext.path` hold (the stage
+on the execute-api URL, the base path on a custom domain), and the base URL
+the client itself uses, signs and expects links to start with. Requests are
+signed with the bitpay client library's own key utilities (python-ecdsa).
+"""
+
+import json
+import uuid
+from dataclasses import dataclass
+from types import SimpleNamespace
+from urllib.parse import urlencode
+
+from bitpay import key_utils
+
+EXECUTE_API_HOST = "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    client_base_url: str
+    host: str
+    # What API Gateway puts before the resource path in requestContext.path.
+    context_prefix: str
+    # API Gateway leaves a custom domain's base path in `path`, but strips the stage.
+    path_has_prefix: bool
+    via_cloudfront: bool = False
+
+
+DEPLOYMENTS = [
+    Deployment("execute-api", f"https://{EXECUTE_API_HOST}/api", EXECUTE_API_HOST, "/api", False),
+    Deployment("domain-base-path", "https://pay.example.com/bitpay", "pay.example.com", "/bitpay", True),
+    Deployment("domain-root", "https://pay.example.com", "pay.example.com", "", False),
+    # CloudFront forwards to the execute-api origin (origin path /api) with the origin's Host.
+    Deployment("cloudfront", "https://shop.example.com", EXECUTE_API_HOST, "/api", False, via_cloudfront=True),
+]
+
+
+def _headers(deployment: Deployment, extra: dict[str, str]) -> dict[str, str]:
+    headers = {
+        "Host": deployment.host,
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+        "User-Agent": "bitpay-python/2.6",
+        "X-Accept-Version": "2.0.0",
+        "X-Amzn-Trace-Id": f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]}",
+        "X-Forwarded-For": "198.51.100.7",
+        "X-Forwarded-Port": "443",
+        "X-Forwarded-Proto": "https",
+    }
+    if deployment.via_cloudfront:
+        headers["Via"] = "2.0 f00dfeed.cloudfront.net (CloudFront)"
+        headers["X-Amz-Cf-Id"] = uuid.uuid4().hex
+        headers["X-Forwarded-For"] = "198.51.100.7, 130.176.1.1"
+    headers.update(extra)
+    return headers
+
+
+def proxy_event(
+    deployment: Deployment,
+    method: str,
+    resource: str,
+    path_parameters: dict[str, str] | None = None,
+    query: list[tuple[str, str]] | None = None,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict:
+    """A REST API (v1) proxy event for `resource` (e.g. /invoices/{invoice_id}) on `deployment`."""
+    route_path = resource
+    for name, value in (path_parameters or {}).items():
+        route_path = route_path.replace("{" + name + "}", value)
+    request_headers = _headers(deployment, headers or {})
+    multi_query: dict[str, list[str]] = {}
+    for name, value in query or []:
+        multi_query.setdefault(name, []).append(value)
+    return {
+        "resource": resource,
+        "path": (deployment.context_prefix if deployment.path_has_prefix else "") + route_path,
+        "httpMethod": method,
+        "headers": request_headers,
+        "multiValueHeaders": {name: [value] for name, value in request_headers.items()},
+        "queryStringParameters": {name: values[-1] for name, values in multi_query.items()} or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": path_parameters or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourceId": "abc123",
+            "resourcePath": resource,
+            "httpMethod": method,
+            "extendedRequestId": uuid.uuid4().hex[:16],
+            "requestTime": "21/Nov/2025:01:02:03 +0000",
+            "path": deployment.context_prefix + route_path,
+            "accountId": "123456789012",
+            "protocol": "HTTP/1.1",
+            "stage": "api",
+            "domainPrefix": deployment.host.split(".")[0],
+            "requestTimeEpoch": 1763686923000,
+            "requestId": str(uuid.uuid4()),
+            "identity": {"sourceIp": "198.51.100.7", "userAgent": request_headers["User-Agent"]},
+            "domainName": deployment.host,
+            "apiId": EXECUTE_API_HOST.split(".")[0],
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+_LAMBDA_CONTEXT = SimpleNamespace(
+    function_name="paylambda-prod-APIHandler",
+    memory_limit_in_mb=512,
+    aws_request_id="00000000-0000-0000-0000-000000000000",
+    get_remaining_time_in_millis=lambda: 30_000,
+)
+
+
+class LambdaClient:
+    """Calls `app(event, context)` like API Gateway; signs like a paired BitPay client."""
+
+    def __init__(self, app, deployment: Deployment):
+        self.app = app
+        self.deployment = deployment
+        self.pem = key_utils.generate_pem()
+        self.sin = key_utils.get_sin_from_pem(self.pem)
+
+    def request(
+        self,
+        method: str,
+        resource: str,
+        path_parameters: dict[str, str] | None = None,
+        query: list[tuple[str, str]] | None = None,
+        payload: dict | None = None,
+        signed_base_url: str | None = None,
+    ) -> tuple[int, dict]:
+        """Send the request signed for `signed_base_url` + path (the client's own base URL by default)."""
+        body = json.dumps(payload) if payload is not None else None
+        route_path = resource
+        for name, value in (path_parameters or {}).items():
+            route_path = route_path.replace("{" + name + "}", value)
+        url = (signed_base_url or self.deployment.client_base_url) + route_path
+        if query:
+            url += "?" + urlencode(query)
+        headers = {
+            "x-identity": key_utils.get_compressed_public_key_from_pem(self.pem),
+            "x-signature": key_utils.sign(url + (body or ""), self.pem),
+        }
+        event = proxy_event(self.deployment, method, resource, path_parameters, query, body, headers)
+        response = self.app(event, _LAMBDA_CONTEXT)
+        return response["statusCode"], json.loads(response["body"])
+
+    def claim(self, pairing_code: str) -> str:
+        status, body = self.request("POST", "/tokens", payload={"id": self.sin, "pairingCode": pairing_code})
+        assert status == 200, body
+        return body["data"][0]["token"]

@@ -1,0 +1,72 @@
+"""The public URL wherever the service runs on AWS: signatures verify, invoice links point back.
+
+The Lambda handler itself (`app.app(event, context)`) gets API Gateway REST
+proxy events for the execute-api URL with its stage, a custom domain with a
+base path, one without, and CloudFront in front with PUBLIC_BASE_URL.
+"""
+
+import pytest
+
+from tests.lambda_events import DEPLOYMENTS, EXECUTE_API_HOST, LambdaClient
+
+# What a client configured with another base URL than the real one would sign.
+_WRONG_BASE_URLS = {
+    "execute-api": f"https://{EXECUTE_API_HOST}",
+    "domain-base-path": "https://pay.example.com",
+    "domain-root": "https://pay.example.com/api",
+    "cloudfront": f"https://{EXECUTE_API_HOST}/api",
+}
+
+
+@pytest.fixture(params=DEPLOYMENTS, ids=lambda deployment: deployment.name)
+def client(request, chalice_app, monkeypatch):
+    from chalicelib.settings import get_settings
+
+    deployment = request.param
+    if deployment.via_cloudfront:
+        monkeypatch.setenv("PUBLIC_BASE_URL", deployment.client_base_url + "/")
+    get_settings.cache_clear()
+    yield LambdaClient(chalice_app, deployment)
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def merchant_token(client, store):
+    from chalicelib import tokens
+
+    return client.claim(tokens.create_pairing_code(store.store_id, "merchant").pairing_code)
+
+
+def _create_invoice(client, token, **signing) -> tuple[int, dict]:
+    payload = {"price": 12.5, "currency": "USD", "token": token, "orderId": "order-7", "itemDesc": "A mug"}
+    return client.request("POST", "/invoices", payload=payload, **signing)
+
+
+def test_signed_invoice_creation_links_to_the_public_url(client, merchant_token):
+    status, body = _create_invoice(client, merchant_token)
+
+    assert status == 200, body
+    invoice = body["data"]
+    assert invoice["url"] == f"{client.deployment.client_base_url}/invoice?id={invoice['id']}"
+
+
+def test_signed_reads_with_a_query_verify_and_link_to_the_public_url(client, merchant_token):
+    invoice_id = _create_invoice(client, merchant_token)[1]["data"]["id"]
+
+    status, one = client.request(
+        "GET", "/invoices/{invoice_id}", {"invoice_id": invoice_id}, query=[("token", merchant_token)]
+    )
+    assert status == 200, one
+    assert one["data"]["url"] == f"{client.deployment.client_base_url}/invoice?id={invoice_id}"
+
+    status, found = client.request("GET", "/invoices", query=[("status", "new"), ("token", merchant_token)])
+    assert status == 200, found
+    assert [invoice["url"] for invoice in found["data"] if invoice["id"] == invoice_id] == [one["data"]["url"]]
+
+
+def test_a_signature_over_another_base_url_is_refused(client, merchant_token):
+    status, body = _create_invoice(client, merchant_token, signed_base_url=_WRONG_BASE_URLS[client.deployment.name])
+
+    assert status == 401
+    assert "Invalid signature" in body["error"]
