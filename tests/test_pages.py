@@ -557,7 +557,7 @@ def test_the_checkout_page_shows_what_to_pay(api_url, invoice):
         ({"expiration": 1}, "This invoice has expired"),
         ({"status": "paid"}, "Payment received, waiting for confirmation"),
         ({"status": "complete"}, "Paid. Thank you."),
-        ({"exception_status": "paidPartial", "btc_paid_sats": 1000}, "Partly paid: send the rest."),
+        ({"exception_status": "paidPartial", "btc_paid_sats": 1000}, "Partly paid: 0.00001000 BTC received"),
     ],
 )
 def test_the_checkout_page_says_how_the_invoice_stands(api_url, invoice, changes, message):
