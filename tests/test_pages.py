@@ -292,6 +292,7 @@ def test_another_users_store_is_not_found(api_url, merchant, other_store):
         (base, {"action": "save", "name": "Mine now", "default_currency": "USD"}),
         (f"{base}/tokens", {"facade": "merchant"}),
         (f"{base}/tokens/revoke", {"token": tokens.reference(code)}),
+        (f"{base}/invoices/any/notifications", {}),
     ]:
         assert merchant.post(url, data={**fields, "csrf_token": token}).status_code == 404, url
     assert tokens.for_store(other_store.store_id)[0].status == "pending"
