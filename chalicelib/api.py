@@ -151,8 +151,10 @@ def resend_notification(request: ApiRequest, invoice_id: str) -> dict:
 
 @api_route("/invoice/status")
 def invoice_status(request: ApiRequest) -> dict:
-    """Public, for the checkout page to poll."""
+    """Public, for the checkout page to poll: the status fields and the page's status region (HTML)."""
+    from . import checkout  # the templates and the QR code load with the first poll, not at start-up
+
     invoice_id = request.query_value("id")
     if not invoice_id:
         raise BadRequest("id (the invoice id) is required")
-    return invoices.status_view(invoices.get_public(invoice_id))
+    return checkout.poll(invoices.get_public(invoice_id), request.base_url)

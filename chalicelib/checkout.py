@@ -1,17 +1,29 @@
 """The buyer's checkout: what to pay, where and by when, and how the invoice stands.
 
 Everything that changes as an invoice is paid or expires is in one region,
-rendered by `status_region` from the invoice's public view alone, so a page
-polling the invoice's status can replace that region without a reload.
+rendered by `status_region` from the invoice's public view alone. The page
+polls `poll` (through `GET /invoice/status`), which answers with that same
+region rendered anew, so the page replaces it without a reload and the
+browser's script knows nothing about states or wording.
 """
+
+import functools
 
 from . import invoices, stores
 from .errors import NotFound
+from .models import InvoiceModel
 from .rendering import render_fragment
 
 # What the buyer is told, by invoice status (exceptionStatus refines "new").
 PAYABLE_STATES = ("awaiting", "partial")
-_STATES = {"paid": "paid", "confirmed": "complete", "complete": "complete", "expired": "expired", "invalid": "invalid"}
+_SHOWN_AS_THEY_ARE = ("paid", "confirmed", "complete", "expired", "invalid")
+# Seconds before an open checkout asks again, by state. The watcher looks once a minute;
+# a buyer who just paid should not wait long to see it, one waiting for a block can.
+POLL_SECONDS = {"awaiting": 5, "partial": 5, "paid": 15, "expired": 15}
+# A checkout that expired keeps asking this long: a payment sent in its last moments is seen
+# by the watcher after the expiry (a minute later, or on its ten-minute late-payment check).
+EXPIRED_POLL_MS = 15 * 60_000
+STATUS_FIELDS = ("status", "exceptionStatus", "btcDue", "btcPaid")
 
 
 def find(invoice_id: str, base_url: str) -> tuple[dict, str]:
@@ -25,10 +37,20 @@ def find(invoice_id: str, base_url: str) -> tuple[dict, str]:
 
 
 def state(view: dict) -> str:
-    """awaiting, partial, paid, complete, expired or invalid."""
+    """awaiting, partial, paid, confirmed, complete, expired or invalid."""
     if view["status"] == "new":
         return "partial" if view.get("exceptionStatus") == "paidPartial" else "awaiting"
-    return _STATES.get(view["status"], "invalid")
+    return view["status"] if view["status"] in _SHOWN_AS_THEY_ARE else "invalid"
+
+
+def poll_seconds(view: dict) -> int | None:
+    """When the page should ask again; None once nothing the buyer would see can change."""
+    current = state(view)
+    if current == "expired" and (
+        view.get("exceptionStatus") == "paidLate" or view["currentTime"] > view["expirationTime"] + EXPIRED_POLL_MS
+    ):
+        return None
+    return POLL_SECONDS.get(current)
 
 
 def seconds_left(view: dict) -> int:
@@ -41,6 +63,9 @@ def format_duration(seconds: int) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
 
 
+# An open checkout polls its region every few seconds and the payment URI seldom changes: drawing the
+# code is most of a region's cost. About 3.5 KB each.
+@functools.lru_cache(maxsize=128)
 def qr_svg(uri: str) -> str:
     """The payment URI as an SVG QR code, drawn on the server (no script, no third party)."""
     import segno  # loaded with the first checkout page, not at start-up
@@ -55,11 +80,21 @@ def status_region(view: dict) -> str:
     """The checkout page's status region (HTML) for an invoice's public view."""
     current = state(view)
     uri = view["paymentCodes"]["BTC"]["BIP21"]
+    seconds = poll_seconds(view)
     return render_fragment(
         "checkout_status.html",
         invoice=view,
         state=current,
+        # What the buyer sees, without the ticking clock: the page swaps the region only when it changes.
+        key=":".join(str(part) for part in (current, view["exceptionStatus"], view["btcDue"], view["btcPaid"])),
+        poll_seconds=seconds,
         time_left=format_duration(seconds_left(view)),
         payment_uri=uri,
         qr_svg=qr_svg(uri) if current in PAYABLE_STATES else "",
     )
+
+
+def poll(invoice: InvoiceModel, base_url: str) -> dict:
+    """What the checkout page polls: the invoice's status fields, and its status region rendered anew."""
+    view = invoices.public_view(invoice, base_url)
+    return {**{field: view[field] for field in STATUS_FIELDS}, "statusRegion": status_region(view)}

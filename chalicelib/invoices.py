@@ -317,7 +317,8 @@ def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
     return list(islice(results, offset, None))
 
 
-def _btc(sats: int) -> str:
+def format_btc(sats: int) -> str:
+    """Satoshis as the 8-decimal BTC amount BitPay writes: 15385 -> "0.00015385"."""
     return f"{Decimal(sats) / SATS_PER_BTC:.8f}"
 
 
@@ -380,32 +381,26 @@ def full_view(invoice: InvoiceModel, base_url: str) -> dict:
         "buyer": {name: value for name, value in invoice.buyer.attribute_values.items() if value is not None},
         "paymentSubtotals": {"BTC": invoice.btc_due_sats},
         "paymentTotals": {"BTC": invoice.btc_due_sats},
-        "paymentDisplayTotals": {"BTC": _btc(invoice.btc_due_sats)},
-        "paymentDisplaySubTotals": {"BTC": _btc(invoice.btc_due_sats)},
+        "paymentDisplayTotals": {"BTC": format_btc(invoice.btc_due_sats)},
+        "paymentDisplaySubTotals": {"BTC": format_btc(invoice.btc_due_sats)},
         "exchangeRates": {"BTC": {invoice.currency: rate}},
         "amountPaid": invoice.btc_paid_sats,
-        "displayAmountPaid": _btc(invoice.btc_paid_sats),
+        "displayAmountPaid": format_btc(invoice.btc_paid_sats),
         "transactions": _transactions(invoice),
         "supportedTransactionCurrencies": {"BTC": {"enabled": True}},
         "paymentCodes": {"BTC": {"BIP21": bip21}},
         "refundAddressRequestPending": False,
         "lowFeeDetected": False,
         # Names that BTCPay-era clients still read.
-        "btcPrice": _btc(invoice.btc_due_sats),
-        "btcDue": _btc(due_sats),
-        "btcPaid": _btc(invoice.btc_paid_sats),
+        "btcPrice": format_btc(invoice.btc_due_sats),
+        "btcDue": format_btc(due_sats),
+        "btcPaid": format_btc(invoice.btc_paid_sats),
         "rate": rate,
         "bitcoinAddress": invoice.address,
         "paymentUrls": {"BIP21": bip21},
         "addresses": {"BTC": invoice.address},
     }
     return {key: value for key, value in view.items() if value is not None}
-
-
-def status_view(invoice: InvoiceModel) -> dict:
-    """What the checkout page polls for: where the invoice stands and what is still due."""
-    view = full_view(invoice, "")
-    return {key: view[key] for key in ("status", "exceptionStatus", "btcDue", "btcPaid")}
 
 
 def public_view(invoice: InvoiceModel, base_url: str) -> dict:

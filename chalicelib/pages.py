@@ -11,7 +11,7 @@ from collections.abc import Callable
 from chalice import Blueprint, Response
 
 from . import checkout, invoices, sessions, stores, tokens
-from .errors import BadRequest, NotFound, TooManyRequests, Unauthorized
+from .errors import BadRequest, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
 from .identity import InvalidKey, is_valid_sin, sin_from_public_key
 from .models import now_ms
 from .rendering import Visit, local_path
@@ -294,11 +294,37 @@ def invoice_list(visit: Visit, store_id: str) -> Response:
     )
 
 
+def _invoice_page(visit: Visit, store, invoice, status: int = 200, **context) -> Response:
+    from . import notifications  # the delivery code loads with the first invoice page, not at start-up
+
+    return visit.render(
+        "invoice.html",
+        status=status,
+        store=store,
+        invoice=invoices.full_view(invoice, visit.request.base_url),
+        notifications=notifications.history(invoice.invoice_id),
+        **context,
+    )
+
+
 @page("/stores/{store_id}/invoices/{invoice_id}")
 def invoice_detail(visit: Visit, store_id: str, invoice_id: str) -> Response:
     store = stores.owned_store(visit.login, store_id)
-    view = invoices.full_view(_owned_invoice(store, invoice_id), visit.request.base_url)
-    return visit.render("invoice.html", store=store, invoice=view)
+    invoice = _owned_invoice(store, invoice_id)
+    return _invoice_page(visit, store, invoice, resent=visit.request.query_value("resent"))
+
+
+@page("/stores/{store_id}/invoices/{invoice_id}/notifications", methods=("POST",))
+def resend_notification(visit: Visit, store_id: str, invoice_id: str) -> Response:
+    from . import notifications
+
+    store = stores.owned_store(visit.login, store_id)
+    invoice = _owned_invoice(store, invoice_id)
+    try:
+        notifications.resend(invoice)
+    except (BadRequest, ServiceUnavailable) as error:
+        return _invoice_page(visit, store, invoice, status=error.status, error=error.message)
+    return visit.redirect(f"/stores/{store.store_id}/invoices/{invoice.invoice_id}", resent="1")
 
 
 # The buyer's checkout

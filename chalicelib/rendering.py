@@ -19,6 +19,7 @@ from chalice import Response
 
 from . import sessions
 from .errors import ApiError, Forbidden
+from .invoices import format_btc
 from .models import SessionModel
 from .web import ApiRequest
 
@@ -86,6 +87,7 @@ def _environment():
     )
     environment.filters["time"] = format_time
     environment.filters["money"] = format_money
+    environment.filters["btc"] = format_btc
     return environment
 
 

@@ -36,6 +36,7 @@ os.environ.update(
 )
 os.environ.pop("PUBLIC_BASE_URL", None)
 
+PASSWORD = "correct horse battery"
 # The BIP84 test vector account (mnemonic "abandon ... about").
 BIP84_ZPUB = (
     "zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs"
@@ -93,7 +94,7 @@ def api_url(request, chalice_app):
 def user(dynamodb):
     from chalicelib import users
 
-    return users.create_user(f"merchant-{uuid.uuid4().hex[:10]}", "correct horse battery")
+    return users.create_user(f"merchant-{uuid.uuid4().hex[:10]}", PASSWORD)
 
 
 @pytest.fixture
@@ -101,3 +102,12 @@ def store(user):
     from chalicelib import stores
 
     return stores.create_store(user.login, "Test shop", "USD", wallet=BIP84_ZPUB)
+
+
+@pytest.fixture
+def other_store(dynamodb):
+    """A store of another user, which `user` must not reach."""
+    from chalicelib import stores, users
+
+    owner = users.create_user(f"other-{uuid.uuid4().hex[:10]}", PASSWORD)
+    return stores.create_store(owner.login, "Someone else's shop", "EUR", wallet=BIP84_ZPUB)

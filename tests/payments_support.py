@@ -352,6 +352,20 @@ def drain(queue: Queue, clock: FakeClock, invoice_ids, *, until: int | None = No
     raise AssertionError(f"the queue did not settle in {rounds} rounds")
 
 
+# What EventBridge hands the scheduled watcher (`jobs.watch_payments`).
+SCHEDULED_EVENT = {
+    "version": "0",
+    "id": "1",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "1",
+    "time": "2024-01-01T00:00:00Z",
+    "region": "us-east-1",
+    "resources": [],
+    "detail": {},
+}
+
+
 def sats(invoice: dict) -> int:
     return invoice["paymentTotals"]["BTC"]
 
@@ -374,8 +388,8 @@ class Merchant:
         return self.client.get_invoice(invoice_id, token=self.token)
 
 
-@pytest.fixture
-def shop(api_url, store, chain):
+def pair_merchant(api_url: str, store) -> Merchant:
+    """The store's server, paired through a merchant-made pairing code."""
     from bitpay import key_utils
     from bitpay.client import Client
 
@@ -384,6 +398,11 @@ def shop(api_url, store, chain):
     client = Client(api_uri=api_url, pem=key_utils.generate_pem())
     pairing = tokens.create_pairing_code(store.store_id, "merchant")
     return Merchant(client, client.pair_pos_client(pairing.pairing_code)["merchant"])
+
+
+@pytest.fixture
+def shop(api_url, store, chain):
+    return pair_merchant(api_url, store)
 
 
 @pytest.fixture

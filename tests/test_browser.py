@@ -3,7 +3,7 @@
 `make test` installs chromium where it is missing and the machine allows it
 (root with apt-get, as on CI). Where there is no chromium the test is skipped
 with its reason shown in the summary. Screenshots of the approval and checkout
-pages, on a phone and on a desktop, go to test-output/browser/.
+pages, on a phone and on a desktop, and of the checkout once paid go to test-output/browser/.
 """
 
 import io
@@ -14,6 +14,10 @@ from urllib.parse import urlsplit
 import pytest
 from bitpay.client import Client as BitPayClient
 from bitpay.key_utils import generate_pem
+
+from chalicelib import jobs
+from tests.conftest import PASSWORD
+from tests.payments_support import SCHEDULED_EVENT, sats
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -27,7 +31,6 @@ CHROMIUM_ARGS = [
 ]
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,7 @@ def _decode_qr(png: bytes) -> list[str]:
 
 
 def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_checkout(
-    chromium, api_url, user, store, screenshots
+    chromium, api_url, user, store, chain, screenshots
 ):
     client = BitPayClient(api_uri=api_url, pem=generate_pem(), tokens={})
     approval_url = f"{api_url}/api-access-request?pairingCode={client.create_token('merchant')}"
@@ -113,6 +116,19 @@ def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_ch
     merchant.goto(invoice["url"])
     assert merchant.locator("svg.qr").is_visible()
     merchant.screenshot(path=screenshots / "checkout-desktop.png", full_page=True)
+
+    # The buyer pays; the watcher AWS runs every minute sees it; the open page shows it by itself.
+    status_requests = []
+    buyer.on("request", lambda request: "/invoice/status?" in request.url and status_requests.append(request.url))
+    buyer.evaluate("window.notReloaded = true")
+    chain.pay(invoice["bitcoinAddress"], sats(invoice))
+    jobs.watch_payments(SCHEDULED_EVENT, None)
+    paid = buyer.get_by_text("Payment received, waiting for confirmation.")
+    paid.wait_for(timeout=15_000)
+    assert buyer.evaluate("window.notReloaded") is True
+    assert status_requests and status_requests[0] == f"{api_url}/invoice/status?id={invoice['id']}"
+    assert buyer.locator("svg.qr").count() == 0
+    buyer.screenshot(path=screenshots / "checkout-paid-phone.png", full_page=True)
 
     assert errors == []
     for context in (desktop, phone, buyer_context):

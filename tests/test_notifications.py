@@ -13,7 +13,7 @@ from btcpay import BTCPayClient
 from chalicelib import jobs, notifications, tokens
 from chalicelib.models import NotificationModel
 from chalicelib.settings import get_settings
-from tests.payments_support import HOUR, MINUTE, drain, sats
+from tests.payments_support import HOUR, MINUTE, SCHEDULED_EVENT, drain, sats
 
 NOTIFICATION_FIELDS = {
     "id", "url", "posData", "status", "price", "currency", "invoiceTime", "expirationTime", "currentTime",
@@ -230,20 +230,7 @@ def test_the_lambda_handlers_watch_and_deliver(shop, chain, ipn_receiver, notifi
     created = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn", transactionSpeed="high")
     chain.pay(created["bitcoinAddress"], sats(created))
 
-    jobs.watch_payments(
-        {
-            "version": "0",
-            "id": "1",
-            "detail-type": "Scheduled Event",
-            "source": "aws.events",
-            "account": "1",
-            "time": "2024-01-01T00:00:00Z",
-            "region": "us-east-1",
-            "resources": [],
-            "detail": {},
-        },
-        None,
-    )
+    jobs.watch_payments(SCHEDULED_EVENT, None)
     assert shop.get_invoice(created["id"])["status"] == "confirmed"
 
     for message in notifications_queue.receive_all():

@@ -14,80 +14,28 @@ import requests
 from bitpay.client import Client as BitPayClient
 from bitpay.key_utils import generate_pem
 from btcpay import BTCPayClient, crypto
-from requests.adapters import HTTPAdapter
 
-from tests.conftest import BIP84_ZPUB
+from tests.conftest import BIP84_ZPUB, PASSWORD
+from tests.pages_support import (
+    browser,
+    csrf_token,
+    fresh_address,
+    post_form,
+    sign_in,
+    signed_in,
+    text_of,
+    update_invoice,
+)
 
-PASSWORD = "correct horse battery"
 XSS = "<script>alert(1)</script>"
 BIP84_FIRST_ADDRESS = "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"
 # BIP32 test vector 1's master private key.
 XPRV = "xprv9s21ZrQH143K3QTDL4LXw2F7HEK3wJUD2nW2nRk4stbPy6cq3jPPqjiChkVvvNKmPGJxWUtg6LnF5kejMRNNU3TGtRBeJgk33yuGBxrMPHi"
 
 
-class _FromAddress(HTTPAdapter):
-    """Connects from another loopback address, so the server sees another client address."""
-
-    def __init__(self, address: str):
-        self._address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self._address, 0)
-        super().init_poolmanager(*args, **kwargs)
-
-
-def browser(address: str | None = None) -> requests.Session:
-    session = requests.Session()
-    if address:
-        session.mount("http://", _FromAddress(address))
-    return session
-
-
-def fresh_address() -> str:
-    return "127.{}.{}.{}".format(*uuid.uuid4().bytes[:3])
-
-
-def csrf_token(page: requests.Response) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-
-
-def sign_in(api_url: str, login: str, password: str = PASSWORD, session=None, next_path=None) -> requests.Response:
-    session = session or browser()
-    form = session.get(f"{api_url}/login")
-    data = {"login": login, "password": password, "csrf_token": csrf_token(form)}
-    if next_path is not None:
-        data["next"] = next_path
-    return session.post(f"{api_url}/login", data=data, allow_redirects=False)
-
-
-def signed_in(api_url: str, login: str) -> requests.Session:
-    session = browser()
-    assert sign_in(api_url, login, session=session).status_code == 303
-    return session
-
-
-def post_form(session: requests.Session, form_url: str, action_url: str, **fields) -> requests.Response:
-    """Submit a form as a browser does: read the page that holds it, then post with its CSRF token."""
-    fields.setdefault("csrf_token", csrf_token(session.get(form_url)))
-    return session.post(action_url, data=fields, allow_redirects=False)
-
-
-def text_of(page: requests.Response) -> str:
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page.text)).split())
-
-
 @pytest.fixture
 def merchant(api_url, user) -> requests.Session:
     return signed_in(api_url, user.login)
-
-
-@pytest.fixture
-def other_store(dynamodb):
-    from chalicelib import stores, users
-
-    owner = users.create_user(f"other-{uuid.uuid4().hex[:10]}", PASSWORD)
-    return stores.create_store(owner.login, "Someone else's shop", "EUR", wallet=BIP84_ZPUB)
 
 
 def pairing_request(api_url: str, label: str | None = None) -> tuple[BitPayClient, str]:
@@ -344,6 +292,7 @@ def test_another_users_store_is_not_found(api_url, merchant, other_store):
         (base, {"action": "save", "name": "Mine now", "default_currency": "USD"}),
         (f"{base}/tokens", {"facade": "merchant"}),
         (f"{base}/tokens/revoke", {"token": tokens.reference(code)}),
+        (f"{base}/invoices/any/notifications", {}),
     ]:
         assert merchant.post(url, data={**fields, "csrf_token": token}).status_code == 404, url
     assert tokens.for_store(other_store.store_id)[0].status == "pending"
@@ -603,25 +552,17 @@ def test_the_checkout_page_shows_what_to_pay(api_url, invoice):
         assert "secret-order" not in page.text
 
 
-def _set_status(invoice_id: str, **changes):
-    from chalicelib.models import InvoiceModel
-
-    InvoiceModel.get(invoice_id).update(
-        actions=[getattr(InvoiceModel, name).set(value) for name, value in changes.items()]
-    )
-
-
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"expiration": 1}, "This invoice has expired"),
         ({"status": "paid"}, "Payment received, waiting for confirmation"),
         ({"status": "complete"}, "Paid. Thank you."),
-        ({"exception_status": "paidPartial", "btc_paid_sats": 1000}, "Partly paid: send the rest."),
+        ({"exception_status": "paidPartial", "btc_paid_sats": 1000}, "Partly paid: 0.00001000 BTC received"),
     ],
 )
 def test_the_checkout_page_says_how_the_invoice_stands(api_url, invoice, changes, message):
-    _set_status(invoice["id"], **changes)
+    update_invoice(invoice["id"], **changes)
     page = browser().get(invoice["url"])
     assert page.status_code == 200 and message in page.text
     payable = "exception_status" in changes

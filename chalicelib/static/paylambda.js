@@ -32,18 +32,22 @@ function formatDuration(seconds) {
   return hours ? `${hours}:${pad(minutes)}:${pad(rest)}` : `${pad(minutes)}:${pad(rest)}`;
 }
 
-function startCountdowns(root) {
+function startCountdowns(root, onFinished) {
   for (const element of root.querySelectorAll(".countdown[data-expires]")) {
     // Counts against the server's clock: the buyer's may be wrong.
     const skew = Number(element.dataset.now) - Date.now();
     const expires = Number(element.dataset.expires);
     const tick = () => {
+      if (!element.isConnected) {
+        // A newer status region replaced this one and runs its own countdown.
+        clearInterval(timer);
+        return;
+      }
       const left = Math.max(0, Math.floor((expires - (Date.now() + skew)) / 1000));
       element.textContent = formatDuration(left);
       if (left === 0) {
         clearInterval(timer);
-        // The server now answers "expired"; reload once to show it.
-        setTimeout(() => location.reload(), 1500);
+        onFinished();
       }
     };
     const timer = setInterval(tick, 1000);
@@ -51,7 +55,62 @@ function startCountdowns(root) {
   }
 }
 
+// The checkout asks the server how its invoice stands and shows the status region the server
+// renders: states and wording live in one template, not here. The region says when to ask
+// again (data-poll-seconds) and has no such attribute once nothing more can change.
+function followCheckoutStatus(container) {
+  const url = container.dataset.statusUrl;
+  const region = () => container.querySelector(".status-region");
+  let timer = null;
+  let busy = false;
+  let failures = 0;
+  let finished = false;
+
+  const scheduleFrom = (shown) => {
+    clearTimeout(timer);
+    const seconds = shown.dataset.pollSeconds;
+    finished = !seconds;
+    if (seconds) timer = setTimeout(poll, Number(seconds) * 1000);
+  };
+
+  const show = (html) => {
+    const template = document.createElement("template");
+    template.innerHTML = html;
+    const fresh = template.content.querySelector(".status-region");
+    // Swapped only when what the buyer sees changed: a screen reader announces every swap.
+    if (fresh.dataset.key !== region().dataset.key) {
+      region().replaceWith(fresh);
+      enableCopyButtons(fresh);
+      startCountdowns(fresh, poll);
+    }
+    return fresh;
+  };
+
+  async function poll() {
+    // A hidden tab asks nothing; it asks at once when shown again.
+    if (busy || finished || document.hidden) return;
+    busy = true;
+    try {
+      const response = await fetch(url, { cache: "no-store", headers: { Accept: "application/json" } });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      scheduleFrom(show((await response.json()).statusRegion));
+      failures = 0;
+    } catch {
+      // Offline, or the service is busy: ask again, less often each time.
+      failures += 1;
+      clearTimeout(timer);
+      timer = setTimeout(poll, Math.min(5 * 2 ** failures, 120) * 1000);
+    } finally {
+      busy = false;
+    }
+  }
+
+  document.addEventListener("visibilitychange", poll);
+  startCountdowns(region(), poll);
+  scheduleFrom(region());
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   enableCopyButtons(document);
-  startCountdowns(document);
+  for (const container of document.querySelectorAll("[data-status-url]")) followCheckoutStatus(container);
 });
