@@ -7,7 +7,7 @@ request is accepted when one of them verifies.
 """
 
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
 from . import identity, tokens
 from .errors import Forbidden, Unauthorized
@@ -61,11 +61,23 @@ def _bases(request: ApiRequest) -> list[str]:
     return [f"{scheme}://{h}{request.path}" for h in hosts]
 
 
+def _query_orders(query: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The order received first; then the token first (bitpay 8) and last (btcpay-python), since API
+    Gateway's decoded query map does not promise to keep the order the client sent."""
+    token = [pair for pair in query if pair[0] == "token"]
+    others = [pair for pair in query if pair[0] != "token"]
+    return [query, token + others, others + token] if token and others else [query]
+
+
 def _queries(request: ApiRequest) -> list[str]:
     if not request.query:
         return [""]
-    encodings = (urlencode(request.query), urlencode(request.query, quote_via=quote, safe=_NODE_SAFE))
-    return list(dict.fromkeys("?" + encoded for encoded in encodings))
+    encoded = (
+        urlencode(order, quote_via=quote_via, safe=safe)
+        for order in _query_orders(request.query)
+        for quote_via, safe in ((quote_plus, ""), (quote, _NODE_SAFE))
+    )
+    return list(dict.fromkeys("?" + query for query in encoded))
 
 
 def candidate_urls(request: ApiRequest) -> list[str]:
@@ -128,8 +140,9 @@ def _check_token(token: TokenModel | None, caller: Identity | None) -> TokenMode
 
 def authenticate(request: ApiRequest, facades: tuple[str, ...]) -> Caller:
     """The caller of a route open only to tokens of `facades`."""
-    caller = _signed_identity(request)
+    # The token comes first: reading it bounds the body before any signature is checked over it.
     token_value = request_token(request)
+    caller = _signed_identity(request)
     if not token_value:
         raise Unauthorized(f"This endpoint requires a {' or '.join(facades)} token")
     token = _check_token(tokens.find(token_value), caller)

@@ -218,7 +218,10 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
         invoice.save(condition=InvoiceModel.invoice_id.does_not_exist())
     except PutError as exc:
         if fields["guid"] and exc.cause_response_code == "ConditionalCheckFailedException":
-            return InvoiceModel.get(invoice.invoice_id, consistent_read=True)
+            existing = InvoiceModel.get(invoice.invoice_id, consistent_read=True)
+            if caller.facade == "pos" and existing.token != caller.token.token:
+                raise BadRequest("guid is already used by another client of this store") from exc
+            return existing
         raise
     return invoice
 

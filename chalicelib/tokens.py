@@ -11,7 +11,7 @@ import secrets
 from datetime import timedelta
 
 import base58
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import DeleteError, UpdateError
 
 from .errors import BadRequest, NotFound
 from .identity import is_valid_sin
@@ -21,6 +21,7 @@ from .settings import get_settings
 PAIRABLE_FACADES = ("pos", "merchant")
 PAIRING_CODE_LENGTH = 7
 _MAX_TOKEN_LENGTH = 128
+_USED = "The specified pairingCode has already been used"
 _BASE58_ALPHABET = base58.BITCOIN_ALPHABET.decode()
 
 
@@ -74,7 +75,7 @@ def find_pairing(pairing_code: object) -> TokenModel:
     if token.is_expired:
         raise BadRequest("The specified pairingCode has expired")
     if token.status != TokenModel.PENDING:
-        raise BadRequest("The specified pairingCode has already been used")
+        raise BadRequest(_USED)
     return token
 
 
@@ -129,7 +130,7 @@ def _activate(token: TokenModel, *, store_id: str, sin: str | None) -> TokenMode
         token.update(actions=actions, condition=TokenModel.status == TokenModel.PENDING)
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
-            raise BadRequest("The specified pairingCode has already been used") from exc
+            raise BadRequest(_USED) from exc
         raise
     return token
 
@@ -149,16 +150,28 @@ def claim(pairing_code: object, sin: object = None) -> TokenModel:
     return _activate(token, store_id=token.store_id, sin=sin)
 
 
-def approve(pairing_code: str, store_id: str) -> TokenModel:
-    """A person approves a client's pairing request for one of their stores."""
+def _client_request(pairing_code: str) -> TokenModel:
+    """The pending pairing a client asked for, which a person approves or denies."""
     token = find_pairing(pairing_code)
     if token.store_id is not None:
         raise BadRequest("This pairingCode is claimed by a client, not approved")
+    return token
+
+
+def approve(pairing_code: str, store_id: str) -> TokenModel:
+    """A person approves a client's pairing request for one of their stores."""
+    token = _client_request(pairing_code)
     return _activate(token, store_id=store_id, sin=token.sin)
 
 
 def deny(pairing_code: str) -> None:
-    find_pairing(pairing_code).delete(condition=TokenModel.status == TokenModel.PENDING)
+    try:
+        # Conditional, so a deny racing an approval cannot delete the token just made active.
+        _client_request(pairing_code).delete(condition=TokenModel.status == TokenModel.PENDING)
+    except DeleteError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            raise BadRequest(_USED) from exc
+        raise
 
 
 def revoke(token_value: str, store_id: str) -> None:

@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import secrets
+from functools import lru_cache
 
 from pynamodb.exceptions import PutError
 
@@ -60,11 +61,16 @@ def get_user(login: str) -> UserModel | None:
         return None
 
 
+@lru_cache(maxsize=1)
+def _decoy_hash() -> str:
+    return hash_password(secrets.token_hex(16))
+
+
 def check_credentials(login: str, password: str) -> UserModel | None:
     user = get_user(login) if login else None
-    if user is None or not password_matches(password, user.password_hash):
-        return None
-    return user
+    # Hash for an unknown login too, so the response time does not tell which logins exist.
+    matches = password_matches(password, user.password_hash if user is not None else _decoy_hash())
+    return user if user is not None and matches else None
 
 
 def set_password(user: UserModel, password: str) -> None:

@@ -421,6 +421,17 @@ def test_same_guid_in_another_store_is_another_invoice(merchant, pair, other_sto
     assert other.get("/invoices/guid/g-1").json()["data"]["currency"] == "USD"
 
 
+def test_guid_of_another_pos_client_is_not_handed_over(pair):
+    first, second = pair("pos"), pair("pos")
+    create(first, {**INVOICE, "guid": "till-1"})
+
+    response = second.post("/invoices", {**INVOICE, "guid": "till-1"})
+
+    assert response.status_code == 400
+    assert "guid" in response.json()["error"]
+    assert "till-1" not in response.text
+
+
 def test_unknown_guid_is_not_found(merchant):
     response = merchant.get("/invoices/guid/never-used")
 

@@ -33,6 +33,14 @@ def test_candidates_keep_the_stage_prefix_and_query_order():
     assert "https://pay.example.com:443/api/invoices?status=new&token=abc&limit=5" in urls
 
 
+def test_candidates_try_the_token_first_and_last_when_the_order_is_lost():
+    request = _request(query=[("status", "new"), ("token", "abc"), ("limit", "5")])
+    urls = auth.candidate_urls(request)
+    assert urls.index("https://pay.example.com/invoices?status=new&token=abc&limit=5") == 0
+    assert "https://pay.example.com/invoices?token=abc&status=new&limit=5" in urls
+    assert "https://pay.example.com/invoices?status=new&limit=5&token=abc" in urls
+
+
 def test_candidates_cover_both_space_encodings():
     request = _request(query=[("itemDesc", "two words (x)"), ("token", "t")])
     urls = auth.candidate_urls(request)
@@ -106,6 +114,14 @@ def test_signed_get_with_python_style_query_and_explicit_default_port(api_url, m
     prefix = urlsplit(api_url).path
     signed = f"http://127.0.0.1:80{prefix}/invoices?{query}"
     response = requests.get(f"{api_url}/invoices?{query}", headers={"Host": "127.0.0.1", **merchant.headers(signed)})
+    assert response.status_code == 200, response.text
+
+
+def test_signed_query_reordered_on_the_way_is_accepted(api_url, merchant):
+    """bitpay 8 signs with the token first; a gateway may hand the parameters over in another order."""
+    signed = f"{api_url}/invoices?token={merchant.token}&status=new&limit=5"
+    sent = f"{api_url}/invoices?status=new&limit=5&token={merchant.token}"
+    response = requests.get(sent, headers=merchant.headers(signed))
     assert response.status_code == 200, response.text
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import tokens
+from chalicelib import tokens, users
 from chalicelib.errors import BadRequest
 from chalicelib.models import ALL_MODELS, TokenModel, create_tables
 from tests.test_auth import Client
@@ -74,3 +74,29 @@ def test_no_request_path_scans():
     sources = [Path("app.py"), *Path("chalicelib").rglob("*.py")]
     scans = {str(path): _calls_named(ast.parse(path.read_text()), "scan") for path in sources}
     assert {path: lines for path, lines in scans.items() if lines} == {}
+
+
+def test_deny_racing_an_approval_leaves_the_active_token(store, monkeypatch):
+    pending = tokens.request_pairing(Client().sin, "merchant")
+    read_before_the_approval = tokens.find_pairing(pending.pairing_code)
+    tokens.approve(pending.pairing_code, store.store_id)
+    monkeypatch.setattr(tokens, "find_pairing", lambda code: read_before_the_approval)
+
+    with pytest.raises(BadRequest, match="already been used"):
+        tokens.deny(pending.pairing_code)
+    assert TokenModel.get(pending.token).status == TokenModel.ACTIVE
+
+
+def test_unknown_and_known_logins_cost_the_same_hashing(user, monkeypatch):
+    """An unknown login is hashed too, so timing does not reveal which logins exist."""
+    hashed = []
+    real_scrypt = users.hashlib.scrypt
+    monkeypatch.setattr(users.hashlib, "scrypt", lambda *a, **k: hashed.append(1) or real_scrypt(*a, **k))
+    users._decoy_hash()  # made once per process, before timing matters
+
+    hashed.clear()
+    assert users.check_credentials(f"{user.login}-unknown", "correct horse battery") is None
+    unknown = len(hashed)
+    hashed.clear()
+    assert users.check_credentials(user.login, "wrong password here") is None
+    assert unknown == len(hashed) == 1
