@@ -41,11 +41,19 @@ def create_token(request: ApiRequest) -> dict:
     body = request.json
     if "pairingCode" in body:
         token = tokens.claim(body["pairingCode"], body.get("id"))
-    elif "id" in body:
-        token = tokens.request_pairing(body["id"], body.get("facade", "merchant"), body.get("label"))
-    else:
+    elif _asks_for_its_own_store(request, body):
         token = tokens.create_pairing_code(_merchant_store(request), body.get("facade", "pos"), body.get("label"))
+    else:
+        token = tokens.request_pairing(body["id"], body.get("facade", "merchant"), body.get("label"))
     return {"data": [tokens.pairing_view(token)]}
+
+
+def _asks_for_its_own_store(request: ApiRequest, body: dict) -> bool:
+    """A merchant's client asking for another token for its store: no id, or a signed request with its token.
+
+    Anything else naming an id is a client-side pairing request, even with stale signature headers.
+    """
+    return "id" not in body or ("token" in body and auth.optional_identity(request) is not None)
 
 
 def _merchant_store(request: ApiRequest) -> str:

@@ -289,6 +289,17 @@ def test_merchant_asks_for_a_pos_code_for_its_store(api_url, merchant, send_toke
     assert merchant.get(f"/invoices/{invoice_id}").status_code == 200
 
 
+def test_merchant_naming_its_own_id_with_its_token_gets_a_code_for_its_store(api_url, merchant):
+    response = merchant.post("/tokens", {"facade": "pos", "id": merchant.sin})
+    assert response.status_code == 200, response.text
+    code = response.json()["data"][0]["pairingCode"]
+
+    till = BitIdClient(api_url)
+    claim(till, code)
+    invoice_id = till.post("/invoices", INVOICE).json()["data"]["id"]
+    assert merchant.get(f"/invoices/{invoice_id}").status_code == 200
+
+
 def test_pos_holder_cannot_ask_for_tokens(pos):
     response = pos.post("/tokens", {"facade": "pos"})
 
