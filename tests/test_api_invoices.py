@@ -214,20 +214,22 @@ def test_price_as_number_or_numeric_string(merchant, price):
     assert create(merchant, {"price": price, "currency": "USD"})["price"] == 12.5
 
 
+BUYER = {
+    "name": "Ann Lee",
+    "address1": "1 Main St",
+    "address2": "Apt 2",
+    "locality": "Springfield",
+    "region": "IL",
+    "postalCode": "62701",
+    "country": "US",
+    "email": "ann@example.com",
+    "phone": "+1 555 0100",
+    "notify": False,
+}
+
+
 def test_nested_buyer(merchant):
-    buyer = {
-        "name": "Ann Lee",
-        "address1": "1 Main St",
-        "address2": "Apt 2",
-        "locality": "Springfield",
-        "region": "IL",
-        "postalCode": "62701",
-        "country": "US",
-        "email": "ann@example.com",
-        "phone": "+1 555 0100",
-        "notify": False,
-    }
-    assert create(merchant, {**INVOICE, "buyer": buyer})["buyer"] == buyer
+    assert create(merchant, {**INVOICE, "buyer": BUYER})["buyer"] == BUYER
 
 
 def test_flat_legacy_buyer_fields(merchant):
@@ -244,18 +246,7 @@ def test_flat_legacy_buyer_fields(merchant):
         "buyerNotify": True,
     }
 
-    assert create(merchant, {**INVOICE, **flat})["buyer"] == {
-        "name": "Ann Lee",
-        "address1": "1 Main St",
-        "address2": "Apt 2",
-        "locality": "Springfield",
-        "region": "IL",
-        "postalCode": "62701",
-        "country": "US",
-        "email": "ann@example.com",
-        "phone": "+1 555 0100",
-        "notify": True,
-    }
+    assert create(merchant, {**INVOICE, **flat})["buyer"] == {**BUYER, "notify": True}
 
 
 def test_btcpay_buyer_field_names(merchant):
