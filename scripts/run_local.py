@@ -49,11 +49,14 @@ def _consume_forever(stop: threading.Event, sqs, queue_url: str) -> None:
 
     while not stop.is_set():
         try:
-            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=5)
+            # A short poll: the local server answers one request at a time (scripts/local_aws.py).
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=0)
         except Exception:
             logging.exception("notification queue unreadable")
             stop.wait(5)
             continue
+        if not messages.get("Messages"):
+            stop.wait(1)
         for message in messages.get("Messages", []):
             record = {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"]}
             try:
@@ -83,13 +86,9 @@ def main() -> int:
     # Receivers under development listen on this machine or the local network.
     os.environ.setdefault("ALLOW_PRIVATE_NOTIFICATION_URLS", "true")
     sys.path.insert(0, str(ROOT))
-    from moto.server import ThreadedMotoServer
+    from scripts.local_aws import start_local_aws
 
-    # moto logs every DynamoDB request it serves.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-    dynamodb = ThreadedMotoServer(ip_address="127.0.0.1", port=DYNAMODB_PORT, verbose=False)
-    dynamodb.start()
+    dynamodb = start_local_aws(DYNAMODB_PORT)
     stop = threading.Event()
     try:
         import boto3

@@ -4,10 +4,8 @@ The environment is set before any `chalicelib` import, because the models
 read their table names and endpoint when they are defined.
 """
 
-import logging
 import os
 import socket
-import threading
 import uuid
 
 import pytest
@@ -43,29 +41,11 @@ BIP84_ZPUB = (
 )
 
 
-def _one_at_a_time(app):
-    lock = threading.Lock()
-
-    def serialized(environ, start_response):
-        with lock:
-            return list(app(environ, start_response))
-
-    return serialized
-
-
 @pytest.fixture(scope="session")
 def dynamodb():
-    from moto.server import ThreadedMotoServer
+    from scripts.local_aws import start_local_aws
 
-    # moto logs every DynamoDB request it serves.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=MOTO_PORT, verbose=False)
-    server.start()
-    # DynamoDB applies each request atomically; moto's threaded server does not (two racing
-    # conditional writes can both pass, a failed transaction restores a stale table), so it
-    # serves one request at a time (and no test may long-poll SQS on it).
-    server._server.app = _one_at_a_time(server._server.app)
+    server = start_local_aws(MOTO_PORT)
     from chalicelib.models import create_tables
 
     create_tables()
