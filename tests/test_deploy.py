@@ -231,6 +231,17 @@ def _grants(template: dict, function_id: str) -> set[tuple[str, str, str | None]
     return grants
 
 
+def _consumer(template: dict) -> tuple[str, dict]:
+    """The function the SQS event source invokes, and that event source."""
+    [(function_id, event)] = [
+        (function_id, event)
+        for function_id, function in _functions(template).items()
+        for event in function["Properties"].get("Events", {}).values()
+        if event["Type"] == "SQS"
+    ]
+    return function_id, event
+
+
 def test_each_function_may_use_only_the_models_tables_and_indexes_and_the_queue(template):
     queue_id, _ = _queues(template)
     consumer_actions = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
@@ -251,17 +262,6 @@ def test_all_models_lists_every_model_so_the_template_has_every_table():
     defined = {value for value in vars(models).values() if isinstance(value, type) and issubclass(value, Model)}
     assert defined - {Model} == set(models.ALL_MODELS)
     assert {"NotificationModel", "SessionModel", "LoginFailureModel"} <= {m.__name__ for m in models.ALL_MODELS}
-
-
-def _consumer(template: dict) -> tuple[str, dict]:
-    """The function the SQS event source invokes, and that event source."""
-    [(function_id, event)] = [
-        (function_id, event)
-        for function_id, function in _functions(template).items()
-        for event in function["Properties"].get("Events", {}).values()
-        if event["Type"] == "SQS"
-    ]
-    return function_id, event
 
 
 def test_the_consumer_reads_the_queue_every_function_sends_to(template):
@@ -328,8 +328,6 @@ class Merchant:
     """A merchant's BitPay client paired with `store`, calling the API's Lambda handler."""
 
     def __init__(self, chalice_app, store):
-        from chalicelib import tokens
-
         self.client = LambdaClient(chalice_app, DEPLOYMENTS[0])
         self.token = self.client.claim(tokens.create_pairing_code(store.store_id, "merchant").pairing_code)
 
@@ -405,7 +403,8 @@ def record_calls(template, monkeypatch, notifications_queue):
 
 
 def _split(calls) -> tuple[set, set]:
-    """(DynamoDB permissions, SQS permissions) among `calls`."""
+    """(DynamoDB permissions, SQS permissions) among `calls`, which call no other service."""
+    assert {call[0].split(":")[0] for call in calls} <= {"dynamodb", "sqs"}, calls
     return {c for c in calls if c[0].startswith("dynamodb:")}, {c for c in calls if c[0].startswith("sqs:")}
 
 
