@@ -47,7 +47,7 @@ OUTPUTS = --query "Stacks[0].Outputs[?OutputKey=='PublicURL' || OutputKey=='Doma
 .PHONY: package deploy admin destroy
 
 package: install
-	$(BIN)/python -m deploy.package --stage $(STAGE) --out $(DIST)
+	$(BIN)/python -m deploy.package --stage $(STAGE) --stack $(STACK) --out $(DIST)
 
 deploy: package
 	@test -n "$(REGION)" || { echo "No AWS region: set AWS_REGION or run aws configure." >&2; exit 1; }

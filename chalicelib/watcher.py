@@ -8,6 +8,7 @@ and no update is lost. An invoice that did not change is not written at all.
 """
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -22,8 +23,10 @@ logger = logging.getLogger(__name__)
 # An expired invoice is only watched for late payments: every few minutes is enough.
 LATE_PAYMENT_CHECK_MS = 10 * 60_000
 MAX_CONFLICTS = 3
-# Runs start every minute and Lambda stops one at its timeout; what is left waits for the next run.
-TIME_BUDGET_SECONDS = 40.0
+# Lambda stops a run at its timeout, so no new check starts once less than this is left: a check
+# already started still has its Esplora requests and its write to finish. What is left waits for
+# the next run, a minute later (.chalice/config.json gives the watcher 60 s, so 40 s of checks).
+FINISH_RESERVE_SECONDS = 20.0
 
 
 @dataclass
@@ -43,10 +46,14 @@ def default_client() -> EsploraClient:
     )
 
 
-def run(now: int | None = None, client: EsploraClient | None = None) -> Report:
-    """One pass over every invoice due a check at `now` (ms, the current time unless given)."""
+def run(now: int | None = None, client: EsploraClient | None = None, remaining_seconds: float | None = None) -> Report:
+    """One pass over every invoice due a check at `now` (ms, the current time unless given).
+
+    `remaining_seconds`: how long the run may take (the Lambda invocation's time left); no limit when None.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
+    deadline = math.inf if remaining_seconds is None else time.monotonic() + remaining_seconds - FINISH_RESERVE_SECONDS
     settings = get_settings()
     now = now if now is not None else now_ms()
     client = client or default_client()
@@ -60,7 +67,6 @@ def run(now: int | None = None, client: EsploraClient | None = None) -> Report:
         logger.warning("esplora unavailable, nothing checked: %s", exc)
         report.errors = len(due)
         return report
-    deadline = time.monotonic() + TIME_BUDGET_SECONDS
 
     def check(invoice: InvoiceModel) -> tuple[str, int]:
         if time.monotonic() > deadline:

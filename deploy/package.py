@@ -1,11 +1,14 @@
-"""Build what CloudFormation deploys: `python -m deploy.package --stage prod --out dist/prod`.
+"""Build what CloudFormation deploys: `python -m deploy.package --stage prod --stack paylambda-prod --out dist/prod`.
 
 The app is copied into a clean build directory (no caches, no local state);
 pynamodb goes into its `vendor/` without botocore, which the Lambda runtime
 provides; `chalice package` runs twice: once to learn the functions and roles
-it generates, once with the merge template that adds the tables, their IAM
-policy and the custom domain. The result is `<out>/package/sam.json` and
-`deployment.zip`, ready for `aws cloudformation package`.
+it generates, once with the merge template that adds the tables, the
+notification queue, the IAM policies and the custom domain. The result is
+`<out>/package/sam.json` and `deployment.zip`, ready for `aws cloudformation package`.
+
+The package is made for one stack: the notification queue is named after it,
+as the tables are, and Chalice writes that name into the consumer's event source.
 
 The Lambda runtime is the interpreter that runs this (Chalice's rule), so the
 bytecode compiled here (and added to the zip) is bytecode the runtime loads.
@@ -87,14 +90,22 @@ def add_bytecode(bundle: Path) -> None:
                 archive.write(pyc, name)
 
 
-def chalice_package(project: Path, stage: str, out: Path, merge_template: Path | None = None) -> dict:
+def queue_name(stack: str) -> str:
+    return f"{stack}-notifications"
+
+
+def chalice_package(project: Path, stage: str, stack: str, out: Path, merge_template: Path | None = None) -> dict:
     if out.exists():
         shutil.rmtree(out)
     command = [str(Path(sys.executable).parent / "chalice"), "package", "--stage", stage]
     if merge_template is not None:
         command += ["--merge-template", str(merge_template)]
-    # The region only fills the CLI's client configuration; the template uses AWS::Region.
-    environment = {"AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    environment = {
+        # The region only fills the CLI's client configuration; the template uses AWS::Region.
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        # Chalice imports the app to find its functions: the consumer's queue is named then.
+        "NOTIFICATIONS_QUEUE": queue_name(stack),
+    }
     output = _run([*command, str(out)], cwd=project, env=environment)
     # Chalice only warns when a dependency has no Linux wheel and cannot be built; the function would fail.
     if MISSING_DEPENDENCIES_TEMPLATE.strip().splitlines()[0] in output:
@@ -102,17 +113,21 @@ def chalice_package(project: Path, stage: str, out: Path, merge_template: Path |
     return json.loads((out / "sam.json").read_text())
 
 
-def build(stage: str, out: Path) -> Path:
-    """Package the app for `stage` into `out`; returns the directory with sam.json and deployment.zip."""
+def build(stage: str, out: Path, stack: str | None = None) -> Path:
+    """Package the app for `stage` and the stack (paylambda-STAGE unless named) into `out`.
+
+    Returns the directory with sam.json and deployment.zip.
+    """
     from chalicelib.models import ALL_MODELS
 
+    stack = stack or f"paylambda-{stage}"
     out = out.resolve()
     project = stage_project(out)
     install_vendor(project)
-    chalice_template = chalice_package(project, stage, out / "chalice")
+    chalice_template = chalice_package(project, stage, stack, out / "chalice")
     merge = out / "merge.json"
     merge.write_text(json.dumps(template.merge_template(chalice_template, ALL_MODELS), indent=2))
-    chalice_package(project, stage, out / "package", merge_template=merge)
+    chalice_package(project, stage, stack, out / "package", merge_template=merge)
     add_bytecode(out / "package" / "deployment.zip")
     shutil.rmtree(out / "chalice")
     return out / "package"
@@ -128,9 +143,10 @@ def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> st
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.package", description=__doc__.splitlines()[0])
     parser.add_argument("--stage", default="prod")
+    parser.add_argument("--stack", help="the CloudFormation stack it is for (default paylambda-STAGE)")
     parser.add_argument("--out", type=Path, default=None, help="build directory (default dist/STAGE)")
     args = parser.parse_args()
-    package = build(args.stage, args.out or ROOT / "dist" / args.stage)
+    package = build(args.stage, args.out or ROOT / "dist" / args.stage, args.stack)
     size = (package / "deployment.zip").stat().st_size
     print(f"{package / 'sam.json'} ({lambda_runtime()}), deployment.zip {size / 1e6:.2f} MB")
     return 0

@@ -1,22 +1,91 @@
-"""What the deployment adds to the template Chalice generates: tables, their IAM, the custom domain.
+"""What the deployment adds to the template Chalice generates: tables, the queue, their IAM, the custom domain.
 
 `chalice package --merge-template` deep-merges this document into Chalice's
 SAM template. The tables come from the pynamodb models through pynamodb's own
 schema (what `create_tables()` sends to a local DynamoDB), so a model or an
-index cannot exist in the code and be missing on AWS. Chalice's first template
-names the functions and their roles: each function gets every table's name in
-its environment and a policy limited to item-level actions on those tables.
+index cannot exist in the code and be missing on AWS. The notification queue
+is named after the queue Chalice's SQS event source reads. Chalice's first
+template names the functions and their roles: each function gets every
+table's name and the queue's URL in its environment, and a policy of its own
+with only what its code calls (FUNCTION_ACCESS).
 """
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from pynamodb.models import Model
 
-# What the request paths call (pynamodb never calls DescribeTable once it has the
-# model's schema); no Scan, and nothing that changes a table.
-TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query")
-INDEX_ACTIONS = ("dynamodb:Query",)
-POLICY_ID = "DynamoDBItemAccess"
+GET, BATCH_GET, QUERY = "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"
+PUT, UPDATE, DELETE = "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
+SEND = ("sqs:SendMessage",)
+# What Lambda's event source mapping does with the consumer's role (AWSLambdaSQSQueueExecutionRole's actions).
+CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes")
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one function's code calls, tables named by their *_TABLE variable.
+
+    A transaction needs the action of each item it writes (PutItem, UpdateItem),
+    not an action of its own. pynamodb never calls DescribeTable once it has the
+    model's schema; nothing here Scans or changes a table.
+    """
+
+    tables: dict[str, tuple[str, ...]]
+    # Query on these indexes of the table.
+    indexes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    queue: tuple[str, ...] = ()
+
+
+# Per function, as Chalice names them in the template; tests/test_deploy.py records the calls
+# each handler makes and checks this against them both ways. Every function sends to the
+# queue: the API on a resend, the watcher with each change, the consumer to retry later.
+FUNCTION_ACCESS = {
+    # The API and the pages.
+    "APIHandler": Access(
+        tables={
+            "USERS_TABLE": (GET, UPDATE),
+            "STORES_TABLE": (GET, PUT, UPDATE),
+            "TOKENS_TABLE": (GET, PUT, UPDATE, DELETE),
+            # UpdateItem: a resend's transaction.
+            "INVOICES_TABLE": (GET, PUT, UPDATE),
+            "SESSIONS_TABLE": (GET, PUT, DELETE),
+            "LOGIN_FAILURES_TABLE": (BATCH_GET, PUT, UPDATE, DELETE),
+            # PutItem: a resend's transaction; Query: an invoice's notifications.
+            "NOTIFICATIONS_TABLE": (PUT, QUERY),
+        },
+        indexes={
+            "STORES_TABLE": ("owner-index",),
+            "TOKENS_TABLE": ("sin-index", "pairing-code-index", "store-index"),
+            "INVOICES_TABLE": ("store-created-index", "store-status-index", "store-order-index", "store-item-index"),
+            "SESSIONS_TABLE": ("login-index",),
+        },
+        queue=SEND,
+    ),
+    # GetItem: an invoice re-read after another writer changed it first.
+    "WatchPayments": Access(
+        tables={"INVOICES_TABLE": (GET, UPDATE), "NOTIFICATIONS_TABLE": (PUT,)},
+        indexes={"INVOICES_TABLE": ("watch-index",), "NOTIFICATIONS_TABLE": ("outbox-index",)},
+        queue=SEND,
+    ),
+    "DeliverNotifications": Access(tables={"NOTIFICATIONS_TABLE": (QUERY, UPDATE)}, queue=SEND + CONSUME),
+}
+
+QUEUE_ID = "NotificationsQueue"
+DEAD_LETTER_QUEUE_ID = "NotificationsDeadLetterQueue"
+# SQS's name for a queue is at most 80 characters; the dead-letter queue adds this.
+DEAD_LETTER_SUFFIX = "-dlq"
+MAX_QUEUE_NAME = 80 - len(DEAD_LETTER_SUFFIX)
+# AWS's advice for a queue feeding Lambda: a visibility timeout of at least six times the function's.
+VISIBILITY_TIMEOUT_FACTOR = 6
+# A refused IPN is not a failed message (the consumer queues a new one for the next attempt):
+# a message comes back only when the consumer crashed or timed out on it, five times and it is parked.
+MAX_RECEIVE_COUNT = 5
+# Each message waits at most 15 minutes, but an outage of the consumer leaves them queued: four
+# days outlast the whole retry schedule (about a day). Dead letters keep SQS's longest, 14 days,
+# counted from when the message was first sent.
+QUEUE_RETENTION_SECONDS = 4 * 24 * 3600
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 DOMAIN_ID = "ApiDomainName"
 BASE_PATH_MAPPING_ID = "ApiBasePathMapping"
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
@@ -127,22 +196,35 @@ def _index_names(model: type[Model]) -> list[str]:
     return [index["index_name"] for index in schema["global_secondary_indexes"] + schema["local_secondary_indexes"]]
 
 
-def item_access_policy(models: tuple[type[Model], ...], role_ids: list[str]) -> dict:
-    tables = [{"Fn::GetAtt": [table_logical_id(model), "Arn"]} for model in models]
-    indexes = [
-        {"Fn::Sub": f"${{{table_logical_id(model)}.Arn}}/index/{index_name}"}
-        for model in models
-        for index_name in _index_names(model)
+def access_policy(access: Access, models: tuple[type[Model], ...], role_id: str) -> dict:
+    """The function's own policy: its item actions on its tables, Query on its indexes, its use of the queue."""
+    by_variable = {model.Meta.table_name_variable: model for model in models}
+    unknown = (set(access.tables) | set(access.indexes)) - set(by_variable)
+    if unknown:
+        raise ValueError(f"no model has the table variable {sorted(unknown)}")
+    statements = [
+        {"Effect": "Allow", "Action": list(actions), "Resource": [{"Fn::GetAtt": [table_logical_id(model), "Arn"]}]}
+        for variable, actions in access.tables.items()
+        for model in [by_variable[variable]]
     ]
-    statements = [{"Effect": "Allow", "Action": list(TABLE_ACTIONS), "Resource": tables}]
+    indexes = []
+    for variable, index_names in access.indexes.items():
+        model = by_variable[variable]
+        missing = set(index_names) - set(_index_names(model))
+        if missing:
+            raise ValueError(f"{model.__name__} has no index {sorted(missing)}")
+        indexes += [{"Fn::Sub": f"${{{table_logical_id(model)}.Arn}}/index/{name}"} for name in index_names]
     if indexes:
-        statements.append({"Effect": "Allow", "Action": list(INDEX_ACTIONS), "Resource": indexes})
+        statements.append({"Effect": "Allow", "Action": [QUERY], "Resource": indexes})
+    if access.queue:
+        queue = {"Fn::GetAtt": [QUEUE_ID, "Arn"]}
+        statements.append({"Effect": "Allow", "Action": list(access.queue), "Resource": [queue]})
     return {
         "Type": "AWS::IAM::Policy",
         "Properties": {
-            "PolicyName": "dynamodb-item-access",
+            "PolicyName": "paylambda-access",
             "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
-            "Roles": [{"Ref": role_id} for role_id in role_ids],
+            "Roles": [{"Ref": role_id}],
         },
     }
 
@@ -156,6 +238,58 @@ def _role_id(function_id: str, function: dict) -> str:
     if not (isinstance(role, dict) and "Fn::GetAtt" in role):
         raise ValueError(f"{function_id} has no role in the template: keep manage_iam_role on in .chalice/config.json")
     return role["Fn::GetAtt"][0]
+
+
+_CHALICE_QUEUE_ARN = "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:"
+
+
+def consumed_queue(functions: dict[str, dict]) -> tuple[str, str]:
+    """The function Chalice subscribed to the notification queue, and that queue's name.
+
+    Chalice writes the event source's queue as an ARN built from the name the app
+    was configured with (`on_sqs_message(queue=...)`), so the queue made here takes
+    exactly that name.
+    """
+    consumers = [
+        (function_id, event["Properties"]["Queue"])
+        for function_id, function in functions.items()
+        for event in function["Properties"].get("Events", {}).values()
+        if event["Type"] == "SQS"
+    ]
+    if len(consumers) != 1:
+        raise ValueError(f"expected one SQS consumer, the notification queue's; found {consumers}")
+    function_id, queue = consumers[0]
+    arn = queue.get("Fn::Sub") if isinstance(queue, dict) else None
+    if not (isinstance(arn, str) and arn.startswith(_CHALICE_QUEUE_ARN)):
+        raise ValueError(f"{function_id} reads a queue this template does not make: {queue}")
+    return function_id, arn.removeprefix(_CHALICE_QUEUE_ARN)
+
+
+def _queues(name: str, consumer_timeout: int) -> dict:
+    encrypted = {"SqsManagedSseEnabled": True}
+    return {
+        DEAD_LETTER_QUEUE_ID: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": name + DEAD_LETTER_SUFFIX,
+                "MessageRetentionPeriod": DEAD_LETTER_RETENTION_SECONDS,
+                **encrypted,
+            },
+        },
+        QUEUE_ID: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": name,
+                "VisibilityTimeout": VISIBILITY_TIMEOUT_FACTOR * consumer_timeout,
+                "MessageRetentionPeriod": QUEUE_RETENTION_SECONDS,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": [DEAD_LETTER_QUEUE_ID, "Arn"]},
+                    "maxReceiveCount": MAX_RECEIVE_COUNT,
+                },
+                **encrypted,
+            },
+        },
+    }
 
 
 def _custom_domain(rest_api_id: str) -> dict:
@@ -191,6 +325,14 @@ def _outputs(chalice_template: dict, models: tuple[type[Model], ...], has_rest_a
         }
         for model in models
     }
+    outputs["NotificationsDeadLetterQueueUrl"] = {
+        "Description": "Notification messages the consumer failed on (README: the dead-letter queue)",
+        "Value": {"Ref": DEAD_LETTER_QUEUE_ID},
+    }
+    outputs["NotificationsDeadLetterQueueArn"] = {
+        "Description": "For aws sqs start-message-move-task (moves them back to the notification queue)",
+        "Value": {"Fn::GetAtt": [DEAD_LETTER_QUEUE_ID, "Arn"]},
+    }
     if has_rest_api:
         outputs["PublicURL"] = {
             "Description": "Base URL to give BitPay clients",
@@ -219,16 +361,27 @@ def _outputs(chalice_template: dict, models: tuple[type[Model], ...], has_rest_a
 def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> dict:
     """The document to merge into `chalice_template` (the one `chalice package` made without it)."""
     functions = _resources_of_type(chalice_template, "AWS::Serverless::Function")
+    if set(functions) != set(FUNCTION_ACCESS):
+        raise ValueError(f"FUNCTION_ACCESS must say what each function calls: {sorted(functions)}")
     # Chalice makes at most one REST API (RestAPI) for an app's routes.
     rest_api_id = next(iter(_resources_of_type(chalice_template, "AWS::Serverless::Api")), None)
+    consumer_id, queue_name = consumed_queue(functions)
+    if len(queue_name) > MAX_QUEUE_NAME:
+        raise ValueError(f"queue name {queue_name} is over {MAX_QUEUE_NAME} characters: use a shorter stack name")
     environment = {model.Meta.table_name_variable: {"Ref": table_logical_id(model)} for model in models}
+    environment["NOTIFICATIONS_QUEUE"] = {"Fn::GetAtt": [QUEUE_ID, "QueueName"]}
+    # Given, the functions never have to look the queue up (nor be allowed to).
+    environment["NOTIFICATIONS_QUEUE_URL"] = {"Ref": QUEUE_ID}
     environment["PUBLIC_BASE_URL"] = {"Ref": "PublicBaseUrl"}
 
     resources: dict[str, Any] = {table_logical_id(model): table_resource(model) for model in models}
-    resources[POLICY_ID] = item_access_policy(models, [_role_id(name, f) for name, f in functions.items()])
-    for name in functions:
-        # A function that ran before its policy was attached would fail its first requests.
-        resources[name] = {"DependsOn": [POLICY_ID], "Properties": {"Environment": {"Variables": environment}}}
+    resources.update(_queues(queue_name, functions[consumer_id]["Properties"]["Timeout"]))
+    for name, function in functions.items():
+        policy_id = f"{name}Access"
+        resources[policy_id] = access_policy(FUNCTION_ACCESS[name], models, _role_id(name, function))
+        # A function that ran before its policy was attached would fail its first requests (and
+        # CloudFormation checks the consumer's role can read the queue when it connects the two).
+        resources[name] = {"DependsOn": [policy_id], "Properties": {"Environment": {"Variables": environment}}}
         # Lambda would create this group itself, but with no expiry and left behind with the stack.
         resources[f"{name}LogGroup"] = {
             "Type": "AWS::Logs::LogGroup",
@@ -241,7 +394,7 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
         resources.update(_custom_domain(rest_api_id))
 
     return {
-        "Description": "paylambda: a BitPay-compatible payment API (Lambda, API Gateway, DynamoDB)",
+        "Description": "paylambda: a BitPay-compatible payment API (Lambda, API Gateway, DynamoDB, SQS)",
         "Parameters": PARAMETERS,
         "Conditions": CONDITIONS,
         "Rules": RULES,

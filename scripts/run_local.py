@@ -27,7 +27,6 @@ QUEUE_NAME = "paylambda-local-notifications"
 
 
 def _watch_forever(stop: threading.Event) -> None:
-    import app  # noqa: F401  Registers the jobs blueprint, as Lambda's import of app.py does.
     from chalicelib.jobs import watch_payments
 
     while not stop.is_set():
@@ -44,7 +43,6 @@ def _watch_forever(stop: threading.Event) -> None:
 
 
 def _consume_forever(stop: threading.Event, sqs, queue_url: str) -> None:
-    import app  # noqa: F401  Registers the jobs blueprint, as Lambda's import of app.py does.
     from chalicelib.jobs import deliver_notifications
 
     while not stop.is_set():

@@ -1,4 +1,6 @@
-"""A BitPay client that calls the Lambda handler with API Gateway REST proxy events, as AWS would.
+"""Lambda's side of an invocation: the events and the context AWS hands the handlers.
+
+Mostly a BitPay client that calls the Lambda handler with API Gateway REST proxy events, as AWS would.
 
 Each `Deployment` says how a request reaches the function: which Host header
 API Gateway passes on, what `path` and `requestContext.path` hold (the stage
@@ -7,10 +9,11 @@ the client itself uses, signs and expects links to start with. Requests are
 signed with the bitpay client library's own key utilities (python-ecdsa).
 """
 
+import hashlib
 import json
+import time
 import uuid
 from dataclasses import dataclass
-from types import SimpleNamespace
 from urllib.parse import urlencode
 
 from bitpay import key_utils
@@ -108,12 +111,37 @@ def proxy_event(
     }
 
 
-_LAMBDA_CONTEXT = SimpleNamespace(
-    function_name="paylambda-prod-APIHandler",
-    memory_limit_in_mb=512,
-    aws_request_id="00000000-0000-0000-0000-000000000000",
-    get_remaining_time_in_millis=lambda: 30_000,
-)
+class LambdaContext:
+    """The `context` of one invocation: its time left counts down from the function's timeout."""
+
+    def __init__(self, function_name: str, timeout_seconds: float):
+        self.function_name = f"paylambda-prod-{function_name}"
+        self.memory_limit_in_mb = 512
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def sqs_event(messages: list[dict], queue_arn: str) -> dict:
+    """What the SQS event source hands the consumer for messages it received (ReceiveMessage's shape)."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(message["Body"].encode()).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": queue_arn.split(":")[3],
+            }
+            for message in messages
+        ]
+    }
 
 
 class LambdaClient:
@@ -147,7 +175,7 @@ class LambdaClient:
             "x-signature": key_utils.sign(url + (body or ""), self.pem),
         }
         event = proxy_event(self.deployment, method, resource, path_parameters, query, body, headers)
-        response = self.app(event, _LAMBDA_CONTEXT)
+        response = self.app(event, LambdaContext("APIHandler", 30))
         return response["statusCode"], json.loads(response["body"])
 
     def claim(self, pairing_code: str) -> str:

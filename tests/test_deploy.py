@@ -2,24 +2,35 @@
 
 The app is packaged once per session exactly as `make package` does
 (Chalice downloads the Linux wheels from PyPI). The template is linted, and
-compared with the pynamodb models and with the DynamoDB calls the API really
-makes; the bundle is unpacked and run on the oldest botocore it supports.
+compared with the pynamodb models, with the notification queue the consumer
+reads, and with the DynamoDB and SQS calls each function's handler really
+makes (recorded while the API, the watcher and the consumer run against moto);
+the bundle is unpacked and each function run from it as Lambda runs it, the
+API on the oldest botocore it supports.
 """
 
 import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from importlib.util import MAGIC_NUMBER, cache_from_source
 from pathlib import Path
 
 import botocore
 import pytest
 
+from chalicelib import notifications, tokens
 from deploy.package import OLDEST_BOTOCORE, ROOT, build
-from tests.lambda_events import DEPLOYMENTS, LambdaClient, proxy_event
+from tests.api_fixtures import root_only
+from tests.conftest import BIP84_ZPUB, PASSWORD
+from tests.lambda_events import DEPLOYMENTS, LambdaClient, LambdaContext, proxy_event, sqs_event
+from tests.pages_support import browser, fresh_address, post_form, sign_in, signed_in
+from tests.payments_support import SCHEDULED_EVENT, sats
 
 MAX_BUNDLE_BYTES = 5_000_000
 # What a Lambda Python runtime has besides the standard library: none of it may be bundled.
@@ -33,6 +44,13 @@ ITEM_LEVEL_ACTIONS = {
     "dynamodb:BatchWriteItem",
     "dynamodb:ConditionCheckItem",
     "dynamodb:Query",
+}
+QUEUE_ACTIONS = {
+    "sqs:SendMessage",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
 }
 
 
@@ -157,6 +175,16 @@ def _policy_documents(template: dict, role_id: str) -> list[dict]:
     return documents
 
 
+def _queues(template: dict) -> tuple[str, str]:
+    """(notification queue, its dead-letter queue): the template's only two queues."""
+    queues = _resources(template, "AWS::SQS::Queue")
+    (queue_id,) = [name for name, queue in queues.items() if "RedrivePolicy" in queue["Properties"]]
+    redrive = queues[queue_id]["Properties"]["RedrivePolicy"]
+    dead_letter_id = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert set(queues) == {queue_id, dead_letter_id}
+    return queue_id, dead_letter_id
+
+
 def _dynamodb_target(resource, tables: dict[str, type]) -> tuple[str, str | None]:
     """A policy resource as (table resource, index name or None); anything else fails the test."""
     if isinstance(resource, dict) and "Fn::GetAtt" in resource and resource["Fn::GetAtt"][1] == "Arn":
@@ -172,8 +200,13 @@ def _dynamodb_target(resource, tables: dict[str, type]) -> tuple[str, str | None
 
 
 def _grants(template: dict, function_id: str) -> set[tuple[str, str, str | None]]:
-    """(action, table resource, index name) for every DynamoDB permission of the function's role."""
+    """(action, resource, index name) for every DynamoDB and SQS permission of the function's role.
+
+    The resource is a model's table (or index) or the notification queue; any other
+    resource, or a permission for another service, fails the test.
+    """
     tables = _model_tables(template)
+    queue_id, _ = _queues(template)
     role_id = template["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
     grants = set()
     for document in _policy_documents(template, role_id):
@@ -181,62 +214,322 @@ def _grants(template: dict, function_id: str) -> set[tuple[str, str, str | None]
             assert statement["Effect"] == "Allow"
             actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
             assert not any(action == "*" or action.endswith(":*") for action in actions), actions
-            if not any(action.startswith("dynamodb:") for action in actions):
+            (service,) = {action.split(":")[0] for action in actions}
+            if service == "logs":
+                # Chalice's own statement: the function writes its logs.
+                assert set(actions) == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
                 continue
-            assert set(actions) <= ITEM_LEVEL_ACTIONS, actions
+            assert service in ("dynamodb", "sqs"), actions
+            assert set(actions) <= (ITEM_LEVEL_ACTIONS if service == "dynamodb" else QUEUE_ACTIONS), actions
             for resource in statement["Resource"]:
-                table_id, index_name = _dynamodb_target(resource, tables)
-                grants |= {(action, table_id, index_name) for action in actions}
+                if service == "sqs":
+                    assert resource == {"Fn::GetAtt": [queue_id, "Arn"]}, resource
+                    target = (queue_id, None)
+                else:
+                    target = _dynamodb_target(resource, tables)
+                grants |= {(action, *target) for action in actions}
     return grants
 
 
-def test_each_function_may_use_only_the_models_tables_and_indexes_item_by_item(template):
+def _consumer(template: dict) -> tuple[str, dict]:
+    """The function the SQS event source invokes, and that event source."""
+    [(function_id, event)] = [
+        (function_id, event)
+        for function_id, function in _functions(template).items()
+        for event in function["Properties"].get("Events", {}).values()
+        if event["Type"] == "SQS"
+    ]
+    return function_id, event
+
+
+def test_each_function_may_use_only_the_models_tables_and_indexes_and_the_queue(template):
+    queue_id, _ = _queues(template)
+    consumer_actions = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
     for function_id in _functions(template):
-        assert _grants(template, function_id)
+        grants = _grants(template, function_id)
+        assert {grant[0] for grant in grants if grant[0].startswith("dynamodb:")}, function_id
+        # Every function sends (a resend, a change, a retry); only the consumer receives.
+        assert ("sqs:SendMessage", queue_id, None) in grants, function_id
+        receives = {(action, queue_id, None) for action in consumer_actions} <= grants
+        assert receives == (function_id == _consumer(template)[0]), function_id
+
+
+def test_all_models_lists_every_model_so_the_template_has_every_table():
+    from pynamodb.models import Model
+
+    from chalicelib import models
+
+    defined = {value for value in vars(models).values() if isinstance(value, type) and issubclass(value, Model)}
+    assert defined - {Model} == set(models.ALL_MODELS)
+    assert {"NotificationModel", "SessionModel", "LoginFailureModel"} <= {m.__name__ for m in models.ALL_MODELS}
+
+
+def test_the_consumer_reads_the_queue_every_function_sends_to(template):
+    from chalicelib.notifications import LEASE_MS, RETRY_DELAYS_MINUTES
+
+    queue_id, dead_letter_id = _queues(template)
+    queue = template["Resources"][queue_id]["Properties"]
+    dead_letters = template["Resources"][dead_letter_id]["Properties"]
+    consumer_id, event = _consumer(template)
+    consumer_timeout = _functions(template)[consumer_id]["Properties"]["Timeout"]
+
+    # Chalice names the queue in an ARN; the stack's queue has that very name.
+    assert queue["QueueName"] == "paylambda-prod-notifications"
+    assert event["Properties"]["Queue"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:paylambda-prod-notifications"
+    }
+    assert event["Properties"]["BatchSize"] == 1
+    for function in _functions(template).values():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables["NOTIFICATIONS_QUEUE_URL"] == {"Ref": queue_id}
+        assert variables["NOTIFICATIONS_QUEUE"] == {"Fn::GetAtt": [queue_id, "QueueName"]}
+    # AWS: at least six times the consumer's timeout, or a message still being handled comes back.
+    assert queue["VisibilityTimeout"] >= 6 * consumer_timeout
+    # A consumer still running never outlives its claim on a notification.
+    assert consumer_timeout * 1000 < LEASE_MS
+    assert queue["RedrivePolicy"]["maxReceiveCount"] in range(1, 11)
+    assert queue["MessageRetentionPeriod"] > sum(RETRY_DELAYS_MINUTES) * 60
+    assert dead_letters["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+    assert queue["SqsManagedSseEnabled"] is dead_letters["SqsManagedSseEnabled"] is True
+    assert template["Outputs"]["NotificationsDeadLetterQueueUrl"]["Value"] == {"Ref": dead_letter_id}
+
+
+def test_the_watcher_timeout_leaves_time_to_check_and_ends_before_the_next_run(template):
+    from chalicelib.watcher import FINISH_RESERVE_SECONDS
+
+    [watcher] = [
+        function
+        for function in _functions(template).values()
+        if function["Properties"]["Handler"] == "chalicelib.jobs.watch_payments"
+    ]
+    [schedule] = watcher["Properties"]["Events"].values()
+
+    assert schedule["Properties"]["Schedule"] == "rate(1 minute)"
+    assert FINISH_RESERVE_SECONDS + 30 <= watcher["Properties"]["Timeout"] <= 60
+
+
+def test_the_watcher_takes_its_time_budget_from_the_lambda_context(chalice_app, store, chain):
+    from chalicelib import jobs
+    from chalicelib.models import InvoiceModel
+    from chalicelib.watcher import FINISH_RESERVE_SECONDS
+
+    merchant = Merchant(chalice_app, store)
+    invoice = merchant.create_invoice(transactionSpeed="high")
+    chain.pay(invoice["bitcoinAddress"], sats(invoice))
+
+    # Less time left than a check may need: the run starts none.
+    jobs.watch_payments(SCHEDULED_EVENT, LambdaContext("WatchPayments", FINISH_RESERVE_SECONDS - 1))
+    assert InvoiceModel.get(invoice["id"]).status == "new"
+    jobs.watch_payments(SCHEDULED_EVENT, LambdaContext("WatchPayments", 60))
+    assert InvoiceModel.get(invoice["id"]).status == "confirmed"
+
+
+class Merchant:
+    """A merchant's BitPay client paired with `store`, calling the API's Lambda handler."""
+
+    def __init__(self, chalice_app, store):
+        self.client = LambdaClient(chalice_app, DEPLOYMENTS[0])
+        self.token = self.client.claim(tokens.create_pairing_code(store.store_id, "merchant").pairing_code)
+
+    def create_invoice(self, **fields) -> dict:
+        payload = {"price": 5, "currency": "USD", "token": self.token, **fields}
+        status, created = self.client.request("POST", "/invoices", payload=payload)
+        assert status == 200, created
+        return created["data"]
+
+
+# The permission each operation of a DynamoDB transaction needs: the item action it performs.
+_TRANSACTION_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+def _permissions(service: str, operation: str, params: dict, tables: dict, queues: dict) -> list[tuple]:
+    """The IAM permissions one AWS call needs, as (action, template resource, index name)."""
+    if service == "sqs":
+        queue_name = params["QueueName"] if "QueueName" in params else params["QueueUrl"].rsplit("/", 1)[1]
+        return [(f"sqs:{operation}", queues.get(queue_name, queue_name), None)]
+    if service != "dynamodb":
+        return [(f"{service}:{operation}", None, None)]
+    if operation == "TransactWriteItems":
+        return [
+            (f"dynamodb:{_TRANSACTION_ACTIONS[kind]}", tables.get(item["TableName"], item["TableName"]), None)
+            for entry in params["TransactItems"]
+            for kind, item in entry.items()
+        ]
+    if operation in ("BatchGetItem", "BatchWriteItem"):
+        return [(f"dynamodb:{operation}", tables.get(name, name), None) for name in params["RequestItems"]]
+    table = params["TableName"]
+    return [(f"dynamodb:{operation}", tables.get(table, table), params.get("IndexName"))]
 
 
 @pytest.fixture
-def dynamodb_calls(monkeypatch):
-    from pynamodb.connection.base import Connection
+def record_calls(template, monkeypatch, notifications_queue):
+    """`with record_calls() as calls:` every AWS call made meanwhile, in any thread, as the permission it needs."""
+    from botocore.client import BaseClient
 
+    from chalicelib import notifications
+    from chalicelib.settings import get_settings
+
+    tables = {model.Meta.table_name: table_id for table_id, model in _model_tables(template).items()}
+    queues = {get_settings().notifications_queue: _queues(template)[0]}
+    # On AWS the functions are given the queue's URL (NOTIFICATIONS_QUEUE_URL); here it is looked up, once.
+    notifications._queue_url()
+    recording = threading.Event()
     calls = []
-    dispatch = Connection.dispatch
+    make_api_call = BaseClient._make_api_call
 
-    def recording_dispatch(self, operation_name, operation_kwargs):
-        calls.append((operation_name, operation_kwargs["TableName"], operation_kwargs.get("IndexName")))
-        return dispatch(self, operation_name, operation_kwargs)
+    def recording_call(client, operation_name, api_params):
+        if recording.is_set():
+            service = client.meta.service_model.service_name
+            calls.extend(_permissions(service, operation_name, api_params, tables, queues))
+        return make_api_call(client, operation_name, api_params)
 
-    monkeypatch.setattr(Connection, "dispatch", recording_dispatch)
-    return calls
+    monkeypatch.setattr(BaseClient, "_make_api_call", recording_call)
+
+    @contextmanager
+    def record():
+        calls.clear()
+        recording.set()
+        try:
+            yield calls
+        finally:
+            recording.clear()
+
+    return record
 
 
-def test_the_api_handler_policy_allows_every_call_the_api_makes(template, chalice_app, store, dynamodb_calls):
-    from chalicelib import tokens
+def _split(calls) -> tuple[set, set]:
+    """(DynamoDB permissions, SQS permissions) among `calls`, which call no other service."""
+    assert {call[0].split(":")[0] for call in calls} <= {"dynamodb", "sqs"}, calls
+    return {c for c in calls if c[0].startswith("dynamodb:")}, {c for c in calls if c[0].startswith("sqs:")}
 
-    client = LambdaClient(chalice_app, DEPLOYMENTS[0])
-    merchant_token = client.claim(tokens.create_pairing_code(store.store_id, "merchant").pairing_code)
-    payload = {"price": 5, "currency": "USD", "token": merchant_token, "orderId": "o-1", "itemCode": "mug"}
-    status, created = client.request("POST", "/invoices", payload=payload)
-    assert status == 200, created
-    invoice_id = created["data"]["id"]
-    for resource, parameters, query in [
-        ("/invoices/{invoice_id}", {"invoice_id": invoice_id}, [("token", merchant_token)]),
-        ("/invoices", None, [("status", "new"), ("token", merchant_token)]),
-        ("/invoices", None, [("orderId", "o-1"), ("token", merchant_token)]),
-        ("/invoices", None, [("itemCode", "mug"), ("token", merchant_token)]),
-        ("/tokens", None, None),
-    ]:
-        status, body = client.request("GET", resource, parameters, query=query)
-        assert status == 200, (resource, body)
-    requester = LambdaClient(chalice_app, DEPLOYMENTS[0])
-    status, body = requester.request("POST", "/tokens", payload={"id": requester.sin, "facade": "pos"})
-    assert status == 200, body
 
-    table_ids = {model.Meta.table_name: table_id for table_id, model in _model_tables(template).items()}
-    granted = _grants(template, "APIHandler")
-    called = {(f"dynamodb:{operation}", table_ids[table], index) for operation, table, index in dynamodb_calls}
-    assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"} <= {c[0] for c in called}
-    assert called - granted == set()
+@root_only
+def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
+    template, chalice_app, api_url, user, store, record_calls
+):
+    """Every route family through the handler: BitPay clients (signed proxy events) and a browser (pages)."""
+    merchant = Merchant(chalice_app, store)
+    with record_calls() as calls:
+        merchant.client.claim(tokens.create_pairing_code(store.store_id, "merchant").pairing_code)
+        invoice = merchant.create_invoice(orderId="o-1", itemCode="mug", notificationURL="https://shop.example/ipn")
+        for resource, parameters, query in [
+            ("/invoices/{invoice_id}", {"invoice_id": invoice["id"]}, [("token", merchant.token)]),
+            ("/invoices", None, [("token", merchant.token)]),
+            ("/invoices", None, [("status", "new"), ("token", merchant.token)]),
+            ("/invoices", None, [("orderId", "o-1"), ("token", merchant.token)]),
+            ("/invoices", None, [("itemCode", "mug"), ("token", merchant.token)]),
+            ("/tokens", None, None),
+        ]:
+            status, body = merchant.client.request("GET", resource, parameters, query=query)
+            assert status == 200, (resource, body)
+        status, body = merchant.client.request(
+            "POST",
+            "/invoices/{invoice_id}/notifications",
+            {"invoice_id": invoice["id"]},
+            payload={"token": merchant.token},
+        )
+        assert status == 200, body
+        requester = LambdaClient(chalice_app, DEPLOYMENTS[0])
+        status, body = requester.request("POST", "/tokens", payload={"id": requester.sin, "facade": "pos"})
+        assert status == 200, body
+        pairing_code = body["data"][0]["pairingCode"]
+
+        address = fresh_address()
+        assert sign_in(api_url, user.login, "wrong password", session=browser(address)).status_code == 401
+        assert sign_in(api_url, user.login, "wrong again", session=browser(address)).status_code == 401
+        elsewhere = signed_in(api_url, user.login)
+        session = signed_in(api_url, user.login)
+        created = post_form(
+            session, f"{api_url}/stores", f"{api_url}/stores", name="Two", default_currency="EUR", wallet=BIP84_ZPUB
+        )
+        assert created.status_code == 303
+        assert session.get(f"{api_url}/stores/{store.store_id}/tokens").status_code == 200
+        assert session.get(f"{api_url}/stores/{store.store_id}/invoices/{invoice['id']}").status_code == 200
+        assert session.get(f"{api_url}/invoice", params={"id": invoice["id"]}).status_code == 200
+        pairing_url = f"{api_url}/api-access-request?pairingCode={pairing_code}"
+        denied = post_form(
+            session, pairing_url, f"{api_url}/api-access-request", pairingCode=pairing_code, decision="deny"
+        )
+        assert denied.status_code == 200
+        changed = post_form(
+            session,
+            f"{api_url}/account/password",
+            f"{api_url}/account/password",
+            current_password=PASSWORD,
+            new_password=PASSWORD + "!",
+            confirmation=PASSWORD + "!",
+        )
+        assert changed.status_code == 200
+        assert elsewhere.get(f"{api_url}/stores", allow_redirects=False).status_code == 303
+        assert post_form(session, f"{api_url}/stores", f"{api_url}/logout").status_code == 303
+
+    dynamodb, sqs = _split(calls)
+    granted_dynamodb, granted_sqs = _split(_grants(template, "APIHandler"))
+    assert dynamodb == granted_dynamodb
+    assert sqs <= granted_sqs and sqs
+
+
+def test_the_watcher_policy_allows_exactly_what_racing_watcher_runs_call(
+    template, chalice_app, store, chain, record_calls
+):
+    """Two runs at once: the one that loses the race reads the invoice again (GetItem)."""
+    from chalicelib import jobs
+
+    merchant = Merchant(chalice_app, store)
+    invoice = merchant.create_invoice(
+        notificationURL="https://shop.example/ipn", fullNotifications=True, transactionSpeed="high"
+    )
+    chain.pay(invoice["bitcoinAddress"], sats(invoice))
+    # Neither run hears from Esplora until both have read the invoice.
+    chain.hold(invoice["bitcoinAddress"], parties=2)
+
+    with record_calls() as calls, ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [pool.submit(jobs.watch_payments, SCHEDULED_EVENT, LambdaContext("WatchPayments", 60)) for _ in range(2)]
+        for run in runs:
+            run.result(timeout=30)
+
+    assert [n["event"]["name"] for n in notifications.history(invoice["id"])] == [
+        "invoice_paidInFull",
+        "invoice_confirmed",
+    ]
+    dynamodb, sqs = _split(calls)
+    granted_dynamodb, granted_sqs = _split(_grants(template, "WatchPayments"))
+    assert dynamodb == granted_dynamodb
+    assert sqs <= granted_sqs and sqs
+
+
+def test_the_consumer_policy_allows_exactly_what_a_delivery_calls(
+    template, chalice_app, store, chain, ipn_receiver, notifications_queue, record_calls
+):
+    """A delivery the receiver refuses: the attempt is recorded and the retry queued."""
+    from chalicelib import jobs
+
+    merchant = Merchant(chalice_app, store)
+    invoice = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn", transactionSpeed="high")
+    chain.pay(invoice["bitcoinAddress"], sats(invoice))
+    jobs.watch_payments(SCHEDULED_EVENT, LambdaContext("WatchPayments", 60))
+    messages = [message for message in notifications_queue.receive_all() if invoice["id"] in message["Body"]]
+    ipn_receiver.fail("/ipn", 1)
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:" + notifications_queue.url.rsplit("/", 1)[1]
+
+    with record_calls() as calls:
+        jobs.deliver_notifications(sqs_event(messages, queue_arn), LambdaContext("DeliverNotifications", 60))
+    for message in messages:
+        notifications_queue.delete(message)
+
+    [sent] = notifications.history(invoice["id"])
+    assert [attempt["status"] for attempt in sent["attempts"]] == [500]
+    assert sent["state"] == "pending"
+    assert any(invoice["id"] in message["Body"] for message in notifications_queue.receive_all())
+    dynamodb, sqs = _split(calls)
+    granted_dynamodb, granted_sqs = _split(_grants(template, "DeliverNotifications"))
+    assert dynamodb == granted_dynamodb
+    assert sqs == {("sqs:SendMessage", _queues(template)[0], None)} <= granted_sqs
 
 
 def _bundle_files(package: Path) -> list[str]:
@@ -275,6 +568,21 @@ def test_the_development_botocore_is_a_supported_one():
     assert installed[0] == 1
 
 
+@pytest.fixture(scope="session")
+def bundle(package, tmp_path_factory) -> Path:
+    """The deployment package unpacked, as Lambda unpacks it into /var/task."""
+    task = tmp_path_factory.mktemp("task")
+    with zipfile.ZipFile(package / "deployment.zip") as archive:
+        archive.extractall(task)
+    return task
+
+
+def _run_in_bundle(bundle: Path, runtime: Path, script: str, stdin: str) -> subprocess.CompletedProcess:
+    # -I -S: no site-packages and no PYTHONPATH, only the bundle and what the runtime provides; -B: read-only.
+    script = f"import sys; sys.path[:0] = [{str(bundle)!r}, {str(runtime)!r}]\n" + script
+    return subprocess.run([sys.executable, "-I", "-S", "-B", "-c", script], input=stdin, capture_output=True, text=True)
+
+
 _RUN_IN_BUNDLE = """
 import json, sys
 import botocore, pynamodb
@@ -286,24 +594,16 @@ print(json.dumps({"botocore": [botocore.__version__, botocore.__file__], "pynamo
 """
 
 
-def test_the_bundle_serves_requests_on_the_oldest_supported_botocore(package, tmp_path, dynamodb):
+def test_the_bundle_serves_requests_on_the_oldest_supported_botocore(bundle, tmp_path, dynamodb):
     from bitpay import key_utils
 
-    from chalicelib import tokens
-
-    bundle, runtime = tmp_path / "task", tmp_path / "runtime"
-    with zipfile.ZipFile(package / "deployment.zip") as archive:
-        archive.extractall(bundle)
+    runtime = tmp_path / "runtime"
     pip_install = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
     subprocess.run([*pip_install, "--target", str(runtime), f"botocore=={OLDEST_BOTOCORE}"], check=True)
     sin = key_utils.get_sin_from_pem(key_utils.generate_pem())
     event = proxy_event(DEPLOYMENTS[0], "POST", "/tokens", body=json.dumps({"id": sin, "facade": "merchant"}))
 
-    # -I -S: no site-packages and no PYTHONPATH, only the bundle and what the runtime provides; -B: read-only.
-    script = f"import sys; sys.path[:0] = [{str(bundle)!r}, {str(runtime)!r}]\n" + _RUN_IN_BUNDLE
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-c", script], input=json.dumps(event), capture_output=True, text=True
-    )
+    result = _run_in_bundle(bundle, runtime, _RUN_IN_BUNDLE, json.dumps(event))
 
     assert result.returncode == 0, result.stderr
     served = json.loads(result.stdout)
@@ -312,6 +612,51 @@ def test_the_bundle_serves_requests_on_the_oldest_supported_botocore(package, tm
     assert served["status"] == 200, served["body"]
     pairing_code = served["body"]["data"][0]["pairingCode"]
     assert tokens.find_pairing(pairing_code).sin == sin
+
+
+# What Lambda does with a function's Handler: import its module (and nothing else), call it.
+_INVOKE_HANDLER = """
+import importlib, json, sys, time
+module_name, _, name = sys.argv[1].rpartition(".")
+event, timeout = json.load(sys.stdin)
+
+class Context:
+    deadline = time.monotonic() + timeout
+
+    def get_remaining_time_in_millis(self):
+        return int((self.deadline - time.monotonic()) * 1000)
+
+handler = getattr(importlib.import_module(module_name), name)
+handler(event, Context())
+print(json.dumps({"app_imported": "app" in sys.modules}))
+"""
+
+
+@pytest.fixture(scope="session")
+def runtime_sdk(tmp_path_factory) -> Path:
+    """What the Lambda runtime adds to the path: this environment's boto3 and botocore, and nothing else."""
+    runtime = tmp_path_factory.mktemp("runtime")
+    site_packages = Path(botocore.__file__).parent.parent
+    for name in RUNTIME_PACKAGES:
+        (runtime / name).symlink_to(site_packages / name)
+    return runtime
+
+
+@pytest.mark.parametrize("function_id", ["WatchPayments", "DeliverNotifications"])
+def test_the_jobs_run_from_the_bundle_as_lambda_imports_them(
+    template, bundle, runtime_sdk, function_id, notifications_queue
+):
+    function = template["Resources"][function_id]["Properties"]
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:" + notifications_queue.url.rsplit("/", 1)[1]
+    message = {"MessageId": str(uuid.uuid4()), "ReceiptHandle": "handle", "Body": '{"invoiceId": "none", "due": 0}'}
+    event = {"WatchPayments": SCHEDULED_EVENT, "DeliverNotifications": sqs_event([message], queue_arn)}[function_id]
+    script = f"sys.argv[1:] = [{function['Handler']!r}]\n" + _INVOKE_HANDLER
+
+    result = _run_in_bundle(bundle, runtime_sdk, script, json.dumps([event, function["Timeout"]]))
+
+    assert result.returncode == 0, result.stderr
+    # The jobs' handlers live in chalicelib.jobs: Lambda never runs app.py for them.
+    assert json.loads(result.stdout) == {"app_imported": False}
 
 
 def test_the_cli_administers_a_stack_through_its_outputs(template, dynamodb):
