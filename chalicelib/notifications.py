@@ -218,9 +218,27 @@ def handle_message(text: str, now: int | None = None) -> None:
 
 
 def requeue_overdue(now: int) -> list[str]:
-    """Re-queue the invoices whose pending notifications are long overdue (their message was lost)."""
+    """Re-queue the invoices whose pending notifications are long overdue (their message was lost).
+
+    Each one's next attempt moves to `now`, so one stuck for another reason (a consumer
+    that keeps failing) comes back once per OVERDUE_MS, not on every watcher run.
+    """
     overdue = NotificationModel.by_outbox.query(_OUTBOX, NotificationModel.next_attempt < now - OVERDUE_MS)
-    invoice_ids = sorted({notification.invoice_id for notification in overdue})[:MAX_SWEEP]
+    invoice_ids: list[str] = []
+    for notification in overdue:
+        if notification.invoice_id not in invoice_ids and len(invoice_ids) == MAX_SWEEP:
+            break
+        try:
+            notification.update(
+                [NotificationModel.next_attempt.set(now)],
+                condition=NotificationModel.next_attempt == notification.next_attempt,
+            )
+        except UpdateError as exc:
+            if _is_conflict(exc):
+                continue  # a consumer moved it meanwhile: it is not lost
+            raise
+        if notification.invoice_id not in invoice_ids:
+            invoice_ids.append(notification.invoice_id)
     for invoice_id in invoice_ids:
         enqueue(invoice_id, now, now)
     return invoice_ids

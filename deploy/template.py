@@ -62,9 +62,10 @@ FUNCTION_ACCESS = {
         },
         queue=SEND,
     ),
-    # GetItem: an invoice re-read after another writer changed it first.
+    # GetItem: an invoice re-read after another writer changed it first;
+    # UpdateItem on notifications: the sweep moves an overdue one's next attempt.
     "WatchPayments": Access(
-        tables={"INVOICES_TABLE": (GET, UPDATE), "NOTIFICATIONS_TABLE": (PUT,)},
+        tables={"INVOICES_TABLE": (GET, UPDATE), "NOTIFICATIONS_TABLE": (PUT, UPDATE)},
         indexes={"INVOICES_TABLE": ("watch-index",), "NOTIFICATIONS_TABLE": ("outbox-index",)},
         queue=SEND,
     ),

@@ -30,7 +30,7 @@ from tests.api_fixtures import root_only
 from tests.conftest import BIP84_ZPUB, PASSWORD
 from tests.lambda_events import DEPLOYMENTS, LambdaClient, LambdaContext, proxy_event, sqs_event
 from tests.pages_support import browser, fresh_address, post_form, sign_in, signed_in
-from tests.payments_support import SCHEDULED_EVENT, sats
+from tests.payments_support import HOUR, SCHEDULED_EVENT, sats
 
 MAX_BUNDLE_BYTES = 5_000_000
 # What a Lambda Python runtime has besides the standard library: none of it may be bundled.
@@ -477,10 +477,18 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
 def test_the_watcher_policy_allows_exactly_what_racing_watcher_runs_call(
     template, chalice_app, store, chain, record_calls
 ):
-    """Two runs at once: the one that loses the race reads the invoice again (GetItem)."""
+    """Two runs at once: the one that loses the race reads the invoice again (GetItem); and the
+    sweep finds a notification whose queue message was lost (UpdateItem on notifications)."""
     from chalicelib import jobs
+    from chalicelib.models import NotificationModel
 
     merchant = Merchant(chalice_app, store)
+    lost = merchant.create_invoice(notificationURL="https://shop.example/ipn", transactionSpeed="high")
+    chain.pay(lost["bitcoinAddress"], sats(lost))
+    jobs.watch_payments(SCHEDULED_EVENT, LambdaContext("WatchPayments", 60))
+    for notification in NotificationModel.query(lost["id"]):
+        notification.update([NotificationModel.next_attempt.set(notification.next_attempt - HOUR)])
+
     invoice = merchant.create_invoice(
         notificationURL="https://shop.example/ipn", fullNotifications=True, transactionSpeed="high"
     )

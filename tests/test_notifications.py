@@ -150,6 +150,8 @@ def test_a_lost_queue_message_is_recovered_by_the_sweep(shop, chain, watch, cloc
     assert created["id"] not in notifications.requeue_overdue(clock.now + notifications.OVERDUE_MS - 1)
     clock.advance(notifications.OVERDUE_MS + 1)
     assert created["id"] in notifications.requeue_overdue(clock.now)
+    # Still undelivered a minute later (a consumer keeps failing, say): not queued again yet.
+    assert created["id"] not in notifications.requeue_overdue(clock.now + MINUTE)
     drain(notifications_queue, clock, {created["id"]})
     assert [body["status"] for body in ipn_receiver.accepted("/ipn")] == ["confirmed"]
 
