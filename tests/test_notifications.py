@@ -13,6 +13,7 @@ from btcpay import BTCPayClient
 from chalicelib import jobs, notifications, tokens
 from chalicelib.models import NotificationModel
 from chalicelib.settings import get_settings
+from tests.lambda_events import sqs_event
 from tests.payments_support import HOUR, MINUTE, SCHEDULED_EVENT, drain, sats
 
 NOTIFICATION_FIELDS = {
@@ -237,10 +238,7 @@ def test_the_lambda_handlers_watch_and_deliver(shop, chain, ipn_receiver, notifi
 
     for message in notifications_queue.receive_all():
         if created["id"] in message["Body"]:
-            record = {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"]}
-            jobs.deliver_notifications(
-                {"Records": [{**record, "body": message["Body"], "attributes": {}, "eventSource": "aws:sqs"}]}, None
-            )
+            jobs.deliver_notifications(sqs_event([message], "arn:aws:sqs:us-east-1:123456789012:notifications"), None)
         notifications_queue.delete(message)
     assert [body["status"] for body in ipn_receiver.accepted("/ipn")] == ["confirmed"]
     assert NotificationModel.get(created["id"], 1).state == NotificationModel.DELIVERED
