@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from itertools import islice
-from urllib.parse import urlsplit
 
 import base58
 from pynamodb.exceptions import PutError
@@ -18,10 +17,10 @@ from .errors import BadRequest, NotFound
 from .models import BuyerAttribute, InvoiceModel, now_ms
 from .rates import get_rates
 from .settings import get_settings
-from .stores import reserve_address_index
+from .stores import TARGET_CONFIRMATIONS, reserve_address_index
+from .web import http_url
 
 SATS_PER_BTC = 100_000_000
-TARGET_CONFIRMATIONS = {"high": 0, "medium": 1, "low": 6}
 MAX_PRICE = Decimal("1e12")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 _DAY_MS = 24 * 3600 * 1000
@@ -78,17 +77,6 @@ def _price(value: object) -> Decimal:
     if price > MAX_PRICE:
         raise BadRequest("price is too large")
     return price
-
-
-def _url(value: object, name: str) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > 2000:
-        raise BadRequest(f"{name} must be an absolute http(s) URL")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest(f"{name} must be an absolute http(s) URL")
-    return value
 
 
 def _boolean(value: object, name: str) -> bool:
@@ -158,7 +146,7 @@ def parse_request(body: dict) -> dict:
         "buyer": _buyer(fields),
     }
     for key, (attribute, name) in _URL_FIELDS.items():
-        parsed[attribute] = _url(fields.get(key), name)
+        parsed[attribute] = http_url(fields.get(key), name)
     for key, (attribute, name) in _BOOLEAN_FIELDS.items():
         parsed[attribute] = _boolean(fields.get(key), name)
     return parsed

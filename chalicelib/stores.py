@@ -1,7 +1,6 @@
 """Stores: a user owns many; each has its own wallet, currency and invoice settings."""
 
 import secrets
-from urllib.parse import urlsplit
 
 import base58
 from pynamodb.exceptions import UpdateError
@@ -10,8 +9,11 @@ from .errors import BadRequest, NotFound
 from .models import StoreModel
 from .rates import get_rates
 from .settings import get_settings
+from .web import http_url
 
-TRANSACTION_SPEEDS = ("high", "medium", "low")
+# Confirmations that make an invoice `confirmed`, per transaction speed.
+TARGET_CONFIRMATIONS = {"high": 0, "medium": 1, "low": 6}
+TRANSACTION_SPEEDS = tuple(TARGET_CONFIRMATIONS)
 MAX_NAME_LENGTH = 100
 # A day: longer than any checkout needs, short enough that the rate quoted still means something.
 MAX_INVOICE_EXPIRATION_MINUTES = 24 * 60
@@ -27,15 +29,6 @@ def _check_currency(currency: object) -> str:
     if not isinstance(currency, str) or not get_rates().is_known(currency.upper()):
         raise BadRequest(f"currency {currency!r} is not supported")
     return currency.upper()
-
-
-def _check_website(website: object) -> str | None:
-    if website is None or website == "":
-        return None
-    parts = urlsplit(website) if isinstance(website, str) and len(website) <= 2000 else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest("website must be an absolute http(s) URL, like https://shop.example.com")
-    return website
 
 
 def _check_expiration_minutes(minutes: object) -> int:
@@ -93,7 +86,7 @@ def update_settings(store: StoreModel, settings: dict[str, str]) -> StoreModel:
     values = [
         (StoreModel.name, _check_name(settings.get("name"))),
         (StoreModel.default_currency, _check_currency(settings.get("default_currency"))),
-        (StoreModel.website, _check_website(settings.get("website"))),
+        (StoreModel.website, http_url(settings.get("website"), "website")),
         (StoreModel.invoice_expiration_minutes, _check_expiration_minutes(settings.get("invoice_expiration_minutes"))),
         (StoreModel.transaction_speed, _check_speed(settings.get("transaction_speed"))),
         (StoreModel.wallet, normalise_wallet(settings.get("wallet"))),

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from . import notifications, payments
 from .esplora import EsploraClient, EsploraError
-from .invoices import TARGET_CONFIRMATIONS
 from .models import InvoiceModel, PaymentAttribute, now_ms
 from .settings import get_settings
+from .stores import TARGET_CONFIRMATIONS
 
 logger = logging.getLogger(__name__)
 

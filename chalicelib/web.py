@@ -105,13 +105,16 @@ class ApiRequest:
         content_type = self.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             return {}
-        if len(self.body) > MAX_BODY_BYTES:
-            raise BadRequest(f"The form is larger than {MAX_BODY_BYTES // 1024} KiB")
+        self._check_body_size()
         try:
             fields = parse_qs(self.body.decode(), keep_blank_values=True, max_num_fields=50)
         except (UnicodeDecodeError, ValueError) as exc:
             raise BadRequest("The form could not be read") from exc
         return {name: values[0] for name, values in fields.items()}
+
+    def _check_body_size(self) -> None:
+        if len(self.body) > MAX_BODY_BYTES:
+            raise BadRequest(f"Request body is larger than {MAX_BODY_BYTES // 1024} KiB")
 
     def query_value(self, name: str) -> str | None:
         return next((value for key, value in self.query if key == name), None)
@@ -119,8 +122,7 @@ class ApiRequest:
     @functools.cached_property
     def json(self) -> dict:
         """The body as a JSON object (empty when there is no body)."""
-        if len(self.body) > MAX_BODY_BYTES:
-            raise BadRequest(f"Request body is larger than {MAX_BODY_BYTES // 1024} KiB")
+        self._check_body_size()
         if not self.body.strip():
             return {}
         try:
@@ -131,6 +133,16 @@ class ApiRequest:
         if not isinstance(parsed, dict):
             raise BadRequest("Request body must be a JSON object")
         return parsed
+
+
+def http_url(value: object, name: str) -> str | None:
+    """An absolute http(s) URL as typed (None for an empty value); `name` says which field in the error."""
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value) if isinstance(value, str) and len(value) <= 2000 else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(f"{name} must be an absolute http(s) URL")
+    return value
 
 
 def json_response(body: Any, status: int = 200) -> Response:
