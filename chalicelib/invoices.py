@@ -14,7 +14,7 @@ from pynamodb.exceptions import PutError
 
 from .auth import Caller
 from .errors import BadRequest, NotFound
-from .models import BuyerAttribute, InvoiceModel, now_ms
+from .models import BuyerAttribute, InvoiceModel, condition_failed, now_ms
 from .rates import get_rates
 from .settings import get_settings
 from .stores import TARGET_CONFIRMATIONS, reserve_address_index
@@ -205,7 +205,7 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
     try:
         invoice.save(condition=InvoiceModel.invoice_id.does_not_exist())
     except PutError as exc:
-        if fields["guid"] and exc.cause_response_code == "ConditionalCheckFailedException":
+        if fields["guid"] and condition_failed(exc):
             existing = InvoiceModel.get(invoice.invoice_id, consistent_read=True)
             if caller.facade == "pos" and existing.token != caller.token.token:
                 raise BadRequest("guid is already used by another client of this store") from exc

@@ -22,6 +22,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -52,6 +53,14 @@ def _index_meta(index_name: str) -> type:
 
     Meta.index_name = index_name
     return Meta
+
+
+def condition_failed(error: PynamoDBException) -> bool:
+    """True when a conditional write (alone or inside a transaction) lost to another writer."""
+    if error.cause_response_code == "ConditionalCheckFailedException":
+        return True
+    reasons = getattr(error, "cancellation_reasons", None) or []
+    return any(reason is not None and reason.code == "ConditionalCheckFailed" for reason in reasons)
 
 
 def is_expired(expiration: datetime | None) -> bool:

@@ -29,7 +29,7 @@ from pynamodb.transactions import TransactWrite
 
 from . import invoices
 from .errors import BadRequest, ServiceUnavailable
-from .models import AttemptAttribute, InvoiceModel, NotificationModel, now_ms
+from .models import AttemptAttribute, InvoiceModel, NotificationModel, condition_failed, now_ms
 from .settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -112,13 +112,6 @@ def _connection() -> Connection:
     return Connection(region=settings.region, host=settings.dynamodb_endpoint)
 
 
-def _is_conflict(error: UpdateError | TransactWriteError) -> bool:
-    if error.cause_response_code == "ConditionalCheckFailedException":
-        return True
-    reasons = getattr(error, "cancellation_reasons", None) or []
-    return any(reason is not None and reason.code == "ConditionalCheckFailed" for reason in reasons)
-
-
 def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int) -> bool:
     """Apply `actions` to the invoice and create the notifications for `events`, all or nothing.
 
@@ -150,7 +143,7 @@ def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int) 
         else:
             invoice.update(actions)
     except (UpdateError, TransactWriteError) as exc:
-        if _is_conflict(exc):
+        if condition_failed(exc):
             return False
         raise
     if notifications:
@@ -234,7 +227,7 @@ def requeue_overdue(now: int) -> list[str]:
                 condition=NotificationModel.next_attempt == notification.next_attempt,
             )
         except UpdateError as exc:
-            if _is_conflict(exc):
+            if condition_failed(exc):
                 continue  # a consumer moved it meanwhile: it is not lost
             raise
         if notification.invoice_id not in invoice_ids:
@@ -272,7 +265,7 @@ def _claim(notification: NotificationModel, now: int, lease: int) -> bool:
             condition=(NotificationModel.state == NotificationModel.PENDING) & free,
         )
     except UpdateError as exc:
-        if _is_conflict(exc):
+        if condition_failed(exc):
             return False
         raise
     return True
@@ -312,7 +305,7 @@ def _attempt(notification: NotificationModel, now: int, lease: int) -> bool:
     try:
         notification.update(actions, condition=NotificationModel.lease_until == lease)
     except UpdateError as exc:
-        if not _is_conflict(exc):
+        if not condition_failed(exc):
             raise
         # Our lease ran out and another consumer took over; its record stands.
         logger.warning("lease on notification %s/%s lost", notification.invoice_id, notification.sequence)

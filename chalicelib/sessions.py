@@ -16,7 +16,7 @@ from pynamodb.exceptions import UpdateError
 
 from . import users
 from .errors import BadRequest, TooManyRequests, Unauthorized
-from .models import LoginFailureModel, SessionModel, is_expired
+from .models import LoginFailureModel, SessionModel, condition_failed, is_expired
 
 SESSION_TTL = timedelta(hours=12)
 FAILURE_WINDOW = timedelta(minutes=15)
@@ -109,7 +109,7 @@ def record_failure(login: str, address: str) -> None:
                 condition=LoginFailureModel.expiration > datetime.now(UTC),
             )
         except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
             LoginFailureModel(key, failures=1, expiration=FAILURE_WINDOW).save()
 

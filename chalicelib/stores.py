@@ -6,7 +6,7 @@ import base58
 from pynamodb.exceptions import UpdateError
 
 from .errors import BadRequest, NotFound
-from .models import StoreModel
+from .models import StoreModel, condition_failed
 from .rates import get_rates
 from .settings import get_settings
 from .web import http_url
@@ -131,7 +131,7 @@ def reserve_address_index(store_id: str) -> tuple[StoreModel, int]:
             condition=StoreModel.store_id.exists() & StoreModel.wallet.exists(),
         )
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             raise BadRequest("This store has no wallet: set its extended public key in the store settings") from exc
         raise
     return store, store.next_address_index - 1

@@ -15,7 +15,7 @@ from pynamodb.exceptions import DeleteError, UpdateError
 
 from .errors import BadRequest, NotFound
 from .identity import is_valid_sin
-from .models import TokenModel
+from .models import TokenModel, condition_failed
 from .settings import get_settings
 
 PAIRABLE_FACADES = ("pos", "merchant")
@@ -129,7 +129,7 @@ def _activate(token: TokenModel, *, store_id: str, sin: str | None) -> TokenMode
         # The condition makes a code work once even when two requests race.
         token.update(actions=actions, condition=TokenModel.status == TokenModel.PENDING)
     except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             raise BadRequest(_USED) from exc
         raise
     return token
@@ -169,7 +169,7 @@ def deny(pairing_code: str) -> None:
         # Conditional, so a deny racing an approval cannot delete the token just made active.
         _client_request(pairing_code).delete(condition=TokenModel.status == TokenModel.PENDING)
     except DeleteError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             raise BadRequest(_USED) from exc
         raise
 

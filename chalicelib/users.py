@@ -8,7 +8,7 @@ from functools import lru_cache
 from pynamodb.exceptions import PutError
 
 from .errors import BadRequest
-from .models import UserModel
+from .models import UserModel, condition_failed
 
 # scrypt cost: 2**14 x 8 uses 16 MiB and ~50 ms, within a Lambda's budget.
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -48,7 +48,7 @@ def create_user(login: str, password: str, *, is_admin: bool = False) -> UserMod
     try:
         user.save(condition=UserModel.login.does_not_exist())
     except PutError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             raise BadRequest(f"a user named {user.login} already exists") from exc
         raise
     return user
