@@ -16,7 +16,7 @@ from pynamodb.exceptions import UpdateError
 
 from . import users
 from .errors import BadRequest, TooManyRequests, Unauthorized
-from .models import LoginFailureModel, SessionModel, condition_failed, is_expired
+from .models import LoginFailureModel, SessionModel, UserModel, condition_failed, is_expired
 
 SESSION_TTL = timedelta(hours=12)
 FAILURE_WINDOW = timedelta(minutes=15)
@@ -114,12 +114,19 @@ def record_failure(login: str, address: str) -> None:
             LoginFailureModel(key, failures=1, expiration=FAILURE_WINDOW).save()
 
 
-def sign_in(login: str, password: str, address: str) -> tuple[str, SessionModel]:
-    """Check the credentials (throttled) and start a session: the cookie's secret and the session."""
+def _throttled_credentials(login: str, password: str, address: str) -> UserModel | None:
+    """The user these credentials name, checked under the throttle; a wrong one counts as a failure."""
     check_throttle(login, address)
     user = users.check_credentials(login, password)
     if user is None:
         record_failure(login, address)
+    return user
+
+
+def sign_in(login: str, password: str, address: str) -> tuple[str, SessionModel]:
+    """Check the credentials (throttled) and start a session: the cookie's secret and the session."""
+    user = _throttled_credentials(login, password, address)
+    if user is None:
         raise Unauthorized("Wrong login or password.")
     LoginFailureModel(_failure_keys(login, "")[0]).delete()
     return start(user.login)
@@ -131,10 +138,8 @@ def change_password(session: SessionModel, address: str, current: str, new: str,
     The current password is checked under the same throttle as sign-in, so a
     stolen session cookie cannot be used to guess it.
     """
-    check_throttle(session.login, address)
-    user = users.check_credentials(session.login, current)
+    user = _throttled_credentials(session.login, current, address)
     if user is None:
-        record_failure(session.login, address)
         raise BadRequest("The current password is wrong.")
     if new != confirmation:
         raise BadRequest("The new password and its confirmation differ.")
