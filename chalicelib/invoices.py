@@ -14,7 +14,7 @@ from pynamodb.exceptions import PutError
 
 from .auth import Caller
 from .errors import BadRequest, NotFound
-from .models import BuyerAttribute, InvoiceModel, condition_failed, now_ms
+from .models import BuyerAttribute, InvoiceModel, condition_failed, now_ms, watch_partition
 from .rates import get_rates
 from .settings import get_settings
 from .stores import TARGET_CONFIRMATIONS, reserve_address_index
@@ -180,8 +180,9 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
     created = now_ms()
     speed = fields.pop("transaction_speed") or store.transaction_speed
     status = "new"
+    invoice_id = _new_invoice_id(store.store_id, fields["guid"])
     invoice = InvoiceModel(
-        _new_invoice_id(store.store_id, fields["guid"]),
+        invoice_id,
         store_id=store.store_id,
         token=caller.token.token,
         facade=caller.facade,
@@ -198,7 +199,7 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
         store_order_id=f"{store.store_id}#{fields['order_id']}" if fields["order_id"] else None,
         store_item_code=f"{store.store_id}#{fields['item_code']}" if fields["item_code"] else None,
         base_url=base_url,
-        watch_network=get_settings().bitcoin_network,
+        watch_network=watch_partition(get_settings().bitcoin_network, invoice_id),
         next_check=created,
         **{**fields, "price": str(fields["price"]), "buyer": BuyerAttribute(**fields["buyer"])},
     )

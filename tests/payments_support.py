@@ -36,8 +36,10 @@ def _free_port() -> int:
 
 ESPLORA_PORT = _free_port()
 QUEUE_NAME = "paylambda-test-notifications"
+CHECKS_QUEUE_NAME = "paylambda-test-checks"
 os.environ.update(
     {
+        "CHECKS_QUEUE": CHECKS_QUEUE_NAME,
         "ESPLORA_URL": f"http://127.0.0.1:{ESPLORA_PORT}",
         # boto3 reads this one itself: SQS goes to the same moto server as DynamoDB.
         "AWS_ENDPOINT_URL_SQS": os.environ["DYNAMODB_ENDPOINT"],
@@ -405,12 +407,42 @@ def shop(api_url, store, chain):
     return pair_merchant(api_url, store)
 
 
-@pytest.fixture
-def watch(clock, esplora):
-    """One watcher run at the test clock's time."""
+def run_watcher(checks: Queue, now: int, client):
+    """One planner run at `now`, and the checkers on every message it queued, at the same time.
+
+    Returns what the checks did (a watcher.Report).
+    """
     from chalicelib import watcher
 
-    return lambda: watcher.run(now=clock.now, client=esplora)
+    watcher.plan(now)
+    report = watcher.Report()
+    while messages := checks.receive_all():
+        _, done = watcher.handle_messages([(m["MessageId"], m["Body"]) for m in messages], now, client)
+        for message in messages:
+            checks.delete(message)
+        report.add(done)
+    return report
+
+
+def run_watcher_handlers(checks: Queue, context=None) -> None:
+    """What AWS runs: the scheduled planner, then the checker's handler on the messages, as the event source
+    hands them over (a message the checker reports failed comes back after its visibility timeout)."""
+    from chalicelib import jobs
+    from tests.lambda_events import sqs_event
+
+    jobs.watch_payments(SCHEDULED_EVENT, context)
+    arn = "arn:aws:sqs:us-east-1:123456789012:" + CHECKS_QUEUE_NAME
+    while messages := checks.receive_all():
+        answer = jobs.check_payments(sqs_event(messages, arn), context)
+        assert answer == {"batchItemFailures": []}, answer
+        for message in messages:
+            checks.delete(message)
+
+
+@pytest.fixture
+def watch(clock, esplora, checks_queue):
+    """One watcher run (planner and checkers) at the test clock's time."""
+    return lambda: run_watcher(checks_queue, clock.now, esplora)
 
 
 @pytest.fixture
@@ -433,18 +465,26 @@ def notifications_queue(dynamodb):
     return Queue(sqs, sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"])
 
 
+@pytest.fixture(scope="session")
+def checks_queue(dynamodb):
+    import boto3
+
+    sqs = boto3.client("sqs", region_name=os.environ["AWS_DEFAULT_REGION"])
+    return Queue(sqs, sqs.create_queue(QueueName=CHECKS_QUEUE_NAME)["QueueUrl"])
+
+
 @pytest.fixture
-def chain(esplora_server, clock, notifications_queue):
+def chain(esplora_server, clock, notifications_queue, checks_queue):
     """A fresh chain on the Esplora server, with no invoice of an earlier test still watched.
 
     Earlier invoices reuse this test's addresses (every test store derives from index 0),
     so they are first run to the end of their watch on an empty chain.
     """
-    from chalicelib import watcher
     from chalicelib.esplora import EsploraClient
 
     esplora_server.chain = Chain(FakeClock())
-    watcher.run(now=clock.now + AFTER_EVERYTHING, client=EsploraClient(esplora_server.url))
+    checks_queue.purge()
+    run_watcher(checks_queue, clock.now + AFTER_EVERYTHING, EsploraClient(esplora_server.url))
     notifications_queue.purge()
     esplora_server.chain = Chain(clock)
     return esplora_server.chain
