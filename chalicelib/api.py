@@ -123,7 +123,7 @@ _INVOICE_FACADES = ("pos", "merchant")
 @api_route("/invoices", methods=("POST",))
 def create_invoice(request: ApiRequest) -> dict:
     caller = auth.authenticate(request, _INVOICE_FACADES)
-    invoice = invoices.create(caller, request.json, base_url=request.base_url)
+    invoice = invoices.create(caller, request.fields, base_url=request.base_url)
     return {"facade": f"{caller.facade}/invoice", "data": invoices.full_view(invoice, request.base_url)}
 
 

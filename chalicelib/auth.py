@@ -114,7 +114,7 @@ def optional_identity(request: ApiRequest) -> Identity | None:
 
 def request_token(request: ApiRequest) -> str | None:
     if request.method in ("POST", "PUT"):
-        token = request.json.get("token")
+        token = request.fields.get("token")
         if token is not None and not isinstance(token, str):
             raise Unauthorized("token must be a string")
         return token or request.query_value("token")
