@@ -286,6 +286,14 @@ def get_for(caller: Caller, invoice_id: str) -> InvoiceModel:
     return invoice
 
 
+def get_by_invoice_token(invoice_id: str, invoice_token: str | None) -> InvoiceModel | None:
+    """The invoice when `invoice_token` is its own resource token (BitPay's `token` in the invoice object)."""
+    invoice = _get(invoice_id) if invoice_token else None
+    if invoice is None or not secrets.compare_digest(invoice.invoice_token.encode(), invoice_token.encode()):
+        return None
+    return invoice
+
+
 def get_by_guid(caller: Caller, guid: str) -> InvoiceModel:
     return get_for(caller, _new_invoice_id(caller.store_id, guid))
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
+from chalicelib.currencies import CURRENCIES
 from chalicelib.errors import BadRequest, ServiceUnavailable
 from chalicelib.settings import Settings, get_settings
 
@@ -22,45 +23,7 @@ log = logging.getLogger(__name__)
 
 BTC = "BTC"
 
-CURRENCY_NAMES: dict[str, str] = {
-    "BTC": "Bitcoin",
-    "AED": "UAE Dirham",
-    "ARS": "Argentine Peso",
-    "AUD": "Australian Dollar",
-    "BRL": "Brazilian Real",
-    "CAD": "Canadian Dollar",
-    "CHF": "Swiss Franc",
-    "CLP": "Chilean Peso",
-    "CNY": "Chinese Yuan",
-    "COP": "Colombian Peso",
-    "CZK": "Czech Koruna",
-    "DKK": "Danish Krone",
-    "EUR": "Euro",
-    "GBP": "Pound Sterling",
-    "HKD": "Hong Kong Dollar",
-    "HUF": "Hungarian Forint",
-    "IDR": "Indonesian Rupiah",
-    "ILS": "Israeli New Shekel",
-    "INR": "Indian Rupee",
-    "JPY": "Japanese Yen",
-    "KRW": "South Korean Won",
-    "MXN": "Mexican Peso",
-    "MYR": "Malaysian Ringgit",
-    "NGN": "Nigerian Naira",
-    "NOK": "Norwegian Krone",
-    "NZD": "New Zealand Dollar",
-    "PHP": "Philippine Peso",
-    "PLN": "Polish Zloty",
-    "RON": "Romanian Leu",
-    "SEK": "Swedish Krona",
-    "SGD": "Singapore Dollar",
-    "THB": "Thai Baht",
-    "TRY": "Turkish Lira",
-    "TWD": "New Taiwan Dollar",
-    "UAH": "Ukrainian Hryvnia",
-    "USD": "US Dollar",
-    "ZAR": "South African Rand",
-}
+CURRENCY_NAMES: dict[str, str] = {code: currency.name for code, currency in CURRENCIES.items()}
 
 # Coinbase also quotes hundreds of crypto assets and some odd codes; only
 # currencies we can name are offered to merchants.
