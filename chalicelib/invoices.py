@@ -220,7 +220,6 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
     created = now_ms()
     speed = fields.pop("transaction_speed") or store.transaction_speed
     status = "new"
-    invoice_id = _new_invoice_id(store.store_id, fields["guid"])
     invoice = InvoiceModel(
         invoice_id,
         store_id=store.store_id,
