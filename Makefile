@@ -45,7 +45,11 @@ DEPLOY_BUCKET ?= $(eval DEPLOY_BUCKET := $(STACK)-artifacts-$(shell $(AWS) sts g
 parameter = $(if $(filter-out undefined,$(origin $(1))),$(2)=$($(1)))
 PARAMETERS = $(strip $(call parameter,DOMAIN_NAME,DomainName) $(call parameter,CERTIFICATE_ARN,CertificateArn) \
 	$(call parameter,BASE_PATH,BasePath) $(call parameter,PUBLIC_BASE_URL,PublicBaseUrl) \
-	$(call parameter,LOG_RETENTION_DAYS,LogRetentionDays))
+	$(call parameter,LOG_RETENTION_DAYS,LogRetentionDays) $(call parameter,ESPLORA_URL,EsploraUrl) \
+	$(call parameter,ESPLORA_CONCURRENCY,EsploraConcurrency) $(call parameter,CHECK_CONCURRENCY,CheckConcurrency) \
+	$(call parameter,MONITORING_WINDOW_SECONDS,MonitoringWindowSeconds) \
+	$(call parameter,PAYMENT_TOLERANCE_PERCENT,PaymentTolerancePercent) \
+	$(call parameter,PLANNER_RESERVED_CONCURRENCY,PlannerReservedConcurrency))
 OUTPUTS = --query "Stacks[0].Outputs[?OutputKey=='PublicURL' || OutputKey=='DomainTarget'].[OutputKey,OutputValue]"
 
 .PHONY: package deploy admin destroy

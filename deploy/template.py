@@ -3,11 +3,11 @@
 `chalice package --merge-template` deep-merges this document into Chalice's
 SAM template. The tables come from the pynamodb models through pynamodb's own
 schema (what `create_tables()` sends to a local DynamoDB), so a model or an
-index cannot exist in the code and be missing on AWS. The notification queue
-is named after the queue Chalice's SQS event source reads. Chalice's first
-template names the functions and their roles: each function gets every
-table's name and the queue's URL in its environment, and a policy of its own
-with only what its code calls (FUNCTION_ACCESS).
+index cannot exist in the code and be missing on AWS. The notification and
+checks queues are named after the queues Chalice's SQS event sources read.
+Chalice's first template names the functions and their roles: each function
+gets every table's name and the queues' URLs in its environment, and a policy
+of its own with only what its code calls (FUNCTION_ACCESS).
 """
 
 from dataclasses import dataclass, field

@@ -185,6 +185,9 @@ class _EsploraHandler(BaseHTTPRequestHandler):
     def do_GET(self):
         chain = self.server.chain
         path = urlsplit(self.path).path
+        if not self.server.admit():
+            return self._send(429, "Too Many Requests", {"Retry-After": "1"})
+        time.sleep(self.server.latency)
         chain.requests.append(path)
         for prefix, statuses in chain.failures.items():
             if path.startswith(prefix) and statuses:
@@ -242,13 +245,35 @@ class _EsploraHandler(BaseHTTPRequestHandler):
 
 
 class EsploraServer(ThreadingHTTPServer):
-    daemon_threads = True
+    """The chain over HTTP; like a public server, it may answer after `latency` seconds and refuse (429)
+    requests beyond `rate_limit` a second."""
 
-    def __init__(self, port: int, chain: Chain):
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, port: int, chain: Chain, latency: float = 0.0, rate_limit: int | None = None):
         super().__init__(("127.0.0.1", port), _EsploraHandler)
         self.chain = chain
+        self.latency = latency
+        self.rate_limit = rate_limit
+        self.refused = 0
+        self._admitted: list[float] = []
+        self._lock = threading.Lock()
         self.url = f"http://127.0.0.1:{port}"
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def admit(self) -> bool:
+        """Whether a request arriving now is within the rate limit (over any sliding second)."""
+        if self.rate_limit is None:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            self._admitted = [moment for moment in self._admitted if moment > now - 1]
+            if len(self._admitted) >= self.rate_limit:
+                self.refused += 1
+                return False
+            self._admitted.append(now)
+            return True
 
 
 class IpnReceiver(ThreadingHTTPServer):
