@@ -21,6 +21,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -34,12 +35,17 @@ def _free_port() -> int:
 
 MOTO = f"http://127.0.0.1:{_free_port()}"
 ESPLORA_PORT = _free_port()
+# moto answers a Query over 10,000 items far slower than DynamoDB, more so on a busy machine.
+PYNAMODB_CONFIG = os.path.join(tempfile.mkdtemp(), "pynamodb_settings.py")
+with open(PYNAMODB_CONFIG, "w") as config:
+    config.write("read_timeout_seconds = 600\n")
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
         "DYNAMODB_ENDPOINT": MOTO,
+        "PYNAMODB_CONFIG": PYNAMODB_CONFIG,
         "AWS_ENDPOINT_URL_SQS": MOTO,
         "STAGE": "bench",
         "BITCOIN_NETWORK": "main",

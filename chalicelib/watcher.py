@@ -243,6 +243,8 @@ def check(invoice_ids: list[str], now: int | None = None, client: EsploraClient 
     now = now if now is not None else now_ms()
     client = client or default_client()
     report = Report()
+    # Overlapping plans name an invoice twice; BatchGetItem refuses a key twice, and one check is enough.
+    invoice_ids = list(dict.fromkeys(invoice_ids))
     if not invoice_ids:
         return report
     try:
@@ -258,7 +260,7 @@ def check(invoice_ids: list[str], now: int | None = None, client: EsploraClient 
         report.errors, report.failed = len(invoice_ids), list(invoice_ids)
         return report
     # An invoice leaves the watch after its message was sent: nothing to do.
-    due = [found[invoice_id] for invoice_id in dict.fromkeys(invoice_ids) if invoice_id in found]
+    due = [found[invoice_id] for invoice_id in invoice_ids if invoice_id in found]
     due = [invoice for invoice in due if invoice.watch_network is not None]
 
     # Each worker mostly waits on HTTP; the client's own semaphore bounds requests in flight.

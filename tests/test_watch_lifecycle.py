@@ -296,3 +296,18 @@ def test_a_late_check_that_finds_nothing_writes_nothing(shop, chain, watch, cloc
             assert any(created["bitcoinAddress"] in path for path in chain.requests)
     assert 20 <= checks <= 45
     assert InvoiceModel.get(created["id"], consistent_read=True).version == expired.version
+
+
+def test_one_checker_given_both_overlapping_plans_checks_each_invoice_once(shop, chain, esplora, clock, checks_queue):
+    created = shop.create_invoice()
+    chain.pay(created["bitcoinAddress"], sats(created))
+    watcher.plan(clock.now)
+    watcher.plan(clock.now)
+    messages = checks_queue.receive_all()
+    assert len(messages) == 2
+    redeliver, report = watcher.handle_messages([(m["MessageId"], m["Body"]) for m in messages], clock.now, esplora)
+    for message in messages:
+        checks_queue.delete(message)
+
+    assert (redeliver, report.checked, report.changed, report.failed) == ([], 1, 1, [])
+    assert status(created) == ("paid", False)
