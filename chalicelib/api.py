@@ -13,7 +13,7 @@ from chalice import Blueprint
 from . import auth, invoices, tokens
 from .errors import BadRequest, Forbidden, Unauthorized
 from .rates import currency_name, get_rates
-from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response
+from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response, transport_headers
 
 api = Blueprint(__name__)
 
@@ -22,11 +22,17 @@ def api_route(path: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
     """Register `view(request, **uri_params) -> body` as a JSON route with the API's error handling."""
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
+        @api_errors
+        def respond(request: ApiRequest, **uri_params: str) -> Any:
+            return json_response(view(request, **uri_params))
+
         @api.route(path, methods=list(methods), content_types=API_CONTENT_TYPES)
         @functools.wraps(view)
-        @api_errors
         def handler(**uri_params: str) -> Any:
-            return json_response(view(ApiRequest.from_chalice(api.current_request), **uri_params))
+            request = ApiRequest.from_chalice(api.current_request)
+            response = respond(request, **uri_params)
+            response.headers.update(transport_headers(request))
+            return response
 
         return view
 

@@ -21,7 +21,7 @@ from . import sessions
 from .errors import ApiError, Forbidden
 from .invoices import format_btc
 from .models import SessionModel
-from .web import ApiRequest
+from .web import ApiRequest, transport_headers
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class Visit:
     # Responses
 
     def _response(self, body: str, status: int, headers: dict[str, str]) -> Response:
-        headers = {**headers, **SECURITY_HEADERS}
+        headers = {**headers, **SECURITY_HEADERS, **transport_headers(self.request)}
         if self._cookies:
             headers["Set-Cookie"] = list(self._cookies)
         return Response(body=body, status_code=status, headers=headers)

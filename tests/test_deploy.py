@@ -27,7 +27,7 @@ import pytest
 from chalicelib import notifications, tokens
 from deploy.package import OLDEST_BOTOCORE, ROOT, build
 from tests.api_fixtures import root_only
-from tests.conftest import BIP84_ZPUB, PASSWORD
+from tests.conftest import PASSWORD, new_wallet
 from tests.lambda_events import DEPLOYMENTS, LambdaClient, LambdaContext, proxy_event, sqs_event
 from tests.pages_support import browser, fresh_address, post_form, sign_in, signed_in
 from tests.payments_support import HOUR, SCHEDULED_EVENT, sats
@@ -445,9 +445,15 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
         elsewhere = signed_in(api_url, user.login)
         session = signed_in(api_url, user.login)
         created = post_form(
-            session, f"{api_url}/stores", f"{api_url}/stores", name="Two", default_currency="EUR", wallet=BIP84_ZPUB
+            session, f"{api_url}/stores", f"{api_url}/stores", name="Two", default_currency="EUR", wallet=new_wallet()
         )
         assert created.status_code == 303
+        two = created.headers["Location"]
+        settings = {"name": "Two", "default_currency": "EUR", "invoice_expiration_minutes": "15"}
+        changed_wallet = post_form(
+            session, two, two, action="save", transaction_speed="medium", wallet=new_wallet(), **settings
+        )
+        assert changed_wallet.status_code == 303, changed_wallet.text
         assert session.get(f"{api_url}/stores/{store.store_id}/tokens").status_code == 200
         assert session.get(f"{api_url}/stores/{store.store_id}/invoices/{invoice['id']}").status_code == 200
         assert session.get(f"{api_url}/invoice", params={"id": invoice["id"]}).status_code == 200
