@@ -9,7 +9,7 @@ request is accepted when one of them verifies.
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
-from . import identity, tokens
+from . import api_keys, identity, tokens
 from .errors import Forbidden, Unauthorized
 from .models import TokenModel
 from .settings import get_settings
@@ -138,10 +138,27 @@ def _check_token(token: TokenModel | None, caller: Identity | None) -> TokenMode
     return token
 
 
+def _api_key_caller(request: ApiRequest, facades: tuple[str, ...]) -> Caller | None:
+    """The store's merchant when the request carries its legacy API key (`Authorization: Basic`)."""
+    key = api_keys.key_from_header(request.headers.get("authorization", ""))
+    if key is None:
+        return None
+    item = api_keys.find(key)
+    if item is None:
+        raise Unauthorized("Unknown API key: generate one on the store's Access tokens page")
+    if "merchant" not in facades:
+        raise Forbidden(f"This endpoint requires the {' or '.join(facades)} facade; an API key has merchant")
+    return Caller(identity=None, token=item)
+
+
 def authenticate(request: ApiRequest, facades: tuple[str, ...]) -> Caller:
-    """The caller of a route open only to tokens of `facades`."""
+    """The caller of a route open only to tokens of `facades` (or a store's legacy API key)."""
     # The token comes first: reading it bounds the body before any signature is checked over it.
     token_value = request_token(request)
+    if not token_value:
+        keyed = _api_key_caller(request, facades)
+        if keyed is not None:
+            return keyed
     caller = _signed_identity(request)
     if not token_value:
         raise Unauthorized(f"This endpoint requires a {' or '.join(facades)} token")
@@ -152,8 +169,8 @@ def authenticate(request: ApiRequest, facades: tuple[str, ...]) -> Caller:
 
 
 def authenticate_optional(request: ApiRequest, facades: tuple[str, ...]) -> Caller:
-    """Like `authenticate`, but a request with no token at all is a public caller."""
-    if not request_token(request):
+    """Like `authenticate`, but a request with no token (nor API key) at all is a public caller."""
+    if not request_token(request) and api_keys.key_from_header(request.headers.get("authorization", "")) is None:
         return Caller(identity=optional_identity(request), token=None)
     return authenticate(request, facades)
 

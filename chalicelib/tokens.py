@@ -55,7 +55,8 @@ def _check_label(label: object) -> str | None:
 
 def find(token_value: str) -> TokenModel | None:
     """The token with this value; an expired pending one counts as absent."""
-    if not 0 < len(token_value) <= _MAX_TOKEN_LENGTH:
+    # "#" is not base58: such keys are API keys' hashes (api_keys), which must never work as a token.
+    if not 0 < len(token_value) <= _MAX_TOKEN_LENGTH or "#" in token_value:
         return None
     try:
         # Strongly consistent: a token revoked a moment ago must already fail.
