@@ -13,6 +13,7 @@ from . import api_keys, identity, tokens
 from .errors import Forbidden, Unauthorized
 from .models import TokenModel
 from .settings import get_settings
+from .stores import get_store
 from .web import ApiRequest
 
 MAX_VERIFICATIONS = 8
@@ -31,11 +32,14 @@ class Identity:
 class Caller:
     identity: Identity | None
     token: TokenModel | None
+    # A store that lets anyone create invoices, for a caller with no credentials at all.
+    public_store: str | None = None
 
     @property
     def store_id(self) -> str:
-        assert self.token is not None and self.token.store_id is not None
-        return self.token.store_id
+        store_id = self.token.store_id if self.token is not None else self.public_store
+        assert store_id is not None
+        return store_id
 
     @property
     def facade(self) -> str:
@@ -190,3 +194,19 @@ def authenticate_store_key(request: ApiRequest, store_id: str) -> Caller:
     if token is None:
         raise Forbidden("The key that signed this request holds no merchant token for this invoice's store")
     return Caller(identity=caller, token=token)
+
+
+def authenticate_invoice_creator(request: ApiRequest) -> Caller:
+    """A pos or merchant caller, or, for a store that lets anyone create invoices, a public one.
+
+    The public path opens only when the request brings no credential at all: a bad token or key
+    is refused as always, never silently treated as anonymous.
+    """
+    credentials = request_token(request) or request.headers.get("authorization") or request.headers.get("x-signature")
+    store_id = request.query_value("storeId") or request.fields.get("storeId")
+    if credentials or not store_id:
+        return authenticate(request, ("pos", "merchant"))
+    store = get_store(store_id) if isinstance(store_id, str) else None
+    if store is None or not store.anyone_can_invoice:
+        raise Unauthorized("This store does not let anyone create invoices: a pos or merchant token is required")
+    return Caller(identity=None, token=None, public_store=store.store_id)

@@ -91,3 +91,95 @@ def test_another_users_store_key_cannot_be_made(api_url, merchant_session, other
 
     assert response.status_code in (403, 404)
     assert StoreModel.get(other_store.store_id).api_key is None
+
+
+# Anyone can create invoices
+
+
+def allow_anyone(api_url, session, store, allowed=True):
+    fields = {"allowed": "on"} if allowed else {}
+    tokens_page = f"{api_url}/stores/{store.store_id}/tokens"
+    response = post_form(session, tokens_page, f"{api_url}/stores/{store.store_id}/public-invoices", **fields)
+    assert response.status_code == 303
+
+
+@pytest.mark.parametrize("where", ["query", "body"])
+def test_a_store_that_allows_it_takes_unsigned_invoices(api_url, merchant_session, store, where):
+    allow_anyone(api_url, merchant_session, store)
+    query = {"storeId": store.store_id} if where == "query" else {}
+    body = {**INVOICE, "orderId": "button-1", **({"storeId": store.store_id} if where == "body" else {})}
+
+    response = requests.post(api_url + "/invoices", params=query, json=body, headers={"Origin": "https://shop.example"})
+
+    assert response.status_code == 200, response.text
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    created = response.json()
+    assert created["facade"] == "public/invoice"
+    # The public view: the buyer sees what to pay, not the merchant's fields.
+    assert created["data"]["status"] == "new" and "token" not in created["data"] and "orderId" not in created["data"]
+
+
+@root_only
+def test_off_by_default_and_off_again(api_url, merchant_session, store):
+    unsigned = lambda: requests.post(api_url + "/invoices", params={"storeId": store.store_id}, json=INVOICE)  # noqa: E731
+
+    assert StoreModel.get(store.store_id).anyone_can_invoice is False
+    assert unsigned().status_code == 401
+    allow_anyone(api_url, merchant_session, store)
+    assert unsigned().status_code == 200
+    allow_anyone(api_url, merchant_session, store, allowed=False)
+    assert unsigned().status_code == 401
+    assert unsigned().json() == {
+        "error": "This store does not let anyone create invoices: a pos or merchant token is required"
+    }
+
+
+@root_only
+def test_a_public_invoice_cannot_set_a_notification_url(api_url, merchant_session, store):
+    allow_anyone(api_url, merchant_session, store)
+    body = {**INVOICE, "orderId": "someone-elses-order", "notificationURL": "https://shop.example/ipn"}
+
+    response = requests.post(api_url + "/invoices", params={"storeId": store.store_id}, json=body)
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "An invoice created without credentials cannot set notificationURL"}
+
+
+@root_only
+def test_everything_else_still_needs_credentials(api_url, merchant_session, store, pos):
+    allow_anyone(api_url, merchant_session, store)
+    created = requests.post(api_url + "/invoices", params={"storeId": store.store_id}, json=INVOICE).json()["data"]
+    query = {"storeId": store.store_id}
+
+    assert requests.get(api_url + "/invoices", params=query).status_code == 401
+    assert requests.delete(f"{api_url}/invoices/{created['id']}", params=query).status_code == 401
+    assert requests.post(f"{api_url}/invoices/{created['id']}/notifications", params=query, json={}).status_code == 401
+    # A bad token is refused, not taken for an anonymous caller.
+    bad = requests.post(api_url + "/invoices", params=query, json={**INVOICE, "token": "wrong"})
+    assert bad.status_code == 401
+    # Nor is a store that does not exist.
+    assert requests.post(api_url + "/invoices", params={"storeId": "nope"}, json=INVOICE).status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/invoices", "/rates", "/currencies"])
+def test_browsers_may_call_the_public_endpoints(api_url, path):
+    preflight = requests.options(
+        api_url + path,
+        headers={
+            "Origin": "https://shop.example",
+            "Access-Control-Request-Method": "POST" if path == "/invoices" else "GET",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    response = requests.get(api_url + path, headers={"Origin": "https://shop.example"})
+
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"] or path != "/invoices"
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+@root_only
+def test_other_endpoints_send_no_cors_headers(api_url, merchant):
+    assert "Access-Control-Allow-Origin" not in requests.get(api_url + "/tokens").headers
