@@ -147,6 +147,8 @@ class TokenModel(Model):
     pairing_code = UnicodeAttribute(null=True)
     pairing_expiration = TTLAttribute(null=True)
     created = NumberAttribute(default_for_new=now_ms)
+    # The merchant has had the token's value shown once on the Access tokens page.
+    value_shown = BooleanAttribute(null=True)
 
     by_sin = TokensBySin()
     by_pairing_code = TokensByPairingCode()

@@ -207,6 +207,16 @@ def create_pairing_code(visit: Visit, store_id: str) -> Response:
     return _tokens_page(visit, store, status=201, new_code=token)
 
 
+@page("/stores/{store_id}/tokens/show", methods=("POST",))
+def show_token(visit: Visit, store_id: str) -> Response:
+    store = stores.owned_store(visit.login, store_id)
+    try:
+        token = tokens.show_value_once(store.store_id, visit.request.form.get("token", ""))
+    except BadRequest as error:
+        return _tokens_page(visit, store, status=400, error=error.message)
+    return _tokens_page(visit, store, shown_token=token)
+
+
 @page("/stores/{store_id}/tokens/revoke")
 def revoke_confirmation(visit: Visit, store_id: str) -> Response:
     store = stores.owned_store(visit.login, store_id)

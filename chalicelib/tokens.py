@@ -210,6 +210,26 @@ def find_in_store(store_id: str, token_reference: str) -> TokenModel:
     return token
 
 
+def show_value_once(store_id: str, token_reference: str) -> TokenModel:
+    """An active token of the store whose value the merchant may see this one time (to paste into a plugin).
+
+    Conditional, so two clicks racing each other cannot both see it.
+    """
+    token = find_in_store(store_id, token_reference)
+    if token.status != TokenModel.ACTIVE:
+        raise BadRequest("Only a paired token has a value to show")
+    try:
+        token.update(
+            actions=[TokenModel.value_shown.set(True)],
+            condition=(TokenModel.status == TokenModel.ACTIVE) & TokenModel.value_shown.does_not_exist(),
+        )
+    except UpdateError as exc:
+        if condition_failed(exc):
+            raise BadRequest("This token's value has already been shown once; revoke it and pair anew") from exc
+        raise
+    return token
+
+
 def pairing_view(token: TokenModel) -> dict:
     """One item of BitPay's POST /tokens response."""
     view: dict = {

@@ -183,3 +183,55 @@ def test_browsers_may_call_the_public_endpoints(api_url, path):
 @root_only
 def test_other_endpoints_send_no_cors_headers(api_url, merchant):
     assert "Access-Control-Allow-Origin" not in requests.get(api_url + "/tokens").headers
+
+
+# A token's value, shown once
+
+
+def show_value(api_url, session, store, reference):
+    tokens_page = f"{api_url}/stores/{store.store_id}/tokens"
+    return post_form(session, tokens_page, f"{api_url}/stores/{store.store_id}/tokens/show", token=reference)
+
+
+@root_only
+def test_a_paired_tokens_value_is_shown_once_to_paste_into_a_plugin(api_url, merchant_session, store, pair):
+    from chalicelib import tokens
+
+    client = pair("pos", signed=False)
+    reference = tokens.reference(tokens.find(client.token))
+    page = merchant_session.get(f"{api_url}/stores/{store.store_id}/tokens").text
+    assert client.token not in page and "Show value once" in page
+
+    shown = show_value(api_url, merchant_session, store, reference)
+
+    assert shown.status_code == 200
+    assert re.search(r'<code id="token-value">([^<]+)</code>', shown.text).group(1) == client.token
+    assert f'data-copy="{client.token}"' in shown.text
+    again = show_value(api_url, merchant_session, store, reference)
+    assert again.status_code == 400 and client.token not in again.text
+    assert "already been shown once" in again.text
+    assert "Show value once" not in merchant_session.get(f"{api_url}/stores/{store.store_id}/tokens").text
+
+
+@root_only
+def test_a_pending_code_has_no_value_to_show(api_url, merchant_session, store):
+    from chalicelib import tokens
+
+    pending = tokens.create_pairing_code(store.store_id, "pos")
+
+    shown = show_value(api_url, merchant_session, store, tokens.reference(pending))
+
+    assert shown.status_code == 400 and pending.token not in shown.text
+
+
+@root_only
+def test_another_stores_token_cannot_be_shown(api_url, merchant_session, store, other_store):
+    from chalicelib import tokens
+
+    theirs = tokens.create_pairing_code(other_store.store_id, "pos")
+    tokens.claim(theirs.pairing_code)
+    response = merchant_session.post(
+        f"{api_url}/stores/{store.store_id}/tokens/show", data={"token": tokens.reference(theirs)}
+    )
+
+    assert theirs.token not in response.text
