@@ -1,8 +1,10 @@
 """The deployment, checked offline: the packaged template and bundle that `make deploy` uploads.
 
 The app is packaged once per session exactly as `make package` does
-(Chalice downloads the Linux wheels from PyPI). The template is linted, and
-compared with the pynamodb models, with the notification queue the consumer
+(Chalice downloads the Linux wheels from PyPI), then `make changeset` runs the
+real AWS CLI against moto's server: the artifacts bucket, the upload and a
+change set for the whole template. The template is linted as SAM and as the
+CloudFormation SAM expands it to, and compared with the pynamodb models, with the notification queue the consumer
 reads, and with the DynamoDB and SQS calls each function's handler really
 makes (recorded while the API, the watcher and the consumer run against moto);
 the bundle is unpacked and each function run from it as Lambda runs it, the
@@ -11,6 +13,7 @@ API on the oldest botocore it supports.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -27,7 +30,7 @@ import pytest
 from chalicelib import notifications, tokens
 from deploy.package import OLDEST_BOTOCORE, ROOT, build
 from tests.api_fixtures import root_only
-from tests.conftest import BIP84_ZPUB, PASSWORD
+from tests.conftest import BIP84_ZPUB, MOTO_PORT, PASSWORD
 from tests.lambda_events import DEPLOYMENTS, LambdaClient, LambdaContext, proxy_event, sqs_event
 from tests.pages_support import browser, fresh_address, post_form, sign_in, signed_in
 from tests.payments_support import HOUR, SCHEDULED_EVENT, sats
@@ -131,12 +134,139 @@ def _expected_properties(model) -> dict:
     }
 
 
-def test_the_packaged_template_passes_cfn_lint(package):
+# What the pinned AWS CLI (requirements-dev.txt) runs as; moto finds a template uploaded to itself by this host name.
+AWS_CLI = str(Path(sys.executable).parent / "aws")
+ACCOUNT = "123456789012"
+# Each one a stack parameter `make deploy` passes when it is given.
+MAKE_PARAMETERS = {
+    "DOMAIN_NAME": ("DomainName", "pay.example.com"),
+    "CERTIFICATE_ARN": ("CertificateArn", f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/0000"),
+    "BASE_PATH": ("BasePath", "bitpay"),
+    "PUBLIC_BASE_URL": ("PublicBaseUrl", "https://shop.example.com"),
+    "LOG_RETENTION_DAYS": ("LogRetentionDays", "90"),
+}
+
+
+def _make(*arguments: str, environment: dict | None = None) -> subprocess.CompletedProcess:
+    # -o package: the session's package stands for `make package` (built the same way, once).
+    return subprocess.run(
+        ["make", "--no-print-directory", "-o", "package", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(environment or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def change_set(package, dynamodb) -> dict:
+    """`make changeset` against moto: the bucket, the upload and the change set, as `make deploy` makes them."""
+    import boto3
+
+    endpoint = f"http://localhost:{MOTO_PORT}"
+    parameters = [f"{variable}={value}" for variable, (_, value) in MAKE_PARAMETERS.items()]
+    result = _make(
+        "changeset",
+        # The package's stage (the suite's own STAGE is in the environment).
+        "STAGE=prod",
+        f"AWS={AWS_CLI}",
+        f"DIST={package.parent}",
+        *parameters,
+        environment={"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [arn] = re.findall(r"--change-set-name (arn:\S+)", result.stdout)
+    cloudformation = boto3.client("cloudformation", endpoint_url=endpoint)
+    return {
+        "change_set": cloudformation.describe_change_set(ChangeSetName=arn),
+        "bucket": f"paylambda-prod-artifacts-{ACCOUNT}-us-east-1",
+        "packaged": package.parent / "packaged.yaml",
+        "s3": boto3.client("s3", endpoint_url=endpoint),
+    }
+
+
+@pytest.fixture(scope="session")
+def packaged_template(change_set) -> dict:
+    """The template CloudFormation receives: `aws cloudformation package` wrote the code's S3 location in."""
+    import yaml
+
+    return yaml.safe_load(change_set["packaged"].read_text())
+
+
+def test_make_changeset_uploads_the_code_and_template_to_a_versioned_bucket(change_set, package, packaged_template):
+    s3, bucket = change_set["s3"], change_set["bucket"]
+
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    uploaded = {item["Key"]: item["Size"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    code_uris = {function["Properties"]["CodeUri"] for function in _functions(packaged_template).values()}
+    [code_uri] = code_uris
+    code_key = code_uri.removeprefix(f"s3://{bucket}/")
+    assert code_key.startswith("code/")
+    assert uploaded[code_key] == (package / "deployment.zip").stat().st_size
+    [template_key] = [key for key in uploaded if key.startswith("templates/")]
+    # Over the 51,200 bytes an inline template may have: only the upload lets it through.
+    assert uploaded[template_key] == change_set["packaged"].stat().st_size > 51_200
+    # CloudFormation's limit for a template read from S3.
+    assert uploaded[template_key] <= 1_000_000
+
+
+def test_make_changeset_creates_a_change_set_for_every_resource_with_the_parameters_given(
+    change_set, packaged_template
+):
+    described = change_set["change_set"]
+
+    assert described["Status"] == "CREATE_COMPLETE", described.get("StatusReason")
+    assert described["StackName"] == "paylambda-prod"
+    given = {name: value for name, value in MAKE_PARAMETERS.values()}
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]} == given
+    # Every parameter `make` passes is one the template declares (the CLI would drop an unknown one silently).
+    assert set(given) <= set(packaged_template["Parameters"])
+    changed = {change["ResourceChange"]["LogicalResourceId"] for change in described["Changes"]}
+    assert changed == set(packaged_template["Resources"])
+
+
+def test_make_deploy_checks_the_bucket_owner_and_protects_the_stack():
+    result = _make("-n", "deploy", "STAGE=prod", f"ACCOUNT={ACCOUNT}", "REGION=us-east-1", "AWS=aws")
+    commands = [line for line in re.sub(r"\\\n\s*", " ", result.stdout).splitlines() if line.startswith("aws ")]
+
+    assert result.returncode == 0, result.stderr
+    s3api = [command for command in commands if command.startswith("aws s3api")]
+    assert s3api and all(f"--expected-bucket-owner {ACCOUNT}" in command for command in s3api)
+    assert any("put-bucket-versioning" in command and "Status=Enabled" in command for command in s3api)
+    [deploy] = [i for i, command in enumerate(commands) if command.startswith("aws cloudformation deploy")]
+    assert "--s3-bucket paylambda-prod-artifacts-123456789012-us-east-1" in commands[deploy]
+    assert "update-termination-protection" in commands[deploy + 1]
+    assert "--enable-termination-protection" in commands[deploy + 1]
+
+
+def _lint(path: Path) -> list[str]:
     from cfnlint.api import ManualArgs, lint_file
 
-    matches = lint_file(package / "sam.json", config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
+    matches = lint_file(path, config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
+    return [str(match) for match in matches if match.rule.id[0] in "EW"]
 
-    assert [str(match) for match in matches if match.rule.id.startswith("E")] == []
+
+def test_the_packaged_template_passes_cfn_lint(package):
+    assert _lint(package / "sam.json") == []
+
+
+def test_the_template_sam_expands_to_passes_cfn_lint(packaged_template, tmp_path, monkeypatch):
+    """What CloudFormation deploys is SAM's expansion: a dependency cycle or a bad property shows only there."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        # The template names no AWS managed policy; offline there is no IAM to list them from.
+        def load(self):
+            return {}
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    expanded = transform(packaged_template, {}, NoManagedPolicies())
+    assert "Transform" not in expanded
+    assert not [r for r in expanded["Resources"].values() if r["Type"].startswith("AWS::Serverless::")]
+    path = tmp_path / "expanded.json"
+    path.write_text(json.dumps(expanded))
+
+    assert _lint(path) == []
 
 
 def test_the_lambda_runtime_is_the_packaging_interpreter(template):
