@@ -293,12 +293,19 @@ def test_every_model_is_a_table_named_in_every_function(template):
         assert properties["BillingMode"] == "PAY_PER_REQUEST"
         assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
         assert properties["SSESpecification"] == {"SSEEnabled": True}
-        assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+        # Kept when the stack goes or the table would be replaced; only a failed first creation removes it.
+        assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
+        assert properties["DeletionProtectionEnabled"] is True
+
+
+def _when_enabled(value):
+    """A value as it is with every option on: the first branch of an Fn::If."""
+    return value["Fn::If"][1] if isinstance(value, dict) and "Fn::If" in value else value
 
 
 def _policy_documents(template: dict, role_id: str) -> list[dict]:
     role = template["Resources"][role_id]
-    documents = [policy["PolicyDocument"] for policy in role["Properties"].get("Policies", [])]
+    documents = [_when_enabled(policy)["PolicyDocument"] for policy in role["Properties"].get("Policies", [])]
     for policy in _resources(template, "AWS::IAM::Policy").values():
         if {"Ref": role_id} in policy["Properties"]["Roles"]:
             documents.append(policy["Properties"]["PolicyDocument"])
@@ -346,8 +353,13 @@ def _grants(template: dict, function_id: str) -> set[tuple[str, str, str | None]
             assert not any(action == "*" or action.endswith(":*") for action in actions), actions
             (service,) = {action.split(":")[0] for action in actions}
             if service == "logs":
-                # Chalice's own statement: the function writes its logs.
-                assert set(actions) == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+                # Its own log group only, which the stack creates.
+                assert set(actions) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+                assert statement["Resource"] == [{"Fn::GetAtt": [f"{function_id}LogGroup", "Arn"]}]
+                continue
+            if service == "xray":
+                # With EnableTracing: what Lambda's active tracing sends (X-Ray has no resources to name).
+                assert set(actions) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
                 continue
             assert service in ("dynamodb", "sqs"), actions
             assert set(actions) <= (ITEM_LEVEL_ACTIONS if service == "dynamodb" else QUEUE_ACTIONS), actions
@@ -824,3 +836,128 @@ def test_the_cli_administers_a_stack_through_its_outputs(template, dynamodb):
         TableName=f"{stack_name}-users", Key={"login": {"S": "alice"}}
     )["Item"]
     assert user["is_admin"] == {"BOOL": True}
+
+
+def _alarms(template: dict) -> dict[str, dict]:
+    return {name: alarm["Properties"] for name, alarm in _resources(template, "AWS::CloudWatch::Alarm").items()}
+
+
+def _dimension(alarm: dict, name: str):
+    return {d["Name"]: d["Value"] for d in alarm["Dimensions"]}[name]
+
+
+def test_alarms_reach_the_alarm_email_through_one_topic(template):
+    [(topic_id, topic)] = _resources(template, "AWS::SNS::Topic").items()
+    alarms = _alarms(template)
+    queue_id, dead_letter_id = _queues(template)
+
+    assert topic["Properties"]["Subscription"] == [{"Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}]
+    assert alarms and all(alarm["AlarmActions"] == [{"Ref": topic_id}] for alarm in alarms.values())
+    by_metric = {}
+    for name, alarm in alarms.items():
+        by_metric.setdefault(alarm.get("MetricName"), []).append((name, alarm))
+    [(_, dead_letters)] = by_metric["ApproximateNumberOfMessagesVisible"]
+    assert _dimension(dead_letters, "QueueName") == {"Fn::GetAtt": [dead_letter_id, "QueueName"]}
+    assert (dead_letters["ComparisonOperator"], dead_letters["Threshold"]) == ("GreaterThanThreshold", 0)
+    [(_, oldest)] = by_metric["ApproximateAgeOfOldestMessage"]
+    assert _dimension(oldest, "QueueName") == {"Fn::GetAtt": [queue_id, "QueueName"]}
+    assert oldest["Threshold"] == 30 * 60
+    [(_, server_errors)] = by_metric["5XXError"]
+    assert _dimension(server_errors, "ApiName") == "paylambda"
+
+
+def test_every_function_has_error_throttle_and_near_timeout_alarms(template):
+    alarms = _alarms(template)
+    for function_id, function in _functions(template).items():
+        mine = {
+            alarm["MetricName"]: alarm
+            for alarm in alarms.values()
+            if alarm.get("Namespace") == "AWS/Lambda" and _dimension(alarm, "FunctionName") == {"Ref": function_id}
+        }
+        assert {"Errors", "Throttles", "Duration"} <= set(mine), function_id
+        timeout_ms = function["Properties"]["Timeout"] * 1000
+        assert 0.5 * timeout_ms <= mine["Duration"]["Threshold"] < timeout_ms
+
+
+def test_the_watcher_heartbeat_alarm_fires_when_runs_stop(template):
+    [watcher_id] = [
+        name
+        for name, function in _functions(template).items()
+        if any(event["Type"] == "Schedule" for event in function["Properties"].get("Events", {}).values())
+    ]
+    [heartbeat] = [
+        alarm
+        for alarm in _alarms(template).values()
+        if alarm.get("MetricName") == "Invocations" and _dimension(alarm, "FunctionName") == {"Ref": watcher_id}
+    ]
+
+    # No data is what a stopped schedule produces.
+    assert heartbeat["TreatMissingData"] == "breaching"
+    assert (heartbeat["ComparisonOperator"], heartbeat["Threshold"]) == ("LessThanThreshold", 1)
+    assert heartbeat["Period"] * heartbeat["EvaluationPeriods"] <= 15 * 60
+
+
+def test_every_table_has_a_throttle_alarm(template):
+    alarmed = {
+        stat["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+        for alarm in _alarms(template).values()
+        for stat in alarm.get("Metrics", [])
+        if "MetricStat" in stat and stat["MetricStat"]["Metric"]["Namespace"] == "AWS/DynamoDB"
+    }
+    assert alarmed == set(_model_tables(template))
+
+
+def test_log_alarms_match_what_the_code_logs(template):
+    filters = _resources(template, "AWS::Logs::MetricFilter")
+    patterns = {f["Properties"]["FilterPattern"].strip('"'): f["Properties"] for f in filters.values()}
+
+    assert set(patterns) == {"esplora unavailable", "All rate sources failed"}
+    for pattern, module in (("esplora unavailable", "watcher.py"), ("All rate sources failed", "rates.py")):
+        # A filter pattern is case-sensitive: the very words the module logs.
+        assert pattern in (ROOT / "chalicelib" / module).read_text(), pattern
+        metric = patterns[pattern]["MetricTransformations"][0]
+        assert any(alarm.get("MetricName") == metric["MetricName"] for alarm in _alarms(template).values())
+
+
+def test_the_api_is_throttled_and_guarded(template):
+    [api] = _resources(template, "AWS::Serverless::Api").values()
+    [settings] = api["Properties"]["MethodSettings"]
+    [acl] = _resources(template, "AWS::WAFv2::WebACL").values()
+    rules = {}
+    for rule in acl["Properties"]["Rules"]:
+        rate = rule["Statement"]["RateBasedStatement"]
+        scope = rate["ScopeDownStatement"]
+        matches = scope["AndStatement"]["Statements"] if "AndStatement" in scope else [scope]
+        fields = {next(iter(m["ByteMatchStatement"]["FieldToMatch"])): m["ByteMatchStatement"] for m in matches}
+        method = fields["Method"]["SearchString"] if "Method" in fields else None
+        rules[(method, fields["UriPath"]["SearchString"])] = (rate["AggregateKeyType"], rule["Action"])
+
+    assert (settings["ResourcePath"], settings["HttpMethod"]) == ("/*", "*")
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiBurstLimit"}
+    assert api["Properties"]["DisableExecuteApiEndpoint"] == {"Fn::If": ["HasDomainName", True, False]}
+    assert set(rules) == {("POST", "/tokens"), (None, "/login"), ("POST", "/invoices")}
+    assert all(key == "IP" and action == {"Block": {}} for key, action in rules.values())
+
+
+def test_consumers_and_the_watcher_cannot_multiply(template):
+    consumer_id, event = _consumer(template)
+    [watcher] = [f for f in _functions(template).values() if f["Properties"]["Handler"].endswith("watch_payments")]
+    [schedule] = watcher["Properties"]["Events"].values()
+
+    assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "NotificationConcurrency"}}
+    assert _when_enabled(watcher["Properties"]["ReservedConcurrentExecutions"]) == 1
+    assert schedule["Properties"]["RetryPolicy"] == {"MaximumRetryAttempts": 0}
+    assert watcher["Properties"]["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+def test_backups_cover_every_table_daily_for_35_days(template):
+    [plan] = _resources(template, "AWS::Backup::BackupPlan").values()
+    [selection] = _resources(template, "AWS::Backup::BackupSelection").values()
+    [rule] = plan["Properties"]["BackupPlan"]["BackupPlanRule"]
+
+    assert rule["ScheduleExpression"].startswith("cron(0 ") and rule["ScheduleExpression"].endswith(" * * ? *)")
+    assert rule["Lifecycle"] == {"DeleteAfterDays": 35}
+    assert _when_enabled(rule["CopyActions"])[0]["DestinationBackupVaultArn"] == {"Ref": "BackupCopyVaultArn"}
+    tables = {resource["Fn::GetAtt"][0] for resource in selection["Properties"]["BackupSelection"]["Resources"]}
+    assert tables == set(_model_tables(template))
