@@ -12,7 +12,7 @@ from .rates import get_rates
 from .settings import get_settings
 
 # Confirmations that make an invoice `confirmed`, per transaction speed.
-TARGET_CONFIRMATIONS = {"high": 0, "medium": 1, "low": 6}
+TARGET_CONFIRMATIONS = {"high": 0, "medium": 1, "low-medium": 2, "low": 6}
 TRANSACTION_SPEEDS = tuple(TARGET_CONFIRMATIONS)
 MAX_NAME_LENGTH = 100
 MAX_GAP_LIMIT = 1000
@@ -169,6 +169,11 @@ def update_settings(store: StoreModel, settings: dict[str, str]) -> StoreModel:
     for attribute, value in values:
         setattr(store, attribute.attr_name, value)
     return store
+
+
+def allow_public_invoices(store: StoreModel, allowed: bool) -> None:
+    """BTCPay's "anyone can create invoice": unsigned POST /invoices?storeId= makes invoices for the store."""
+    store.update(actions=[StoreModel.anyone_can_invoice.set(allowed)])
 
 
 def get_store(store_id: str, consistent: bool = False) -> StoreModel | None:
