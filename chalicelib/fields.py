@@ -18,7 +18,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # log lines, where a CR/LF or an escape sequence would forge a line or a header of its own.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # Descriptions and posData are free text that shops fill with line breaks and tabs (posData is
-# often pretty-printed JSON), so those three are allowed there; every other control still is not.
+# often pretty-printed JSON), so tab, LF and CR are allowed there; every other control still is not.
 _CONTROL_IN_MULTILINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Characters never valid in a URL's host (RFC 3986); "\\" would be read as "/" by browsers.
 _BAD_IN_HOST = re.compile(r"""[\s<>"{}|\\^`/?#@]""")
@@ -31,7 +31,7 @@ def has_lone_surrogate(value: str) -> bool:
     return _SURROGATE.search(value) is not None
 
 
-def unreadable_character(value: str, multiline: bool = False) -> str | None:
+def _unreadable(value: str, multiline: bool = False) -> str | None:
     """What is wrong with `value`'s characters, or None when every one may be stored."""
     if has_lone_surrogate(value):
         return LONE_SURROGATE
@@ -50,7 +50,7 @@ def text(value: object, name: str, limit: int, *, multiline: bool = False) -> st
         raise BadRequest(f"{name} must be a string")
     if len(value) > limit:
         raise BadRequest(f"{name} must be at most {limit} characters")
-    problem = unreadable_character(value, multiline)
+    problem = _unreadable(value, multiline)
     if problem:
         raise BadRequest(f"{name} {problem}")
     return value
