@@ -130,6 +130,8 @@ def run_module(name: str, module: Module) -> dict:
     destination.mkdir(parents=True, exist_ok=True)
     _copy_tree(destination)
     _configure(destination, module)
+    meta_path = destination / "mutants" / f"{module.path}.meta"
+    _retry_survivors(meta_path)
     started = time.monotonic()
     log = destination / "mutmut.log"
     with log.open("w") as output:
@@ -140,7 +142,6 @@ def run_module(name: str, module: Module) -> dict:
             stderr=subprocess.STDOUT,
         )
     seconds = time.monotonic() - started
-    meta_path = destination / "mutants" / f"{module.path}.meta"
     if process.returncode != 0 or not meta_path.exists():
         print(f"{name}: mutmut failed (exit {process.returncode}); see {log}", file=sys.stderr)
         return {"name": name, "total": 0, "killed": 0, "survivors": [], "seconds": seconds, "failed": True}
@@ -157,6 +158,17 @@ def run_module(name: str, module: Module) -> dict:
         "failed": False,
         "directory": destination,
     }
+
+
+def _retry_survivors(meta_path: Path) -> None:
+    """Forget the survivors of the last run, so that new tests get their chance at them.
+
+    mutmut keeps every result while the function it mutates is unchanged; killed stays killed.
+    """
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        meta["exit_code_by_key"] = {key: None if code == 0 else code for key, code in meta["exit_code_by_key"].items()}
+        meta_path.write_text(json.dumps(meta))
 
 
 def _matching(keys, globs: list[str]):
