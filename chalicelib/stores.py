@@ -12,7 +12,7 @@ from .settings import get_settings
 from .web import http_url
 
 # Confirmations that make an invoice `confirmed`, per transaction speed.
-TARGET_CONFIRMATIONS = {"high": 0, "medium": 1, "low": 6}
+TARGET_CONFIRMATIONS = {"high": 0, "medium": 1, "low-medium": 2, "low": 6}
 TRANSACTION_SPEEDS = tuple(TARGET_CONFIRMATIONS)
 MAX_NAME_LENGTH = 100
 # A day: longer than any checkout needs, short enough that the rate quoted still means something.
@@ -95,6 +95,11 @@ def update_settings(store: StoreModel, settings: dict[str, str]) -> StoreModel:
         actions=[attribute.set(value) if value is not None else attribute.remove() for attribute, value in values]
     )
     return store
+
+
+def allow_public_invoices(store: StoreModel, allowed: bool) -> None:
+    """BTCPay's "anyone can create invoice": unsigned POST /invoices?storeId= makes invoices for the store."""
+    store.update(actions=[StoreModel.anyone_can_invoice.set(allowed)])
 
 
 def get_store(store_id: str) -> StoreModel | None:

@@ -239,7 +239,7 @@ def test_store_settings_show_the_addresses_before_saving(api_url, merchant, user
         ("wallet", XPRV, "Never share private keys"),
         ("wallet", "abandon " * 11 + "about", "recovery phrase"),
         ("invoice_expiration_minutes", "0", "from 1 to 1440"),
-        ("transaction_speed", "instant", "transaction speed must be one of high, medium, low"),
+        ("transaction_speed", "instant", "transaction speed must be one of high, medium, low-medium, low"),
         ("website", "javascript:alert(1)", "website must be an absolute http(s) URL"),
     ],
 )
