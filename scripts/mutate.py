@@ -69,12 +69,12 @@ MODULES = {
     "stores": Module(
         "chalicelib/stores.py",
         ("x_reserve_address_index",),
-        ("tests/test_api_invoices.py", "-k", "wallet or next_address or fifty"),
+        ("tests/test_money_boundaries.py", "tests/test_api_invoices.py", "-k", "wallet or next_address or fifty"),
     ),
     "wallet": Module(
         "chalicelib/wallet.py",
         ("xǁWalletǁaddress", "xǁWalletǁaddresses", "x__receive_branch", "x__check_index", "x__is_int"),
-        ("tests/test_wallet.py",),
+        ("tests/test_wallet.py", "tests/test_money_boundaries.py", "-k", "not boundaries or address_index"),
         children=2,
     ),
     "watcher": Module(
