@@ -206,13 +206,14 @@ def _receive_branch(descriptor: Descriptor) -> Descriptor:
 
     An address is then one child derivation per key rather than the whole path again.
     """
-    receive = descriptor.branch(0)
+    # embit takes the first branch for None as for 0: that mutant is equivalent.
+    receive = descriptor.branch(0)  # pragma: no mutate
     for key in receive.keys:
         steps = key.allowed_derivation.indexes
         fixed = steps[: steps.index(None)]
         # Giving every key an origin also spares embit, which otherwise derives an extra child per
         # address just to fill in an origin fingerprint.
-        key.origin = KeyOrigin(key.fingerprint, key.derivation + fixed)
+        key.origin = KeyOrigin(key.fingerprint, key.derivation + fixed)  # pragma: no mutate (equivalent: only slower)
         key.key = key.key.derive(fixed)
         key.allowed_derivation = AllowedDerivation(steps[len(fixed) :])
     return receive
