@@ -9,7 +9,7 @@ request is accepted when one of them verifies.
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
-from . import identity, tokens
+from . import identity, request_log, tokens
 from .errors import Forbidden, Unauthorized
 from .models import TokenModel
 from .settings import get_settings
@@ -148,6 +148,7 @@ def authenticate(request: ApiRequest, facades: tuple[str, ...]) -> Caller:
     token = _check_token(tokens.find(token_value), caller)
     if token.facade not in facades:
         raise Forbidden(f"This endpoint requires the {' or '.join(facades)} facade; this token has {token.facade}")
+    request_log.note_store(token.store_id)
     return Caller(identity=caller, token=token)
 
 
