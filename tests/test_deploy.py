@@ -644,6 +644,8 @@ def test_the_watcher_policy_allows_exactly_what_racing_watcher_runs_call(
     lost = merchant.create_invoice(notificationURL="https://shop.example/ipn", transactionSpeed="high")
     chain.pay(lost["bitcoinAddress"], sats(lost))
     jobs.watch_payments(SCHEDULED_EVENT, LambdaContext("WatchPayments", 60))
+    # As if its queue message were lost an hour ago: the handlers run at the real time, so the
+    # notification goes back an hour rather than a clock forward.
     for notification in NotificationModel.query(lost["id"]):
         notification.update([NotificationModel.next_attempt.set(notification.next_attempt - HOUR)])
 
