@@ -1,5 +1,6 @@
 """Invoices: creating them from what BitPay clients send, finding them, and their wire views."""
 
+import base64
 import hashlib
 import json
 import re
@@ -11,6 +12,7 @@ from itertools import islice
 from urllib.parse import quote
 
 import base58
+from pynamodb.constants import NUMBER, STRING
 from pynamodb.exceptions import PutError
 
 from .auth import Caller
@@ -25,6 +27,8 @@ from .stores import TARGET_CONFIRMATIONS, invoicing_store, reserve_address_index
 SATS_PER_BTC = 100_000_000
 MAX_PRICE = Decimal("1e12")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+# An offset is read and thrown away item by item; past this, a page's `next` cursor goes deeper.
+MAX_OFFSET = 10_000
 _DAY_MS = 24 * 3600 * 1000
 _TEXT_LIMITS = {"orderid": 100, "itemdesc": 1000, "itemcode": 100, "posdata": 10_000, "guid": 100}
 # Request field (lower-cased) -> (model attribute, name in error messages).
@@ -393,6 +397,33 @@ def _whole_number(value: str | None, name: str, default: int, maximum: int) -> i
     return int(value)
 
 
+def _page_size(params: dict[str, str]) -> int:
+    return _whole_number(params.get("limit"), "limit", DEFAULT_LIMIT, MAX_LIMIT) or DEFAULT_LIMIT
+
+
+def next_cursor(found: list[InvoiceModel], params: dict[str, str]) -> str | None:
+    """The `next` value that continues a full page where it stopped (None after a short page)."""
+    if not found or len(found) < _page_size(params):
+        return None
+    last = found[-1]
+    return base64.urlsafe_b64encode(json.dumps([last.created, last.invoice_id]).encode()).decode().rstrip("=")
+
+
+def _start_key(cursor: str, index, key: str) -> dict:
+    """DynamoDB's ExclusiveStartKey for `index` and this query's own `key`: only the position is the client's."""
+    try:
+        created, invoice_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (type(created) is int and isinstance(invoice_id, str)):
+            raise ValueError
+    except ValueError:
+        raise BadRequest("next must be the next value of a previous page") from None
+    return {
+        InvoiceModel._hash_key_attribute().attr_name: {STRING: invoice_id},
+        index._hash_key_attribute().attr_name: {STRING: key},
+        InvoiceModel.created.attr_name: {NUMBER: str(created)},
+    }
+
+
 def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
     """The store's invoices, newest first, filtered through the most selective index."""
     start = _parse_date(params["dateStart"], "dateStart", end=False) if params.get("dateStart") else 0
@@ -400,8 +431,8 @@ def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
     if start > end:
         # DynamoDB refuses a BETWEEN whose bounds are reversed.
         raise BadRequest("dateEnd must not be before dateStart")
-    limit = _whole_number(params.get("limit"), "limit", DEFAULT_LIMIT, MAX_LIMIT) or DEFAULT_LIMIT
-    offset = _whole_number(params.get("offset"), "offset", 0, 1_000_000)
+    limit = _page_size(params)
+    offset = _whole_number(params.get("offset"), "offset", 0, MAX_OFFSET)
     status, order_id, item_code = params.get("status"), params.get("orderId"), params.get("itemCode")
     remaining = []
     if order_id:
@@ -425,6 +456,7 @@ def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
         filter_condition=filter_condition,
         scan_index_forward=False,
         limit=offset + limit,
+        last_evaluated_key=_start_key(params["next"], index, key) if params.get("next") else None,
     )
     # Skipped as they stream past: a deep offset costs reads, not memory.
     return list(islice(results, offset, None))

@@ -601,6 +601,7 @@ def test_every_page_forbids_framing_and_inline_script(api_url, merchant, store, 
         page = merchant.get(url)
         assert page.status_code in (200, 404), url
         assert page.headers["X-Frame-Options"] == "DENY"
+        assert page.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
         policy = page.headers["Content-Security-Policy"]
         assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
         assert page.headers["Cache-Control"] == "no-store"
