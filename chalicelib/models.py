@@ -12,6 +12,7 @@ attributes, which DynamoDB requires in epoch seconds.
 import os
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -22,6 +23,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
+from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -61,6 +63,13 @@ def condition_failed(error: PynamoDBException) -> bool:
         return True
     reasons = getattr(error, "cancellation_reasons", None) or []
     return any(reason is not None and reason.code == "ConditionalCheckFailed" for reason in reasons)
+
+
+@lru_cache(maxsize=1)
+def connection() -> Connection:
+    """For transactions, which span tables and so take a connection rather than a model's."""
+    settings = get_settings()
+    return Connection(region=settings.region, host=settings.dynamodb_endpoint)
 
 
 def is_expired(expiration: datetime | None) -> bool:
@@ -119,6 +128,13 @@ class TokensByStore(GlobalSecondaryIndex):
     created = NumberAttribute(range_key=True)
 
 
+class TokensByMinter(GlobalSecondaryIndex):
+    """Sparse: only codes a merchant's client made through the API, so a revocation finds what it minted."""
+
+    Meta = _index_meta("minted-by-index")
+    minted_by = UnicodeAttribute(hash_key=True)
+
+
 class TokenModel(Model):
     """An API token, and while it is pending, the pairing request behind it.
 
@@ -143,10 +159,13 @@ class TokenModel(Model):
     pairing_code = UnicodeAttribute(null=True)
     pairing_expiration = TTLAttribute(null=True)
     created = NumberAttribute(default_for_new=now_ms)
+    # The merchant token whose client asked for this code (POST /tokens): revoking it revokes the code.
+    minted_by = UnicodeAttribute(null=True)
 
     by_sin = TokensBySin()
     by_pairing_code = TokensByPairingCode()
     by_store = TokensByStore()
+    by_minter = TokensByMinter()
 
     @property
     def is_expired(self) -> bool:
@@ -291,14 +310,33 @@ class SessionModel(Model):
     by_login = SessionsByLogin()
 
 
-class LoginFailureModel(Model):
-    """Failed sign-ins counted per account ("login#alice") and per address ("address#198.51.100.7")."""
+class SinClaimModel(Model):
+    """The one store a client id (SIN) is paired with, written in the same transaction as its token."""
 
-    Meta = _meta("LOGIN_FAILURES_TABLE", "login-failures")
+    Meta = _meta("SIN_CLAIMS_TABLE", "sin-claims")
+
+    sin = UnicodeAttribute(hash_key=True)
+    store_id = UnicodeAttribute()
+
+
+class LimitModel(Model):
+    """One fixed-window abuse counter (chalicelib.limits): key "<limit>#<subject>", e.g. "sign-in-account#alice"."""
+
+    Meta = _meta("LIMITS_TABLE", "limits")
 
     key = UnicodeAttribute(hash_key=True)
-    failures = NumberAttribute(default=0)
+    hits = NumberAttribute()
+    # The window's end; the counter is void after it even before DynamoDB deletes it.
     expiration = TTLAttribute()
+
+
+class SecretModel(Model):
+    """Server-side secrets made once per deployment (the device cookies' HMAC key); never sent to anyone."""
+
+    Meta = _meta("SECRETS_TABLE", "secrets")
+
+    name = UnicodeAttribute(hash_key=True)
+    value = UnicodeAttribute()
 
 
 class NotificationsOutbox(GlobalSecondaryIndex):
@@ -351,7 +389,9 @@ ALL_MODELS: tuple[type[Model], ...] = (
     TokenModel,
     InvoiceModel,
     SessionModel,
-    LoginFailureModel,
+    LimitModel,
+    SecretModel,
+    SinClaimModel,
     NotificationModel,
 )
 

@@ -145,12 +145,14 @@ def http_url(value: object, name: str) -> str | None:
     return value
 
 
-def json_response(body: Any, status: int = 200) -> Response:
-    return Response(body=json.dumps(body), status_code=status, headers={"Content-Type": "application/json"})
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        body=json.dumps(body), status_code=status, headers={"Content-Type": "application/json", **(headers or {})}
+    )
 
 
 def error_response(error: ApiError) -> Response:
-    return json_response({"error": error.message}, error.status)
+    return json_response({"error": error.message}, error.status, error.headers)
 
 
 def api_errors(view: Callable[..., Any]) -> Callable[..., Any]:
