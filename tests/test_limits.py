@@ -15,6 +15,7 @@ from tests.bitid_client import BitIdClient
 from tests.conftest import PASSWORD
 from tests.pages_support import browser, csrf_token, fresh_address, sign_in, text_of
 
+
 @pytest.fixture
 def real_limits(monkeypatch):
     """The production defaults: the suite raises the per-address ones, since all its clients share 127.0.0.1."""
