@@ -105,12 +105,12 @@ def _body(invoice: InvoiceModel, event: Event, now: int) -> str:
     return json.dumps(view)
 
 
-def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int) -> bool:
+def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int, condition=None) -> bool:
     """Apply `actions` to the invoice and create the notifications for `events`, all or nothing.
 
     `invoice` holds the state the notifications describe; it must be the version read
-    from the table, since the write is conditioned on it. False when another writer
-    changed the invoice first: the caller reads it again and decides anew.
+    from the table, since the write is conditioned on it (and on `condition`, when given).
+    False when another writer changed the invoice first: the caller reads it again and decides anew.
     """
     notifications = [
         NotificationModel(
@@ -130,11 +130,13 @@ def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int) 
     try:
         if notifications:
             with TransactWrite(connection=connection()) as transaction:
-                transaction.update(invoice, [*actions, InvoiceModel.notification_count.add(len(notifications))])
+                transaction.update(
+                    invoice, [*actions, InvoiceModel.notification_count.add(len(notifications))], condition=condition
+                )
                 for notification in notifications:
                     transaction.save(notification, condition=NotificationModel.sequence.does_not_exist())
         else:
-            invoice.update(actions)
+            invoice.update(actions, condition=condition)
     except (UpdateError, TransactWriteError) as exc:
         if condition_failed(exc):
             return False

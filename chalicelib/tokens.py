@@ -206,7 +206,8 @@ def _activate(token: TokenModel, *, store_id: str, sin: str | None) -> TokenMode
         reasons = exc.cancellation_reasons or []
         failed = [refusal for refusal, reason in zip(refusals, reasons, strict=False) if reason is not None]
         raise BadRequest(failed[0] if failed else _USED) from exc
-    token.status, token.store_id, token.pairing_expiration = TokenModel.ACTIVE, store_id, None
+    # BitPay and BTCPay still answer a claim with the moment the code would have expired: kept in the view.
+    token.status, token.store_id = TokenModel.ACTIVE, store_id
     token.sin = sin if sin is not None else token.sin
     return token
 
