@@ -238,9 +238,12 @@ def test_parallel_wrong_passwords_are_counted_before_they_are_checked(api_url, u
 
 @root_only
 def test_the_right_password_gives_its_count_back(api_url, user, real_limits):
-    session, token = _login_form(api_url, fresh_address())
+    address = fresh_address()
+    # A new browser each time (no device cookie): the account's own counter is the one at stake.
     for _ in range(real_limits.sign_in_failures_per_account.count + 2):
+        session, token = _login_form(api_url, address)
         assert _post_login(session, api_url, token, user.login, PASSWORD).status_code == 303
+    session, token = _login_form(api_url, address)
     assert _post_login(session, api_url, token, user.login, "guess").status_code == 401
 
 
