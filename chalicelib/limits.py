@@ -13,6 +13,7 @@ password, a valid pairing code), gives its count back (`refund`): a limit on
 failures then holds however many requests race.
 """
 
+import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,18 @@ class Count:
     @property
     def retry_after_seconds(self) -> int:
         return max(1, math.ceil((self.expiration - datetime.now(UTC)).total_seconds()))
+
+
+def client(address: str) -> str:
+    """The subject a client address is counted as: an IPv6 client by its /64, which one subscriber holds whole."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    mapped = getattr(ip, "ipv4_mapped", None)
+    if mapped is not None:
+        return str(mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
 
 def _key(limit: str, subject: str) -> str:

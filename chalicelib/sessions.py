@@ -129,7 +129,7 @@ def _attempt(login: str, address: str, device_cookie: str | None) -> list[limits
     else:
         counts = [limits.count("sign-in-account", _account(login), settings.sign_in_failures_per_account)]
     if address:
-        counts.append(limits.count("sign-in-address", address, settings.sign_in_failures_per_address))
+        counts.append(limits.count("sign-in-address", limits.client(address), settings.sign_in_failures_per_address))
     limits.refuse_over(counts, "Too many failed sign-ins for this account or from this address, so sign-in is paused.")
     return counts
 

@@ -98,7 +98,7 @@ def _count_attempt(address: str) -> limits.Count | None:
         return None
     return limits.hit(
         "pairing-address",
-        address,
+        limits.client(address),
         get_settings().pairing_failures_per_address,
         "Too many failed pairing attempts from this address.",
     )
@@ -151,7 +151,7 @@ def request_pairing(sin: object, facade: object, label: object = None, *, addres
     if address:
         limits.hit(
             "pending-address",
-            address,
+            limits.client(address),
             get_settings().pending_tokens_per_address,
             "Too many pairing requests from this address.",
         )

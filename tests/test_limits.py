@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chalicelib import limits, tokens
+from chalicelib.errors import TooManyRequests
 from chalicelib.models import LimitModel
 from chalicelib.settings import Rate
 from tests.api_fixtures import root_only
@@ -81,6 +82,22 @@ def test_racing_restarts_of_an_ended_window_lose_no_hit(dynamodb):
     counts = _in_parallel(20, lambda _: limits.count("test", subject, RATE))
 
     assert sorted(counted.hits for counted in counts) == list(range(1, 21))
+
+
+def test_an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_one_as_ipv4(dynamodb, real_limits):
+    site, subnet = uuid.uuid4().bytes[:2]
+    prefix, neighbour = f"2001:db8:{site:x}:{subnet:x}", f"2001:db8:{site:x}:{subnet ^ 1:x}"
+    for number in range(real_limits.pending_tokens_per_address.count):
+        tokens.request_pairing(BitIdClient("").sin, "merchant", address=f"{prefix}::{number + 1:x}")
+    with pytest.raises(TooManyRequests):
+        tokens.request_pairing(BitIdClient("").sin, "merchant", address=f"{prefix}:ffff::1")
+    assert tokens.request_pairing(BitIdClient("").sin, "merchant", address=f"{neighbour}::1").pairing_code
+
+    address = fresh_address()
+    for _ in range(real_limits.pending_tokens_per_address.count):
+        tokens.request_pairing(BitIdClient("").sin, "merchant", address=address)
+    with pytest.raises(TooManyRequests):
+        tokens.request_pairing(BitIdClient("").sin, "merchant", address=f"::ffff:{address}")
 
 
 # Pairing codes
