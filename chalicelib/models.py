@@ -27,6 +27,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
 from .settings import get_settings
 
@@ -57,19 +58,30 @@ def _index_meta(index_name: str) -> type:
     return Meta
 
 
+@lru_cache(maxsize=1)
+def _connection() -> Connection:
+    settings = get_settings()
+    return Connection(region=settings.region, host=settings.dynamodb_endpoint)
+
+
+def transaction() -> TransactWrite:
+    """`with transaction() as t:` writes that all happen or none do (DynamoDB TransactWriteItems)."""
+    return TransactWrite(connection=_connection())
+
+
+def failed_conditions(error: PynamoDBException) -> list[bool]:
+    """For a cancelled transaction, whether each item's condition failed, in the order pynamodb sends
+    them: condition checks, deletes, puts, updates."""
+    reasons = getattr(error, "cancellation_reasons", None) or []
+    return [reason is not None and reason.code == "ConditionalCheckFailed" for reason in reasons]
+
+
 def condition_failed(error: PynamoDBException) -> bool:
     """True when a conditional write (alone or inside a transaction) lost to another writer."""
     if error.cause_response_code == "ConditionalCheckFailedException":
         return True
     reasons = getattr(error, "cancellation_reasons", None) or []
     return any(reason is not None and reason.code == "ConditionalCheckFailed" for reason in reasons)
-
-
-@lru_cache(maxsize=1)
-def connection() -> Connection:
-    """For transactions, which span tables and so take a connection rather than a model's."""
-    settings = get_settings()
-    return Connection(region=settings.region, host=settings.dynamodb_endpoint)
 
 
 def is_expired(expiration: datetime | None) -> bool:
@@ -104,9 +116,15 @@ class StoreModel(Model):
     wallet = UnicodeAttribute(null=True)
     # Advanced atomically (UpdateItem ADD) so no two invoices share an address.
     next_address_index = NumberAttribute(default=0)
+    # Unused addresses in a row the merchant's wallet looks ahead (its "gap limit"); the settings page warns past it.
+    gap_limit = NumberAttribute(default=20)
     invoice_expiration_minutes = NumberAttribute(default=15)
     transaction_speed = UnicodeAttribute(default="medium")
     created = NumberAttribute(default_for_new=now_ms)
+    # The tokens-table key of the store's legacy API key (a hash, see api_keys), when it has one.
+    api_key = UnicodeAttribute(null=True)
+    # Unsigned POST /invoices?storeId= may create invoices (BTCPay's "anyone can create invoice").
+    anyone_can_invoice = BooleanAttribute(default=False)
 
     by_owner = StoresByOwner()
 
@@ -161,6 +179,8 @@ class TokenModel(Model):
     created = NumberAttribute(default_for_new=now_ms)
     # The merchant token whose client asked for this code (POST /tokens): revoking it revokes the code.
     minted_by = UnicodeAttribute(null=True)
+    # The merchant has had the token's value shown once on the Access tokens page.
+    value_shown = BooleanAttribute(null=True)
 
     by_sin = TokensBySin()
     by_pairing_code = TokensByPairingCode()
@@ -314,15 +334,6 @@ class SessionModel(Model):
     by_login = SessionsByLogin()
 
 
-class SinClaimModel(Model):
-    """The one store a client id (SIN) is paired with, written in the same transaction as its token."""
-
-    Meta = _meta("SIN_CLAIMS_TABLE", "sin-claims")
-
-    sin = UnicodeAttribute(hash_key=True)
-    store_id = UnicodeAttribute()
-
-
 class LimitModel(Model):
     """One fixed-window abuse counter (chalicelib.limits): key "<limit>#<subject>", e.g. "sign-in-account#alice"."""
 
@@ -387,6 +398,23 @@ class NotificationModel(Model):
     by_outbox = NotificationsOutbox()
 
 
+class ClaimModel(Model):
+    """Something only one owner may ever use, claimed by a conditional PutItem on its own key.
+
+    "address#bc1q...": the receive address of one invoice, written in the invoice's own
+    transaction, so no address can serve two invoices however the stores' wallets overlap.
+    "wallet#<Wallet.identity>": the store whose wallet it is, released when the store changes it.
+    "sin#<SIN>": the one store a client id pairs with, written in its token's activation transaction.
+    """
+
+    Meta = _meta("CLAIMS_TABLE", "claims")
+
+    key = UnicodeAttribute(hash_key=True)
+    store_id = UnicodeAttribute()
+    invoice_id = UnicodeAttribute(null=True)
+    created = NumberAttribute(default_for_new=now_ms)
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     UserModel,
     StoreModel,
@@ -395,8 +423,8 @@ ALL_MODELS: tuple[type[Model], ...] = (
     SessionModel,
     LimitModel,
     SecretModel,
-    SinClaimModel,
     NotificationModel,
+    ClaimModel,
 )
 
 

@@ -24,11 +24,10 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
-from pynamodb.transactions import TransactWrite
 
 from . import invoices
 from .errors import BadRequest, ServiceUnavailable
-from .models import AttemptAttribute, InvoiceModel, NotificationModel, condition_failed, connection, now_ms
+from .models import AttemptAttribute, InvoiceModel, NotificationModel, condition_failed, now_ms, transaction
 from .settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -129,12 +128,12 @@ def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int, 
     ]
     try:
         if notifications:
-            with TransactWrite(connection=connection()) as transaction:
-                transaction.update(
+            with transaction() as writes:
+                writes.update(
                     invoice, [*actions, InvoiceModel.notification_count.add(len(notifications))], condition=condition
                 )
                 for notification in notifications:
-                    transaction.save(notification, condition=NotificationModel.sequence.does_not_exist())
+                    writes.save(notification, condition=NotificationModel.sequence.does_not_exist())
         else:
             invoice.update(actions, condition=condition)
     except (UpdateError, TransactWriteError) as exc:

@@ -19,12 +19,12 @@ from datetime import timedelta
 
 import base58
 from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
-from pynamodb.transactions import TransactWrite
 
 from . import limits
 from .errors import BadRequest, NotFound
+from .fields import text
 from .identity import is_valid_sin
-from .models import SinClaimModel, TokenModel, condition_failed, connection
+from .models import ClaimModel, TokenModel, condition_failed, failed_conditions, transaction
 from .settings import get_settings
 
 PAIRABLE_FACADES = ("pos", "merchant")
@@ -61,12 +61,13 @@ def _check_label(label: object) -> str | None:
         return None
     if not isinstance(label, str) or len(label) > 100:
         raise BadRequest("label must be a string of at most 100 characters")
-    return label.strip() or None
+    return (text(label, "label", 100) or "").strip() or None
 
 
 def find(token_value: str) -> TokenModel | None:
     """The token with this value; an expired pending one counts as absent."""
-    if not 0 < len(token_value) <= _MAX_TOKEN_LENGTH:
+    # "#" is not base58: such keys are API keys' hashes (api_keys), which must never work as a token.
+    if not 0 < len(token_value) <= _MAX_TOKEN_LENGTH or "#" in token_value:
         return None
     try:
         # Strongly consistent: a token revoked a moment ago must already fail.
@@ -182,29 +183,24 @@ def _activate(token: TokenModel, *, store_id: str, sin: str | None) -> TokenMode
     ]
     if sin is not None:
         actions.append(TokenModel.sin.set(sin))
-    # Each condition's refusal in the order pynamodb sends them: condition checks, then updates.
-    refusals = [_REVOKED] if token.minted_by is not None else []
-    refusals.append(_USED)
+    minted = token.minted_by is not None
     try:
-        with TransactWrite(connection=connection()) as transaction:
-            if token.minted_by is not None:
-                transaction.condition_check(
-                    TokenModel, token.minted_by, condition=TokenModel.status == TokenModel.ACTIVE
+        with transaction() as writes:
+            if minted:
+                writes.condition_check(TokenModel, token.minted_by, condition=TokenModel.status == TokenModel.ACTIVE)
+            if sin is not None:
+                writes.save(
+                    ClaimModel(f"sin#{sin}", store_id=store_id),
+                    condition=ClaimModel.key.does_not_exist() | (ClaimModel.store_id == store_id),
                 )
             # The condition makes a code work once even when two requests race.
-            transaction.update(token, actions, condition=TokenModel.status == TokenModel.PENDING)
-            if sin is not None:
-                transaction.update(
-                    SinClaimModel(sin),
-                    [SinClaimModel.store_id.set(store_id)],
-                    condition=SinClaimModel.store_id.does_not_exist() | (SinClaimModel.store_id == store_id),
-                )
-                refusals.append(_OTHER_STORE)
+            writes.update(token, actions, condition=TokenModel.status == TokenModel.PENDING)
     except TransactWriteError as exc:
         if not condition_failed(exc):
             raise
-        reasons = exc.cancellation_reasons or []
-        failed = [refusal for refusal, reason in zip(refusals, reasons, strict=False) if reason is not None]
+        # Each condition's refusal, in the order pynamodb sends them: condition checks, puts, updates.
+        refusals = [_REVOKED] * minted + [_OTHER_STORE] * (sin is not None) + [_USED]
+        failed = [refusal for refusal, lost in zip(refusals, failed_conditions(exc), strict=False) if lost]
         raise BadRequest(failed[0] if failed else _USED) from exc
     # BitPay and BTCPay still answer a claim with the moment the code would have expired: kept in the view.
     token.status, token.store_id = TokenModel.ACTIVE, store_id
@@ -292,6 +288,26 @@ def find_in_store(store_id: str, token_reference: str) -> TokenModel:
     token = next((token for token in for_store(store_id) if reference(token) == token_reference), None)
     if token is None:
         raise NotFound("Token not found")
+    return token
+
+
+def show_value_once(store_id: str, token_reference: str) -> TokenModel:
+    """An active token of the store whose value the merchant may see this one time (to paste into a plugin).
+
+    Conditional, so two clicks racing each other cannot both see it.
+    """
+    token = find_in_store(store_id, token_reference)
+    if token.status != TokenModel.ACTIVE:
+        raise BadRequest("Only a paired token has a value to show")
+    try:
+        token.update(
+            actions=[TokenModel.value_shown.set(True)],
+            condition=(TokenModel.status == TokenModel.ACTIVE) & TokenModel.value_shown.does_not_exist(),
+        )
+    except UpdateError as exc:
+        if condition_failed(exc):
+            raise BadRequest("This token's value has already been shown once; revoke it and pair anew") from exc
+        raise
     return token
 
 
