@@ -42,7 +42,7 @@ class Module:
 
 
 # The pure tests of the payment rules, without the ones that go through the API or the queue.
-PURE = "not watcher and not unpaid_expires and not sqs and not hops and not rounded and not through_the_api"
+PURE = "not (watcher or unpaid_expires or sqs or hops or rounded or through_the_api or retry)"
 
 MODULES = {
     "payments": Module(
