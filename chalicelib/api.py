@@ -13,7 +13,7 @@ from chalice import Blueprint, CORSConfig
 from . import auth, currencies, invoices, tokens
 from .errors import BadRequest, Forbidden, Unauthorized
 from .rates import currency_name, get_rates
-from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response
+from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response, transport_headers
 
 api = Blueprint(__name__)
 
@@ -29,11 +29,17 @@ def api_route(path: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         cors = _CORS if path in _CORS_PATHS else None
 
+        @api_errors
+        def respond(request: ApiRequest, **uri_params: str) -> Any:
+            return json_response(view(request, **uri_params))
+
         @api.route(path, methods=list(methods), content_types=API_CONTENT_TYPES, cors=cors)
         @functools.wraps(view)
-        @api_errors
         def handler(**uri_params: str) -> Any:
-            return json_response(view(ApiRequest.from_chalice(api.current_request), **uri_params))
+            request = ApiRequest.from_chalice(api.current_request)
+            response = respond(request, **uri_params)
+            response.headers.update(transport_headers(request))
+            return response
 
         return view
 
@@ -144,8 +150,12 @@ def create_invoice(request: ApiRequest) -> dict:
 @api_route("/invoices")
 def search_invoices(request: ApiRequest) -> dict:
     caller = auth.authenticate(request, ("merchant",))
-    found = invoices.search(caller.store_id, dict(request.query))
-    return {"data": [invoices.full_view(invoice, request.base_url) for invoice in found]}
+    params = dict(request.query)
+    found = invoices.search(caller.store_id, params)
+    page = {"data": [invoices.full_view(invoice, request.base_url) for invoice in found]}
+    # Beside `data`, where BitPay's clients never look: for callers that page past MAX_OFFSET.
+    cursor = invoices.next_cursor(found, params)
+    return {**page, "next": cursor} if cursor else page
 
 
 @api_route("/invoices/{invoice_id}")

@@ -22,9 +22,11 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
+from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
 from .settings import get_settings
 
@@ -53,6 +55,19 @@ def _index_meta(index_name: str) -> type:
 
     Meta.index_name = index_name
     return Meta
+
+
+def transaction() -> TransactWrite:
+    """`with transaction() as t:` writes that all happen or none do (DynamoDB TransactWriteItems)."""
+    settings = get_settings()
+    return TransactWrite(connection=Connection(region=settings.region, host=settings.dynamodb_endpoint))
+
+
+def failed_conditions(error: PynamoDBException) -> list[bool]:
+    """For a cancelled transaction, whether each item's condition failed, in the order pynamodb sends
+    them: condition checks, deletes, puts, updates."""
+    reasons = getattr(error, "cancellation_reasons", None) or []
+    return [reason is not None and reason.code == "ConditionalCheckFailed" for reason in reasons]
 
 
 def condition_failed(error: PynamoDBException) -> bool:
@@ -95,6 +110,8 @@ class StoreModel(Model):
     wallet = UnicodeAttribute(null=True)
     # Advanced atomically (UpdateItem ADD) so no two invoices share an address.
     next_address_index = NumberAttribute(default=0)
+    # Unused addresses in a row the merchant's wallet looks ahead (its "gap limit"); the settings page warns past it.
+    gap_limit = NumberAttribute(default=20)
     invoice_expiration_minutes = NumberAttribute(default=15)
     transaction_speed = UnicodeAttribute(default="medium")
     created = NumberAttribute(default_for_new=now_ms)
@@ -355,6 +372,22 @@ class NotificationModel(Model):
     by_outbox = NotificationsOutbox()
 
 
+class ClaimModel(Model):
+    """Something only one owner may ever use, claimed by a conditional PutItem on its own key.
+
+    "address#bc1q...": the receive address of one invoice, written in the invoice's own
+    transaction, so no address can serve two invoices however the stores' wallets overlap.
+    "wallet#<Wallet.identity>": the store whose wallet it is, released when the store changes it.
+    """
+
+    Meta = _meta("CLAIMS_TABLE", "claims")
+
+    key = UnicodeAttribute(hash_key=True)
+    store_id = UnicodeAttribute()
+    invoice_id = UnicodeAttribute(null=True)
+    created = NumberAttribute(default_for_new=now_ms)
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     UserModel,
     StoreModel,
@@ -363,6 +396,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     SessionModel,
     LoginFailureModel,
     NotificationModel,
+    ClaimModel,
 )
 
 

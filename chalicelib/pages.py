@@ -131,6 +131,7 @@ def _store_form(store) -> dict:
         "website": store.website or "",
         "invoice_expiration_minutes": str(store.invoice_expiration_minutes),
         "transaction_speed": store.transaction_speed,
+        "gap_limit": str(store.gap_limit),
         "wallet": store.wallet or "",
     }
 
@@ -144,7 +145,10 @@ def store_settings(visit: Visit, store_id: str) -> Response:
     except BadRequest as error:
         # A wallet saved for another network (BITCOIN_NETWORK changed): the merchant must still reach the form.
         return _settings_page(visit, store, form, error=error.message)
-    return _settings_page(visit, store, form, addresses=addresses, saved=saved)
+    # Read one past the limit: enough to tell that the run of unused addresses is longer than it.
+    unused = invoices.unpaid_in_a_row(store.store_id, int(store.gap_limit) + 1)
+    gap_exceeded = unused > store.gap_limit
+    return _settings_page(visit, store, form, addresses=addresses, saved=saved, gap_exceeded=gap_exceeded)
 
 
 @page("/stores/{store_id}", methods=("POST",))

@@ -124,7 +124,8 @@ def evaluate(terms: Terms, previous: str, payments: list[Payment], now: int) -> 
     on_time = [payment for payment in payments if payment.arrived <= terms.expiration]
     late = [payment for payment in payments if payment.arrived > terms.expiration]
     paid = sum(payment.amount for payment in payments)
-    confirmations = full_amount_confirmations(on_time, terms.threshold)
+    # Nothing due can never count as paid: invoices.create refuses it, and this holds even if one got stored.
+    confirmations = full_amount_confirmations(on_time, terms.threshold) if terms.due > 0 else None
 
     transitions: tuple[str, ...] = ()
     status = previous

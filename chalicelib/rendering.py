@@ -21,7 +21,7 @@ from . import sessions
 from .errors import ApiError, Forbidden
 from .invoices import format_btc
 from .models import SessionModel
-from .web import ApiRequest
+from .web import ApiRequest, transport_headers
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
+    # A year of HTTPS only: a browser that once saw a page never sends its session cookie in clear.
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
 }
 _STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 _ERROR_TITLES = {
@@ -194,7 +196,7 @@ class Visit:
     # Responses
 
     def _response(self, body: str, status: int, headers: dict[str, str]) -> Response:
-        headers = {**headers, **SECURITY_HEADERS}
+        headers = {**headers, **SECURITY_HEADERS, **transport_headers(self.request)}
         if self._cookies:
             headers["Set-Cookie"] = list(self._cookies)
         return Response(body=body, status_code=status, headers=headers)

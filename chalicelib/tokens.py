@@ -14,6 +14,7 @@ import base58
 from pynamodb.exceptions import DeleteError, UpdateError
 
 from .errors import BadRequest, NotFound
+from .fields import text
 from .identity import is_valid_sin
 from .models import TokenModel, condition_failed
 from .settings import get_settings
@@ -50,7 +51,7 @@ def _check_label(label: object) -> str | None:
         return None
     if not isinstance(label, str) or len(label) > 100:
         raise BadRequest("label must be a string of at most 100 characters")
-    return label.strip() or None
+    return (text(label, "label", 100) or "").strip() or None
 
 
 def find(token_value: str) -> TokenModel | None:

@@ -57,6 +57,8 @@ FUNCTION_ACCESS = {
             "LOGIN_FAILURES_TABLE": (BATCH_GET, PUT, UPDATE, DELETE),
             # PutItem: a resend's transaction; Query: an invoice's notifications.
             "NOTIFICATIONS_TABLE": (PUT, QUERY),
+            # PutItem: a wallet's claim, an address's claim; DeleteItem: a replaced wallet's.
+            "CLAIMS_TABLE": (PUT, DELETE),
         },
         indexes={
             "STORES_TABLE": ("owner-index",),
