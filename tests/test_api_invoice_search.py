@@ -22,12 +22,17 @@ def create(client: BitIdClient, created: str, **fields) -> str:
     return invoice_id
 
 
-def mark(invoice_id: str, status: str) -> None:
-    """What the payment watcher does when an invoice changes state."""
-    invoice = InvoiceModel.get(invoice_id)
-    invoice.update(
-        actions=[InvoiceModel.status.set(status), InvoiceModel.store_status.set(f"{invoice.store_id}#{status}")]
-    )
+@pytest.fixture
+def pay(chain, watch):
+    """`pay(invoice_id)`: the buyer pays the amount due and the watcher records it (the invoice is paid)."""
+
+    def paid(invoice_id: str) -> None:
+        invoice = InvoiceModel.get(invoice_id)
+        chain.pay(invoice.address, invoice.btc_due_sats)
+        watch()
+        assert InvoiceModel.get(invoice_id).status == "paid"
+
+    return paid
 
 
 def search(client: BitIdClient, path: str = "/invoices", **params) -> list[str]:
@@ -86,6 +91,9 @@ def test_far_dates_are_fine(merchant, around_midnight):
         ({"limit": "1001"}, "limit"),
         ({"limit": "²"}, "limit"),
         ({"offset": "-1"}, "offset"),
+        ({"offset": "10001"}, "offset"),
+        ({"next": "not a cursor"}, "next"),
+        ({"next": "WyIxIiwgMl0"}, "next"),
     ],
 )
 def test_bad_search_parameters_are_named(merchant, params, field):
@@ -95,21 +103,21 @@ def test_bad_search_parameters_are_named(merchant, params, field):
     assert response.json()["error"].startswith(field)
 
 
-def test_status_filter(merchant):
+def test_status_filter(merchant, pay):
     paid = create(merchant, "2024-03-15T10:00:00", orderId="A")
     unpaid = create(merchant, "2024-03-15T11:00:00", orderId="A")
-    mark(paid, "paid")
+    pay(paid)
 
     assert search(merchant, status="paid") == [paid]
     assert search(merchant, status="new") == [unpaid]
     assert search(merchant, status="complete") == []
 
 
-def test_order_id_and_item_code_filters(merchant):
+def test_order_id_and_item_code_filters(merchant, pay):
     mug_a = create(merchant, "2024-03-15T10:00:00", orderId="A", itemCode="MUG")
     tea_a = create(merchant, "2024-03-15T11:00:00", orderId="A", itemCode="TEA")
     mug_b = create(merchant, "2024-03-15T12:00:00", orderId="B", itemCode="MUG")
-    mark(mug_a, "paid")
+    pay(mug_a)
 
     assert search(merchant, orderId="A") == [tea_a, mug_a]
     assert search(merchant, itemCode="MUG") == [mug_b, mug_a]
@@ -128,6 +136,23 @@ def test_limit_and_offset_page_through_newest_first(merchant, around_midnight):
     assert search(merchant, limit="2", offset="4") == newest_first[4:]
     assert search(merchant, offset="5") == []
     assert search(merchant, limit="0") == newest_first  # 0 means the default, as for BitPay
+
+
+def test_next_continues_a_full_page_where_offset_stops(merchant, around_midnight):
+    newest_first = list(reversed(around_midnight.values()))
+    pages, cursor = [], None
+    while True:
+        response = merchant.get("/invoices", {"limit": "2", **({"next": cursor} if cursor else {})})
+        assert response.status_code == 200, response.text
+        pages.append([invoice["id"] for invoice in response.json()["data"]])
+        cursor = response.json().get("next")
+        if cursor is None:
+            break
+
+    assert pages == [newest_first[:2], newest_first[2:4], newest_first[4:]]
+    # A cursor carries a position only: the query's own store and filter still apply from there.
+    first = merchant.get("/invoices", {"limit": "1"}).json()
+    assert search(merchant, next=first["next"], status="new", limit="2") == newest_first[1:3]
 
 
 def test_search_sees_only_the_stores_invoices(merchant, pair, other_store):

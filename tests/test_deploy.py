@@ -1,8 +1,10 @@
 """The deployment, checked offline: the packaged template and bundle that `make deploy` uploads.
 
 The app is packaged once per session exactly as `make package` does
-(Chalice downloads the Linux wheels from PyPI). The template is linted, and
-compared with the pynamodb models, with the notification queue the consumer
+(Chalice downloads the Linux wheels from PyPI), then `make changeset` runs the
+real AWS CLI against moto's server: the artifacts bucket, the upload and a
+change set for the whole template. The template is linted as SAM and as the
+CloudFormation SAM expands it to, and compared with the pynamodb models, with the notification queue the consumer
 reads, and with the DynamoDB and SQS calls each function's handler really
 makes (recorded while the API, the watcher and the consumer run against moto);
 the bundle is unpacked and each function run from it as Lambda runs it, the
@@ -11,6 +13,7 @@ API on the oldest botocore it supports.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -24,10 +27,10 @@ from pathlib import Path
 import botocore
 import pytest
 
-from chalicelib import notifications, tokens
+from chalicelib import notifications, sessions, tokens
 from deploy.package import OLDEST_BOTOCORE, ROOT, build
 from tests.api_fixtures import root_only
-from tests.conftest import BIP84_ZPUB, PASSWORD
+from tests.conftest import MOTO_PORT, PASSWORD, new_wallet
 from tests.lambda_events import DEPLOYMENTS, LambdaClient, LambdaContext, proxy_event, sqs_event
 from tests.pages_support import browser, fresh_address, post_form, sign_in, signed_in
 from tests.payments_support import HOUR, SCHEDULED_EVENT, run_watcher_handlers, sats
@@ -131,12 +134,160 @@ def _expected_properties(model) -> dict:
     }
 
 
-def test_the_packaged_template_passes_cfn_lint(package):
+# What the pinned AWS CLI (requirements-dev.txt) runs as; moto finds a template uploaded to itself by this host name.
+AWS_CLI = str(Path(sys.executable).parent / "aws")
+ACCOUNT = "123456789012"
+# A value for every stack parameter `make deploy` passes when it is given (the Makefile's STACK_PARAMETERS).
+MAKE_PARAMETERS = {
+    "DOMAIN_NAME": ("DomainName", "pay.example.com"),
+    "CERTIFICATE_ARN": ("CertificateArn", f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/0000"),
+    "BASE_PATH": ("BasePath", "bitpay"),
+    "PUBLIC_BASE_URL": ("PublicBaseUrl", "https://shop.example.com"),
+    "LOG_RETENTION_DAYS": ("LogRetentionDays", "90"),
+    "ALARM_EMAIL": ("AlarmEmail", "ops@shop.example.com"),
+    "MONTHLY_BUDGET": ("MonthlyBudget", "25"),
+    "API_RATE_LIMIT": ("ApiRateLimit", "20"),
+    "API_BURST_LIMIT": ("ApiBurstLimit", "40"),
+    "NOTIFICATION_CONCURRENCY": ("NotificationConcurrency", "3"),
+    "RESERVE_WATCHER_CONCURRENCY": ("ReserveWatcherConcurrency", "false"),
+    "ENABLE_WEB_ACL": ("EnableWebAcl", "true"),
+    "WAF_AUTH_REQUESTS_PER_IP": ("WafAuthRequestsPerIp", "50"),
+    "WAF_INVOICE_REQUESTS_PER_IP": ("WafInvoiceRequestsPerIp", "1000"),
+    "ENABLE_BACKUPS": ("EnableBackups", "true"),
+    "BACKUP_COPY_VAULT_ARN": ("BackupCopyVaultArn", f"arn:aws:backup:eu-west-1:{ACCOUNT}:backup-vault:copies"),
+    "ENABLE_TRACING": ("EnableTracing", "true"),
+    "ENABLE_ACCESS_LOGS": ("EnableAccessLogs", "true"),
+    "ESPLORA_URL": ("EsploraUrl", "https://electrs.shop.example.com"),
+    "ESPLORA_CONCURRENCY": ("EsploraConcurrency", "8"),
+    "CHECK_CONCURRENCY": ("CheckConcurrency", "4"),
+    "MONITORING_WINDOW_SECONDS": ("MonitoringWindowSeconds", "43200"),
+    "PAYMENT_TOLERANCE_PERCENT": ("PaymentTolerancePercent", "0.5"),
+}
+
+
+def _make(*arguments: str, environment: dict | None = None) -> subprocess.CompletedProcess:
+    # -o package: the session's package stands for `make package` (built the same way, once).
+    return subprocess.run(
+        ["make", "--no-print-directory", "-o", "package", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(environment or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def change_set(package, dynamodb) -> dict:
+    """`make changeset` against moto: the bucket, the upload and the change set, as `make deploy` makes them."""
+    import boto3
+
+    endpoint = f"http://localhost:{MOTO_PORT}"
+    parameters = [f"{variable}={value}" for variable, (_, value) in MAKE_PARAMETERS.items()]
+    result = _make(
+        "changeset",
+        # The package's stage (the suite's own STAGE is in the environment).
+        "STAGE=prod",
+        f"AWS={AWS_CLI}",
+        f"DIST={package.parent}",
+        *parameters,
+        environment={"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [arn] = re.findall(r"--change-set-name (arn:\S+)", result.stdout)
+    cloudformation = boto3.client("cloudformation", endpoint_url=endpoint)
+    return {
+        "change_set": cloudformation.describe_change_set(ChangeSetName=arn),
+        "bucket": f"paylambda-prod-artifacts-{ACCOUNT}-us-east-1",
+        "packaged": package.parent / "packaged.yaml",
+        "s3": boto3.client("s3", endpoint_url=endpoint),
+    }
+
+
+@pytest.fixture(scope="session")
+def packaged_template(change_set) -> dict:
+    """The template CloudFormation receives: `aws cloudformation package` wrote the code's S3 location in."""
+    import yaml
+
+    return yaml.safe_load(change_set["packaged"].read_text())
+
+
+def test_make_changeset_uploads_the_code_and_template_to_a_versioned_bucket(change_set, package, packaged_template):
+    s3, bucket = change_set["s3"], change_set["bucket"]
+
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    uploaded = {item["Key"]: item["Size"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    code_uris = {function["Properties"]["CodeUri"] for function in _functions(packaged_template).values()}
+    [code_uri] = code_uris
+    code_key = code_uri.removeprefix(f"s3://{bucket}/")
+    assert code_key.startswith("code/")
+    assert uploaded[code_key] == (package / "deployment.zip").stat().st_size
+    [template_key] = [key for key in uploaded if key.startswith("templates/")]
+    # Over the 51,200 bytes an inline template may have: only the upload lets it through.
+    assert uploaded[template_key] == change_set["packaged"].stat().st_size > 51_200
+    # CloudFormation's limit for a template read from S3.
+    assert uploaded[template_key] <= 1_000_000
+
+
+def test_make_changeset_creates_a_change_set_for_every_resource_with_the_parameters_given(
+    change_set, packaged_template
+):
+    described = change_set["change_set"]
+
+    assert described["Status"] == "CREATE_COMPLETE", described.get("StatusReason")
+    assert described["StackName"] == "paylambda-prod"
+    given = {name: value for name, value in MAKE_PARAMETERS.values()}
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]} == given
+    # `make` can set every parameter, and each is one the template declares (the CLI drops unknown ones silently).
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    [pairs] = re.findall(r"^STACK_PARAMETERS = (.*)$", makefile, re.MULTILINE)
+    assert dict(pair.split(":") for pair in pairs.split()) == {var: name for var, (name, _) in MAKE_PARAMETERS.items()}
+    assert set(given) == set(packaged_template["Parameters"])
+    changed = {change["ResourceChange"]["LogicalResourceId"] for change in described["Changes"]}
+    assert changed == set(packaged_template["Resources"])
+
+
+def test_make_deploy_checks_the_bucket_owner_and_protects_the_stack():
+    result = _make("-n", "deploy", "STAGE=prod", f"ACCOUNT={ACCOUNT}", "REGION=us-east-1", "AWS=aws")
+    commands = [line for line in re.sub(r"\\\n\s*", " ", result.stdout).splitlines() if line.startswith("aws ")]
+
+    assert result.returncode == 0, result.stderr
+    s3api = [command for command in commands if command.startswith("aws s3api")]
+    assert s3api and all(f"--expected-bucket-owner {ACCOUNT}" in command for command in s3api)
+    assert any("put-bucket-versioning" in command and "Status=Enabled" in command for command in s3api)
+    [deploy] = [i for i, command in enumerate(commands) if command.startswith("aws cloudformation deploy")]
+    assert "--s3-bucket paylambda-prod-artifacts-123456789012-us-east-1" in commands[deploy]
+    assert "update-termination-protection" in commands[deploy + 1]
+    assert "--enable-termination-protection" in commands[deploy + 1]
+
+
+def _lint(path: Path) -> list[str]:
     from cfnlint.api import ManualArgs, lint_file
 
-    matches = lint_file(package / "sam.json", config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
+    matches = lint_file(path, config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
+    return [str(match) for match in matches if match.rule.id[0] in "EW"]
 
-    assert [str(match) for match in matches if match.rule.id.startswith("E")] == []
+
+def test_the_packaged_template_passes_cfn_lint(package):
+    assert _lint(package / "sam.json") == []
+
+
+def test_the_template_sam_expands_to_passes_cfn_lint(packaged_template, tmp_path, monkeypatch):
+    """What CloudFormation deploys is SAM's expansion: a dependency cycle or a bad property shows only there."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        # The template names no AWS managed policy; offline there is no IAM to list them from.
+        def load(self):
+            return {}
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    expanded = transform(packaged_template, {}, NoManagedPolicies())
+    assert "Transform" not in expanded
+    assert not [r for r in expanded["Resources"].values() if r["Type"].startswith("AWS::Serverless::")]
+    path = tmp_path / "expanded.json"
+    path.write_text(json.dumps(expanded))
+
+    assert _lint(path) == []
 
 
 def test_the_lambda_runtime_is_the_packaging_interpreter(template):
@@ -163,12 +314,19 @@ def test_every_model_is_a_table_named_in_every_function(template):
         assert properties["BillingMode"] == "PAY_PER_REQUEST"
         assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
         assert properties["SSESpecification"] == {"SSEEnabled": True}
-        assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+        # Kept when the stack goes or the table would be replaced; only a failed first creation removes it.
+        assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
+        assert properties["DeletionProtectionEnabled"] is True
+
+
+def _when_enabled(value):
+    """A value as it is with every option on: the first branch of an Fn::If."""
+    return value["Fn::If"][1] if isinstance(value, dict) and "Fn::If" in value else value
 
 
 def _policy_documents(template: dict, role_id: str) -> list[dict]:
     role = template["Resources"][role_id]
-    documents = [policy["PolicyDocument"] for policy in role["Properties"].get("Policies", [])]
+    documents = [_when_enabled(policy)["PolicyDocument"] for policy in role["Properties"].get("Policies", [])]
     for policy in _resources(template, "AWS::IAM::Policy").values():
         if {"Ref": role_id} in policy["Properties"]["Roles"]:
             documents.append(policy["Properties"]["PolicyDocument"])
@@ -227,8 +385,13 @@ def _grants(template: dict, function_id: str) -> set[tuple[str, str, str | None]
             assert not any(action == "*" or action.endswith(":*") for action in actions), actions
             (service,) = {action.split(":")[0] for action in actions}
             if service == "logs":
-                # Chalice's own statement: the function writes its logs.
-                assert set(actions) == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+                # Its own log group only, which the stack creates.
+                assert set(actions) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+                assert statement["Resource"] == [{"Fn::GetAtt": [f"{function_id}LogGroup", "Arn"]}]
+                continue
+            if service == "xray":
+                # With EnableTracing: what Lambda's active tracing sends (X-Ray has no resources to name).
+                assert set(actions) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
                 continue
             assert service in ("dynamodb", "sqs"), actions
             assert set(actions) <= (ITEM_LEVEL_ACTIONS if service == "dynamodb" else QUEUE_ACTIONS), actions
@@ -278,7 +441,7 @@ def test_all_models_lists_every_model_so_the_template_has_every_table():
 
     defined = {value for value in vars(models).values() if isinstance(value, type) and issubclass(value, Model)}
     assert defined - {Model} == set(models.ALL_MODELS)
-    assert {"NotificationModel", "SessionModel", "LoginFailureModel"} <= {m.__name__ for m in models.ALL_MODELS}
+    assert {"NotificationModel", "SessionModel", "LimitModel"} <= {m.__name__ for m in models.ALL_MODELS}
 
 
 def test_the_consumer_reads_the_queue_every_function_sends_to(template):
@@ -322,9 +485,8 @@ def test_the_planner_runs_alone_every_minute_and_the_checkers_report_each_messag
     [schedule] = planner["Events"].values()
     assert schedule["Properties"]["Schedule"] == "rate(1 minute)"
     assert watcher.RUN_INTERVAL_MS == 60_000
-    # Runs never overlap (unless the stack is told not to reserve), nor are they retried: the next one plans anew.
-    assert planner["ReservedConcurrentExecutions"] == {"Fn::If": ["ReservesPlanner", 1, {"Ref": "AWS::NoValue"}]}
-    assert planner["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    # Runs never overlap nor are retried (test_consumers_and_the_watcher_cannot_multiply): the next one plans anew.
+    assert _when_enabled(planner["ReservedConcurrentExecutions"]) == 1
     checker_id, event = _consumer(template, "paylambda-prod-checks")
     assert checker_id == "CheckPayments"
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -442,8 +604,13 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
 ):
     """Every route family through the handler: BitPay clients (signed proxy events) and a browser (pages)."""
     merchant = Merchant(chalice_app, store)
+    # As in a new container: the first sign-in reads the device cookies' key.
+    sessions.device_key.cache_clear()
     with record_calls() as calls:
         merchant.client.claim(tokens.create_pairing_code(store.store_id, "merchant").pairing_code)
+        status, body = merchant.client.request("POST", "/tokens", payload={"facade": "pos", "token": merchant.token})
+        assert status == 200, body
+        LambdaClient(chalice_app, DEPLOYMENTS[0]).claim(body["data"][0]["pairingCode"])
         invoice = merchant.create_invoice(orderId="o-1", itemCode="mug", notificationURL="https://shop.example/ipn")
         for resource, parameters, query in [
             ("/invoices/{invoice_id}", {"invoice_id": invoice["id"]}, [("token", merchant.token)]),
@@ -473,9 +640,15 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
         elsewhere = signed_in(api_url, user.login)
         session = signed_in(api_url, user.login)
         created = post_form(
-            session, f"{api_url}/stores", f"{api_url}/stores", name="Two", default_currency="EUR", wallet=BIP84_ZPUB
+            session, f"{api_url}/stores", f"{api_url}/stores", name="Two", default_currency="EUR", wallet=new_wallet()
         )
         assert created.status_code == 303
+        two = created.headers["Location"]
+        settings = {"name": "Two", "default_currency": "EUR", "invoice_expiration_minutes": "15"}
+        changed_wallet = post_form(
+            session, two, two, action="save", transaction_speed="medium", wallet=new_wallet(), **settings
+        )
+        assert changed_wallet.status_code == 303, changed_wallet.text
         assert session.get(f"{api_url}/stores/{store.store_id}/tokens").status_code == 200
         assert session.get(f"{api_url}/stores/{store.store_id}/invoices/{invoice['id']}").status_code == 200
         assert session.get(f"{api_url}/invoice", params={"id": invoice["id"]}).status_code == 200
@@ -494,6 +667,12 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
         )
         assert changed.status_code == 200
         assert elsewhere.get(f"{api_url}/stores", allow_redirects=False).status_code == 303
+        tokens_page = f"{api_url}/stores/{store.store_id}/tokens"
+        revoke_form = f"{tokens_page}/revoke?token={tokens.reference(tokens.find(merchant.token))}"
+        revoked = post_form(
+            session, revoke_form, f"{tokens_page}/revoke", token=tokens.reference(tokens.find(merchant.token))
+        )
+        assert revoked.status_code == 303
         assert post_form(session, f"{api_url}/stores", f"{api_url}/logout").status_code == 303
 
     dynamodb, sqs = _split(calls)
@@ -515,6 +694,8 @@ def test_the_watcher_policies_allow_exactly_what_overlapping_planners_racing_che
     lost = merchant.create_invoice(notificationURL="https://shop.example/ipn", transactionSpeed="high")
     chain.pay(lost["bitcoinAddress"], sats(lost))
     run_watcher_handlers(checks_queue, LambdaContext("CheckPayments", 60))
+    # As if its queue message were lost an hour ago: the handlers run at the real time, so the
+    # notification goes back an hour rather than a clock forward.
     for notification in NotificationModel.query(lost["id"]):
         notification.update([NotificationModel.next_attempt.set(notification.next_attempt - HOUR)])
 
@@ -608,6 +789,27 @@ def test_the_bundle_is_small_and_leaves_botocore_to_the_runtime(package):
     assert {name.split("/")[0] for name in files} & RUNTIME_PACKAGES == set()
     assert "pynamodb/models.py" in files
     assert f"coincurve/_libsecp256k1.{tag}-x86_64-linux-gnu.so" in files
+    # embit's libraries for other platforms stay out; Lambda's own is kept.
+    assert [name for name in files if name.startswith("embit/util/prebuilt/")] == [
+        "embit/util/prebuilt/libsecp256k1_linux_x86_64.so"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stage", "says"),
+    [("local", "the local stage is for make run"), ("qa", "no stage 'qa' in .chalice/config.json")],
+)
+def test_a_stage_without_a_deployable_configuration_fails_naming_what_is_missing(stage, says):
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.package", "--stage", stage, "--out", "/nonexistent"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode != 0
+    assert says in result.stderr
+    assert "staging" in result.stderr and "prod" in result.stderr
 
 
 def test_the_bundle_carries_bytecode_lambda_can_use(package):
@@ -669,7 +871,10 @@ def test_the_bundle_serves_requests_on_the_oldest_supported_botocore(bundle, tmp
     result = _run_in_bundle(bundle, runtime, _RUN_IN_BUNDLE, json.dumps(event))
 
     assert result.returncode == 0, result.stderr
-    served = json.loads(result.stdout)
+    *request_lines, last = result.stdout.splitlines()
+    served = json.loads(last)
+    # The request's own log line, from the middleware the bundle's app registers.
+    assert [json.loads(line)["route"] for line in request_lines] == ["/tokens"]
     assert served["botocore"] == [OLDEST_BOTOCORE, str(runtime / "botocore" / "__init__.py")]
     assert served["pynamodb"] == str(bundle / "pynamodb" / "__init__.py")
     assert served["status"] == 200, served["body"]
@@ -757,3 +962,130 @@ def test_the_cli_administers_a_stack_through_its_outputs(template, dynamodb):
         TableName=f"{stack_name}-users", Key={"login": {"S": "alice"}}
     )["Item"]
     assert user["is_admin"] == {"BOOL": True}
+
+
+def _alarms(template: dict) -> dict[str, dict]:
+    return {name: alarm["Properties"] for name, alarm in _resources(template, "AWS::CloudWatch::Alarm").items()}
+
+
+def _dimension(alarm: dict, name: str):
+    return {d["Name"]: d["Value"] for d in alarm["Dimensions"]}[name]
+
+
+def test_alarms_reach_the_alarm_email_through_one_topic(template):
+    [(topic_id, topic)] = _resources(template, "AWS::SNS::Topic").items()
+    alarms = _alarms(template)
+    queue_id, dead_letter_id = _queues(template)
+
+    assert topic["Properties"]["Subscription"] == [{"Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}]
+    assert alarms and all(alarm["AlarmActions"] == [{"Ref": topic_id}] for alarm in alarms.values())
+    by_metric = {}
+    for name, alarm in alarms.items():
+        by_metric.setdefault(alarm.get("MetricName"), []).append((name, alarm))
+    [(_, dead_letters)] = by_metric["ApproximateNumberOfMessagesVisible"]
+    assert _dimension(dead_letters, "QueueName") == {"Fn::GetAtt": [dead_letter_id, "QueueName"]}
+    assert (dead_letters["ComparisonOperator"], dead_letters["Threshold"]) == ("GreaterThanThreshold", 0)
+    [(_, oldest)] = by_metric["ApproximateAgeOfOldestMessage"]
+    assert _dimension(oldest, "QueueName") == {"Fn::GetAtt": [queue_id, "QueueName"]}
+    assert oldest["Threshold"] == 30 * 60
+    [(_, server_errors)] = by_metric["5XXError"]
+    assert _dimension(server_errors, "ApiName") == "paylambda"
+
+
+def test_every_function_has_error_throttle_and_near_timeout_alarms(template):
+    alarms = _alarms(template)
+    for function_id, function in _functions(template).items():
+        mine = {
+            alarm["MetricName"]: alarm
+            for alarm in alarms.values()
+            if alarm.get("Namespace") == "AWS/Lambda" and _dimension(alarm, "FunctionName") == {"Ref": function_id}
+        }
+        assert {"Errors", "Throttles", "Duration"} <= set(mine), function_id
+        timeout_ms = function["Properties"]["Timeout"] * 1000
+        assert 0.5 * timeout_ms <= mine["Duration"]["Threshold"] < timeout_ms
+
+
+def test_the_watcher_heartbeat_alarm_fires_when_runs_stop(template):
+    scheduled = [
+        name
+        for name, function in _functions(template).items()
+        if any(event["Type"] == "Schedule" for event in function["Properties"].get("Events", {}).values())
+    ]
+    assert sorted(scheduled) == ["SweepNotifications", "WatchPayments"]
+    for function_id in scheduled:
+        [heartbeat] = [
+            alarm
+            for alarm in _alarms(template).values()
+            if alarm.get("MetricName") == "Invocations" and _dimension(alarm, "FunctionName") == {"Ref": function_id}
+        ]
+
+        # No data is what a stopped schedule produces.
+        assert heartbeat["TreatMissingData"] == "breaching"
+        assert (heartbeat["ComparisonOperator"], heartbeat["Threshold"]) == ("LessThanThreshold", 1)
+        assert heartbeat["Period"] * heartbeat["EvaluationPeriods"] <= 15 * 60
+
+
+def test_every_table_has_a_throttle_alarm(template):
+    alarmed = {
+        stat["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+        for alarm in _alarms(template).values()
+        for stat in alarm.get("Metrics", [])
+        if "MetricStat" in stat and stat["MetricStat"]["Metric"]["Namespace"] == "AWS/DynamoDB"
+    }
+    assert alarmed == set(_model_tables(template))
+
+
+def test_log_alarms_match_what_the_code_logs(template):
+    filters = _resources(template, "AWS::Logs::MetricFilter")
+    patterns = {f["Properties"]["FilterPattern"].strip('"'): f["Properties"] for f in filters.values()}
+
+    assert set(patterns) == {"esplora unavailable", "All rate sources failed"}
+    for pattern, module in (("esplora unavailable", "watcher.py"), ("All rate sources failed", "rates.py")):
+        # A filter pattern is case-sensitive: the very words the module logs.
+        assert pattern in (ROOT / "chalicelib" / module).read_text(), pattern
+        metric = patterns[pattern]["MetricTransformations"][0]
+        assert any(alarm.get("MetricName") == metric["MetricName"] for alarm in _alarms(template).values())
+
+
+def test_the_api_is_throttled_and_guarded(template):
+    [api] = _resources(template, "AWS::Serverless::Api").values()
+    [settings] = api["Properties"]["MethodSettings"]
+    [acl] = _resources(template, "AWS::WAFv2::WebACL").values()
+    rules = {}
+    for rule in acl["Properties"]["Rules"]:
+        rate = rule["Statement"]["RateBasedStatement"]
+        scope = rate["ScopeDownStatement"]
+        matches = scope["AndStatement"]["Statements"] if "AndStatement" in scope else [scope]
+        fields = {next(iter(m["ByteMatchStatement"]["FieldToMatch"])): m["ByteMatchStatement"] for m in matches}
+        method = fields["Method"]["SearchString"] if "Method" in fields else None
+        rules[(method, fields["UriPath"]["SearchString"])] = (rate["AggregateKeyType"], rule["Action"])
+
+    assert (settings["ResourcePath"], settings["HttpMethod"]) == ("/*", "*")
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiBurstLimit"}
+    assert api["Properties"]["DisableExecuteApiEndpoint"] == {"Fn::If": ["HasDomainName", True, False]}
+    assert set(rules) == {("POST", "/tokens"), (None, "/login"), ("POST", "/invoices")}
+    assert all(key == "IP" and action == {"Block": {}} for key, action in rules.values())
+
+
+def test_consumers_and_the_watcher_cannot_multiply(template):
+    consumer_id, event = _consumer(template)
+    [watcher] = [f for f in _functions(template).values() if f["Properties"]["Handler"].endswith("watch_payments")]
+    [schedule] = watcher["Properties"]["Events"].values()
+
+    assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "NotificationConcurrency"}}
+    assert _when_enabled(watcher["Properties"]["ReservedConcurrentExecutions"]) == 1
+    assert schedule["Properties"]["RetryPolicy"] == {"MaximumRetryAttempts": 0}
+    assert watcher["Properties"]["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+def test_backups_cover_every_table_daily_for_35_days(template):
+    [plan] = _resources(template, "AWS::Backup::BackupPlan").values()
+    [selection] = _resources(template, "AWS::Backup::BackupSelection").values()
+    [rule] = plan["Properties"]["BackupPlan"]["BackupPlanRule"]
+
+    assert rule["ScheduleExpression"].startswith("cron(0 ") and rule["ScheduleExpression"].endswith(" * * ? *)")
+    assert rule["Lifecycle"] == {"DeleteAfterDays": 35}
+    assert _when_enabled(rule["CopyActions"])[0]["DestinationBackupVaultArn"] == {"Ref": "BackupCopyVaultArn"}
+    tables = {resource["Fn::GetAtt"][0] for resource in selection["Properties"]["BackupSelection"]["Resources"]}
+    assert tables == set(_model_tables(template))
