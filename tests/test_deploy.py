@@ -27,10 +27,10 @@ from pathlib import Path
 import botocore
 import pytest
 
-from chalicelib import notifications, tokens
+from chalicelib import notifications, sessions, tokens
 from deploy.package import OLDEST_BOTOCORE, ROOT, build
 from tests.api_fixtures import root_only
-from tests.conftest import BIP84_ZPUB, MOTO_PORT, PASSWORD
+from tests.conftest import MOTO_PORT, PASSWORD, new_wallet
 from tests.lambda_events import DEPLOYMENTS, LambdaClient, LambdaContext, proxy_event, sqs_event
 from tests.pages_support import browser, fresh_address, post_form, sign_in, signed_in
 from tests.payments_support import HOUR, SCHEDULED_EVENT, sats
@@ -419,7 +419,7 @@ def test_all_models_lists_every_model_so_the_template_has_every_table():
 
     defined = {value for value in vars(models).values() if isinstance(value, type) and issubclass(value, Model)}
     assert defined - {Model} == set(models.ALL_MODELS)
-    assert {"NotificationModel", "SessionModel", "LoginFailureModel"} <= {m.__name__ for m in models.ALL_MODELS}
+    assert {"NotificationModel", "SessionModel", "LimitModel"} <= {m.__name__ for m in models.ALL_MODELS}
 
 
 def test_the_consumer_reads_the_queue_every_function_sends_to(template):
@@ -572,8 +572,13 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
 ):
     """Every route family through the handler: BitPay clients (signed proxy events) and a browser (pages)."""
     merchant = Merchant(chalice_app, store)
+    # As in a new container: the first sign-in reads the device cookies' key.
+    sessions.device_key.cache_clear()
     with record_calls() as calls:
         merchant.client.claim(tokens.create_pairing_code(store.store_id, "merchant").pairing_code)
+        status, body = merchant.client.request("POST", "/tokens", payload={"facade": "pos", "token": merchant.token})
+        assert status == 200, body
+        LambdaClient(chalice_app, DEPLOYMENTS[0]).claim(body["data"][0]["pairingCode"])
         invoice = merchant.create_invoice(orderId="o-1", itemCode="mug", notificationURL="https://shop.example/ipn")
         for resource, parameters, query in [
             ("/invoices/{invoice_id}", {"invoice_id": invoice["id"]}, [("token", merchant.token)]),
@@ -603,9 +608,15 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
         elsewhere = signed_in(api_url, user.login)
         session = signed_in(api_url, user.login)
         created = post_form(
-            session, f"{api_url}/stores", f"{api_url}/stores", name="Two", default_currency="EUR", wallet=BIP84_ZPUB
+            session, f"{api_url}/stores", f"{api_url}/stores", name="Two", default_currency="EUR", wallet=new_wallet()
         )
         assert created.status_code == 303
+        two = created.headers["Location"]
+        settings = {"name": "Two", "default_currency": "EUR", "invoice_expiration_minutes": "15"}
+        changed_wallet = post_form(
+            session, two, two, action="save", transaction_speed="medium", wallet=new_wallet(), **settings
+        )
+        assert changed_wallet.status_code == 303, changed_wallet.text
         assert session.get(f"{api_url}/stores/{store.store_id}/tokens").status_code == 200
         assert session.get(f"{api_url}/stores/{store.store_id}/invoices/{invoice['id']}").status_code == 200
         assert session.get(f"{api_url}/invoice", params={"id": invoice["id"]}).status_code == 200
@@ -624,6 +635,12 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
         )
         assert changed.status_code == 200
         assert elsewhere.get(f"{api_url}/stores", allow_redirects=False).status_code == 303
+        tokens_page = f"{api_url}/stores/{store.store_id}/tokens"
+        revoke_form = f"{tokens_page}/revoke?token={tokens.reference(tokens.find(merchant.token))}"
+        revoked = post_form(
+            session, revoke_form, f"{tokens_page}/revoke", token=tokens.reference(tokens.find(merchant.token))
+        )
+        assert revoked.status_code == 303
         assert post_form(session, f"{api_url}/stores", f"{api_url}/logout").status_code == 303
 
     dynamodb, sqs = _split(calls)
