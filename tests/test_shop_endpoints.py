@@ -36,6 +36,9 @@ def test_currencies_lists_what_the_rate_source_can_invoice_in(api_url):
         "minimum": 0.01,
         "sanctioned": False,
         "decimals": 2,
+        "exchangePctFee": 100,
+        "payoutEnabled": False,
+        "payoutFields": [],
     }
     btc = next(item for item in items if item["code"] == "BTC")
     assert (btc["decimals"], btc["chain"], btc["minimum"]) == (8, "BTC", 1e-08)
