@@ -101,6 +101,16 @@ def test_the_invoices_token_alone_proves_nothing(api_url, merchant, pair, other_
 
 
 @root_only
+def test_a_revoked_merchant_key_cannot_resend_with_the_invoices_token(merchant, store, ipn_receiver):
+    from chalicelib import tokens
+
+    created = merchant.post("/invoices", {**INVOICE, "notificationURL": ipn_receiver.url + "/r"}).json()["data"]
+    tokens.revoke(merchant.token, store.store_id)
+
+    assert _resend(merchant, created["id"], created["token"]).status_code == 403
+
+
+@root_only
 def test_resend_with_a_merchant_token_still_works(merchant, ipn_receiver):
     created = merchant.post("/invoices", {**INVOICE, "notificationURL": ipn_receiver.url + "/m"}).json()["data"]
 
