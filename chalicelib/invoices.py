@@ -211,9 +211,10 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
     reserves the address index and reads the store, and one conditional PutItem.
     """
     fields = parse_request(body)
-    if caller.facade == "public" and fields["notification_url"]:
-        # Anyone could otherwise have the store notify a shop of an invoice they made for its order.
-        raise BadRequest("An invoice created without credentials cannot set notificationURL")
+    if caller.facade == "public" and (fields["notification_url"] or fields["notification_email"]):
+        # Anyone could otherwise have the store tell a shop "paid" for an invoice they made for one of its
+        # orders, or have it send mail to any address.
+        raise BadRequest("An invoice created without credentials cannot set notificationURL or notificationEmail")
     invoice_id = _new_invoice_id(caller.store_id, fields["guid"])
     for attribute, name in _PLACEHOLDER_FIELDS:
         if fields[attribute]:

@@ -135,14 +135,19 @@ def test_off_by_default_and_off_again(api_url, merchant_session, store):
 
 
 @root_only
-def test_a_public_invoice_cannot_set_a_notification_url(api_url, merchant_session, store):
+@pytest.mark.parametrize(
+    "field", [{"notificationURL": "https://shop.example/ipn"}, {"notificationEmail": "victim@example.com"}]
+)
+def test_a_public_invoice_cannot_notify_anyone(api_url, merchant_session, store, field):
     allow_anyone(api_url, merchant_session, store)
-    body = {**INVOICE, "orderId": "someone-elses-order", "notificationURL": "https://shop.example/ipn"}
+    body = {**INVOICE, "orderId": "someone-elses-order", **field}
 
     response = requests.post(api_url + "/invoices", params={"storeId": store.store_id}, json=body)
 
     assert response.status_code == 400
-    assert response.json() == {"error": "An invoice created without credentials cannot set notificationURL"}
+    assert response.json() == {
+        "error": "An invoice created without credentials cannot set notificationURL or notificationEmail"
+    }
 
 
 @root_only
