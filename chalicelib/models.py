@@ -11,9 +11,9 @@ attributes, which DynamoDB requires in epoch seconds.
 
 import hashlib
 import os
+import threading
 import time
 from datetime import UTC, datetime
-from functools import lru_cache
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -24,7 +24,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
-from pynamodb.connection import Connection
+from pynamodb.connection import Connection, TableConnection
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
@@ -61,15 +61,51 @@ def _index_meta(index_name: str, projection=None) -> type:
     return Meta
 
 
-@lru_cache(maxsize=1)
-def _connection() -> Connection:
-    settings = get_settings()
-    return Connection(region=settings.region, host=settings.dynamodb_endpoint)
+_shared_lock = threading.Lock()
+_shared: Connection | None = None
+
+
+def shared_connection() -> Connection:
+    """The process's one DynamoDB connection, under every model and every transaction.
+
+    Each botocore session and client costs ~120 ms CPU and 11 MiB to build, most of a cold start
+    when every model builds its own. Clients are thread-safe, sessions are not: both are built once,
+    under a lock.
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            settings = get_settings()
+            connection = Connection(region=settings.region, host=settings.dynamodb_endpoint)
+            connection.client  # noqa: B018 (builds the session and client now, under the lock)
+            _shared = connection
+        return _shared
+
+
+class SharedConnectionModel(Model):
+    """A model whose table connection speaks through `shared_connection()`."""
+
+    _table_lock = threading.Lock()
+
+    @classmethod
+    def _get_connection(cls) -> TableConnection:
+        table = cls._connection
+        if table is None or table.table_name != cls.Meta.table_name:
+            with cls._table_lock:
+                table = cls._connection
+                if table is None or table.table_name != cls.Meta.table_name:
+                    # pynamodb's own builds the table's schema and a connection of its own, not yet
+                    # used (its client is made on first use); the schema moves to the shared one.
+                    table = super()._get_connection()
+                    connection = shared_connection()
+                    connection.add_meta_table(table.get_meta_table())
+                    table.connection = connection
+        return table
 
 
 def transaction() -> TransactWrite:
     """`with transaction() as t:` writes that all happen or none do (DynamoDB TransactWriteItems)."""
-    return TransactWrite(connection=_connection())
+    return TransactWrite(connection=shared_connection())
 
 
 def failed_conditions(error: PynamoDBException) -> list[bool]:
@@ -92,7 +128,7 @@ def is_expired(expiration: datetime | None) -> bool:
     return expiration is not None and expiration <= datetime.now(UTC)
 
 
-class UserModel(Model):
+class UserModel(SharedConnectionModel):
     Meta = _meta("USERS_TABLE", "users")
 
     login = UnicodeAttribute(hash_key=True)
@@ -107,7 +143,7 @@ class StoresByOwner(GlobalSecondaryIndex):
     created = NumberAttribute(range_key=True)
 
 
-class StoreModel(Model):
+class StoreModel(SharedConnectionModel):
     Meta = _meta("STORES_TABLE", "stores")
 
     store_id = UnicodeAttribute(hash_key=True)
@@ -156,7 +192,7 @@ class TokensByMinter(GlobalSecondaryIndex):
     minted_by = UnicodeAttribute(hash_key=True)
 
 
-class TokenModel(Model):
+class TokenModel(SharedConnectionModel):
     """An API token, and while it is pending, the pairing request behind it.
 
     A client-requested pairing has a SIN and waits for a person to approve it
@@ -268,7 +304,7 @@ class BuyerAttribute(MapAttribute):
     notify = BooleanAttribute(null=True)
 
 
-class InvoiceModel(Model):
+class InvoiceModel(SharedConnectionModel):
     Meta = _meta("INVOICES_TABLE", "invoices")
 
     invoice_id = UnicodeAttribute(hash_key=True)
@@ -341,7 +377,7 @@ class SessionsByLogin(GlobalSecondaryIndex):
     login = UnicodeAttribute(hash_key=True)
 
 
-class SessionModel(Model):
+class SessionModel(SharedConnectionModel):
     """A signed-in browser. The cookie carries a secret whose SHA-256 is the key,
     so the table alone does not let anyone take over a session."""
 
@@ -356,7 +392,7 @@ class SessionModel(Model):
     by_login = SessionsByLogin()
 
 
-class LimitModel(Model):
+class LimitModel(SharedConnectionModel):
     """One fixed-window abuse counter (chalicelib.limits): key "<limit>#<subject>", e.g. "sign-in-account#alice"."""
 
     Meta = _meta("LIMITS_TABLE", "limits")
@@ -367,7 +403,7 @@ class LimitModel(Model):
     expiration = TTLAttribute()
 
 
-class SecretModel(Model):
+class SecretModel(SharedConnectionModel):
     """Server-side secrets made once per deployment (the device cookies' HMAC key); never sent to anyone."""
 
     Meta = _meta("SECRETS_TABLE", "secrets")
@@ -392,7 +428,7 @@ class AttemptAttribute(MapAttribute):
     duration_ms = NumberAttribute()
 
 
-class NotificationModel(Model):
+class NotificationModel(SharedConnectionModel):
     """One IPN for an invoice, numbered in the order it must be delivered, with every attempt made."""
 
     Meta = _meta("NOTIFICATIONS_TABLE", "notifications")
@@ -420,7 +456,7 @@ class NotificationModel(Model):
     by_outbox = NotificationsOutbox()
 
 
-class ClaimModel(Model):
+class ClaimModel(SharedConnectionModel):
     """Something only one owner may ever use, claimed by a conditional PutItem on its own key.
 
     "address#bc1q...": the receive address of one invoice, written in the invoice's own
