@@ -10,12 +10,18 @@ attributes, which DynamoDB requires in epoch seconds.
 """
 
 import hashlib
+import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
+from botocore.parsers import ResponseParserFactory
 from pynamodb.attributes import (
+    Attribute,
     BooleanAttribute,
     ListAttribute,
     MapAttribute,
@@ -61,8 +67,9 @@ def _index_meta(index_name: str, projection=None) -> type:
     return Meta
 
 
-_shared_lock = threading.Lock()
+_shared_lock = threading.RLock()
 _shared: Connection | None = None
+_raw: Connection | None = None
 
 
 def shared_connection() -> Connection:
@@ -80,6 +87,94 @@ def shared_connection() -> Connection:
             connection.client  # noqa: B018 (builds the session and client now, under the lock)
             _shared = connection
         return _shared
+
+
+class _JsonAnswers:
+    """A parser that leaves a successful answer as the JSON DynamoDB sent (errors parse as usual).
+
+    botocore's parser walks every attribute value through the service's shapes: for a page of
+    100 invoices it costs ten times a plain JSON decode, for a result `read_only` rebuilds anyway.
+    """
+
+    def __init__(self, modelled: Any):
+        self._modelled = modelled
+
+    def parse(self, response: dict, shape: Any) -> dict:
+        if response["status_code"] >= 300:
+            return self._modelled.parse(response, shape)
+        parsed = json.loads(response["body"]) if response["body"] else {}
+        parsed["ResponseMetadata"] = {"HTTPStatusCode": response["status_code"], "HTTPHeaders": response["headers"]}
+        return parsed
+
+
+class _JsonAnswersFactory(ResponseParserFactory):
+    def create_parser(self, protocol_name: str) -> _JsonAnswers:
+        return _JsonAnswers(super().create_parser(protocol_name))
+
+
+def raw_connection() -> Connection:
+    """A connection whose answers stay DynamoDB JSON, for read-only routes that decode with `read_only`.
+
+    Its client comes from the shared session (and knows every model's table through it).
+    """
+    global _raw
+    with _shared_lock:
+        if _raw is None:
+            shared = shared_connection()
+            session = shared.session
+            modelled = session.get_component("response_parser_factory")
+            session.register_component("response_parser_factory", _JsonAnswersFactory())
+            try:
+                client = session.create_client(
+                    "dynamodb", shared.region, endpoint_url=shared.host, config=shared.client.meta.config
+                )
+            finally:
+                session.register_component("response_parser_factory", modelled)
+            connection = Connection(region=shared.region, host=shared.host)
+            connection._client, connection._tables = client, shared._tables
+            _raw = connection
+        return _raw
+
+
+def _decode(attribute: Attribute, value: dict) -> Any:
+    if isinstance(attribute, MapAttribute) and type(attribute) is not MapAttribute:
+        return read_only(type(attribute), value["M"])
+    if isinstance(attribute, ListAttribute) and attribute.element_type is not None:
+        element = attribute.element_type()
+        return [_decode(element, item) for item in value["L"]]
+    return attribute.deserialize(attribute.get_value(value))
+
+
+def read_only(model: type, item: dict[str, dict]) -> SimpleNamespace:
+    """An item (or map) straight from DynamoDB JSON, as pynamodb's `from_raw_data` would read it
+    (defaults for absent attributes, the same types), but as a plain record: for views, never saved."""
+    values: dict[str, Any] = {}
+    for name, attribute in model.get_attributes().items():
+        value = item.get(attribute.attr_name)
+        if value and "NULL" not in value:
+            values[name] = _decode(attribute, value)
+        else:
+            default = attribute.default
+            values[name] = default() if callable(default) else default
+    record = SimpleNamespace(**values)
+    record.attribute_values = values
+    return record
+
+
+def query_read_only(model: type[Model], limit: int, **query: Any) -> Iterator[SimpleNamespace]:
+    """`limit` items of a Query (pynamodb's Connection.query arguments), as `read_only` records,
+    page after page until the limit or the end."""
+    model._get_connection()  # puts the table's schema on the shared connection
+    connection = raw_connection()
+    start = query.pop("exclusive_start_key", None)
+    while limit > 0:
+        page = connection.query(model.Meta.table_name, limit=limit, exclusive_start_key=start, **query)
+        for item in page.get("Items", []):
+            limit -= 1
+            yield read_only(model, item)
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return
 
 
 class SharedConnectionModel(Model):
