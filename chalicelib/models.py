@@ -14,8 +14,10 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import cache
+from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any
 
@@ -136,25 +138,50 @@ def raw_connection() -> Connection:
         return _raw
 
 
-def _decode(attribute: Attribute, value: dict) -> Any:
+def _number(value: dict) -> int | float:
+    text = value["N"]
+    # pynamodb decodes numbers with json.loads: an int when it is one, else a float.
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _decoder(attribute: Attribute) -> Callable[[dict], Any]:
+    """How to read one attribute's DynamoDB JSON value as pynamodb's deserialize would."""
     if isinstance(attribute, MapAttribute) and type(attribute) is not MapAttribute:
-        return read_only(type(attribute), value["M"])
+        model = type(attribute)
+        return lambda value: read_only(model, value["M"])
     if isinstance(attribute, ListAttribute) and attribute.element_type is not None:
-        element = attribute.element_type()
-        return [_decode(element, item) for item in value["L"]]
-    return attribute.deserialize(attribute.get_value(value))
+        element = _decoder(attribute.element_type())
+        return lambda value: [element(item) for item in value["L"]]
+    if isinstance(attribute, UnicodeAttribute):
+        return itemgetter("S")
+    if isinstance(attribute, BooleanAttribute):
+        return itemgetter("BOOL")
+    if type(attribute) in (NumberAttribute, VersionAttribute):
+        return _number
+    return lambda value: attribute.deserialize(attribute.get_value(value))
+
+
+@cache
+def _plan(model: type) -> tuple[tuple[str, str, Callable[[dict], Any], Any], ...]:
+    """Each attribute's name, name in DynamoDB, decoder and default: worked out once per model."""
+    return tuple(
+        (name, attribute.attr_name, _decoder(attribute), attribute.default)
+        for name, attribute in model.get_attributes().items()
+    )
 
 
 def read_only(model: type, item: dict[str, dict]) -> SimpleNamespace:
     """An item (or map) straight from DynamoDB JSON, as pynamodb's `from_raw_data` would read it
     (defaults for absent attributes, the same types), but as a plain record: for views, never saved."""
     values: dict[str, Any] = {}
-    for name, attribute in model.get_attributes().items():
-        value = item.get(attribute.attr_name)
+    for name, stored_name, decode, default in _plan(model):
+        value = item.get(stored_name)
         if value and "NULL" not in value:
-            values[name] = _decode(attribute, value)
+            values[name] = decode(value)
         else:
-            default = attribute.default
             values[name] = default() if callable(default) else default
     record = SimpleNamespace(**values)
     record.attribute_values = values
