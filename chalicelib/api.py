@@ -10,7 +10,7 @@ from typing import Any
 
 from chalice import Blueprint
 
-from . import auth, invoices, tokens
+from . import auth, invoices, openapi, shapes, tokens
 from .errors import BadRequest, Forbidden, Unauthorized
 from .rates import currency_name, get_rates
 from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response
@@ -18,8 +18,16 @@ from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response
 api = Blueprint(__name__)
 
 
+# What the API serves, as declared in `shapes`: the OpenAPI document describes these.
+ROUTES: list[shapes.Operation] = []
+
+
 def api_route(path: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
-    """Register `view(request, **uri_params) -> body` as a JSON route with the API's error handling."""
+    """Register `view(request, **uri_params) -> body` as a JSON route with the API's error handling.
+
+    Each route must be declared in `shapes` (KeyError otherwise), so none is missing from the document.
+    """
+    ROUTES.extend(shapes.operation(method, path) for method in methods)
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         @api.route(path, methods=list(methods), content_types=API_CONTENT_TYPES)
@@ -38,13 +46,14 @@ def api_route(path: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
 
 @api_route("/tokens", methods=("POST",))
 def create_token(request: ApiRequest) -> dict:
-    body = request.json
-    if "pairingCode" in body:
-        token = tokens.claim(body["pairingCode"], body.get("id"))
+    body = shapes.read(shapes.TOKEN_FIELDS, request.json)
+    # Sent at all, even empty, a pairingCode makes this a claim: an unknown code is a 404.
+    if "pairingCode" in request.json:
+        token = tokens.claim(body["pairingCode"], body["id"])
     elif _asks_for_its_own_store(request, body):
-        token = tokens.create_pairing_code(_merchant_store(request), body.get("facade", "pos"), body.get("label"))
+        token = tokens.create_pairing_code(_merchant_store(request), body["facade"] or "pos", body["label"])
     else:
-        token = tokens.request_pairing(body["id"], body.get("facade", "merchant"), body.get("label"))
+        token = tokens.request_pairing(body["id"], body["facade"] or "merchant", body["label"])
     return {"data": [tokens.pairing_view(token)]}
 
 
@@ -53,7 +62,7 @@ def _asks_for_its_own_store(request: ApiRequest, body: dict) -> bool:
 
     Anything else naming an id is a client-side pairing request, even with stale signature headers.
     """
-    return "id" not in body or ("token" in body and auth.optional_identity(request) is not None)
+    return body["id"] is None or (body["token"] is not None and auth.optional_identity(request) is not None)
 
 
 def _merchant_store(request: ApiRequest) -> str:
@@ -166,3 +175,14 @@ def invoice_status(request: ApiRequest) -> dict:
     if not invoice_id:
         raise BadRequest("id (the invoice id) is required")
     return checkout.poll(invoices.get_public(invoice_id), request.base_url)
+
+
+@functools.cache
+def _document() -> dict:
+    return openapi.document(tuple(ROUTES))
+
+
+@api_route("/openapi.json")
+def openapi_document(request: ApiRequest) -> dict:
+    """Public: the OpenAPI document, made once per process; its server is where it was asked for."""
+    return {**_document(), "servers": [{"url": request.base_url}]}

@@ -1,7 +1,6 @@
 """Invoices: creating them from what BitPay clients send, finding them, and their wire views."""
 
 import hashlib
-import json
 import math
 import secrets
 from datetime import UTC, datetime
@@ -12,57 +11,35 @@ from itertools import islice
 import base58
 from pynamodb.exceptions import PutError
 
+from . import shapes
 from .auth import Caller
 from .errors import BadRequest, NotFound
 from .models import BuyerAttribute, InvoiceModel, condition_failed, now_ms
 from .rates import get_rates
 from .settings import get_settings
 from .stores import TARGET_CONFIRMATIONS, reserve_address_index
-from .web import http_url
 
 SATS_PER_BTC = 100_000_000
 MAX_PRICE = Decimal("1e12")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 _DAY_MS = 24 * 3600 * 1000
-_TEXT_LIMITS = {"orderid": 100, "itemdesc": 1000, "itemcode": 100, "posdata": 10_000, "guid": 100}
-# Request field (lower-cased) -> (model attribute, name in error messages).
-_URL_FIELDS = {
-    "notificationurl": ("notification_url", "notificationURL"),
-    "redirecturl": ("redirect_url", "redirectURL"),
-    "closeurl": ("close_url", "closeURL"),
+# Shape field -> model attribute, for the fields stored as they are read.
+_STORED_AS = {
+    "orderId": "order_id",
+    "itemDesc": "item_desc",
+    "itemCode": "item_code",
+    "guid": "guid",
+    "posData": "pos_data",
+    "notificationEmail": "notification_email",
+    "notificationURL": "notification_url",
+    "redirectURL": "redirect_url",
+    "closeURL": "close_url",
+    "fullNotifications": "full_notifications",
+    "extendedNotifications": "extended_notifications",
+    "physical": "physical",
+    "buyer": "buyer",
 }
-_BOOLEAN_FIELDS = {
-    "fullnotifications": ("full_notifications", "fullNotifications"),
-    "extendednotifications": ("extended_notifications", "extendedNotifications"),
-    "physical": ("physical", "physical"),
-}
-# Nested BitPay names, flat legacy names and BTCPay's names for the buyer's fields.
-_BUYER_FIELDS = {
-    "name": "name", "buyername": "name",
-    "address1": "address1", "buyeraddress1": "address1",
-    "address2": "address2", "buyeraddress2": "address2",
-    "locality": "locality", "city": "locality", "buyercity": "locality",
-    "region": "region", "state": "region", "buyerstate": "region",
-    "postalcode": "postalCode", "zip": "postalCode", "buyerzip": "postalCode",
-    "country": "country", "buyercountry": "country",
-    "email": "email", "buyeremail": "email",
-    "phone": "phone", "buyerphone": "phone",
-}  # fmt: skip
-_MAX_BUYER_FIELD = 200
 _PRIVATE_FIELDS = ("posData", "buyer", "notificationURL", "notificationEmail", "token", "guid", "orderId", "itemCode")
-
-
-def _text(fields: dict, key: str, name: str, limit: int) -> str | None:
-    value = fields.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str):
-        raise BadRequest(f"{name} must be a string")
-    if len(value) > limit:
-        raise BadRequest(f"{name} must be at most {limit} characters")
-    return value
 
 
 def _price(value: object) -> Decimal:
@@ -79,77 +56,22 @@ def _price(value: object) -> Decimal:
     return price
 
 
-def _boolean(value: object, name: str) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise BadRequest(f"{name} must be true or false")
-
-
-def _buyer(fields: dict) -> dict:
-    nested = fields.get("buyer")
-    if nested is not None and not isinstance(nested, dict):
-        raise BadRequest("buyer must be an object")
-    sources = [(key.lower(), value) for key, value in (nested or {}).items()] + list(fields.items())
-    buyer: dict = {}
-    for key, value in sources:
-        name = _BUYER_FIELDS.get(key)
-        if name is not None and name not in buyer:
-            text = _text({key: value}, key, f"buyer {name}", _MAX_BUYER_FIELD)
-            if text is not None:
-                buyer[name] = text
-    notify = (nested or {}).get("notify", fields.get("buyernotify"))
-    if notify is not None:
-        buyer["notify"] = _boolean(notify, "buyer notify")
-    if "email" in buyer and "@" not in buyer["email"]:
-        raise BadRequest("buyer email is not an email address")
-    return buyer
-
-
-def _pos_data(value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return _text({"posdata": value}, "posdata", "posData", _TEXT_LIMITS["posdata"])
-    # Some plugins send posData as an object; BitPay's models want a string.
-    return _text({"posdata": json.dumps(value)}, "posdata", "posData", _TEXT_LIMITS["posdata"])
-
-
 def parse_request(body: dict) -> dict:
     """The invoice fields of a BitPay create-invoice body, validated; unknown fields are ignored."""
-    fields = {key.lower(): value for key, value in body.items() if isinstance(key, str)}
-    if "price" not in fields:
-        raise BadRequest("price is required")
-    currency = fields.get("currency")
-    if not isinstance(currency, str) or not currency.strip():
+    fields = shapes.read(shapes.INVOICE_FIELDS, body)
+    currency = fields["currency"].strip().upper()
+    if not currency:
         raise BadRequest("currency is required (ISO 4217 code, e.g. USD)")
-    currency = currency.strip().upper()
     if not get_rates().is_known(currency):
         raise BadRequest(f"currency {currency} is not supported")
-    speed = _text(fields, "transactionspeed", "transactionSpeed", 10)
-    if speed is not None and speed not in TARGET_CONFIRMATIONS:
-        raise BadRequest("transactionSpeed must be high, medium or low")
-    email = _text(fields, "notificationemail", "notificationEmail", 254)
-    if email is not None and "@" not in email:
-        raise BadRequest("notificationEmail is not an email address")
-    parsed = {
+    parsed = {attribute: fields[name] for name, attribute in _STORED_AS.items()}
+    return {
+        **parsed,
         "price": _price(fields["price"]),
         "currency": currency,
-        "transaction_speed": speed,
-        "order_id": _text(fields, "orderid", "orderId", _TEXT_LIMITS["orderid"]),
-        "item_desc": _text(fields, "itemdesc", "itemDesc", _TEXT_LIMITS["itemdesc"]),
-        "item_code": _text(fields, "itemcode", "itemCode", _TEXT_LIMITS["itemcode"]),
-        "guid": _text(fields, "guid", "guid", _TEXT_LIMITS["guid"]),
-        "pos_data": _pos_data(fields.get("posdata")),
-        "notification_email": email,
-        "buyer": _buyer(fields),
+        "transaction_speed": fields["transactionSpeed"],
+        "buyer": parsed["buyer"] or {},
     }
-    for key, (attribute, name) in _URL_FIELDS.items():
-        parsed[attribute] = http_url(fields.get(key), name)
-    for key, (attribute, name) in _BOOLEAN_FIELDS.items():
-        parsed[attribute] = _boolean(fields.get(key), name)
-    return parsed
 
 
 def _new_invoice_id(store_id: str, guid: str | None) -> str:
