@@ -201,8 +201,8 @@ def _body(fields: tuple[Field, ...]) -> dict:
 
 def _parameters(operation: Operation) -> list[dict]:
     path = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-        for name in operation.path_parameters
+        {"name": field.name, "in": "path", "required": True, "schema": {**field_schema(field), "minLength": 1}}
+        for field in operation.path_parameters
     ]
     query = [
         {"name": field.name, "in": "query", "required": field.required, "schema": field_schema(field)}

@@ -136,10 +136,13 @@ class Operation:
     facades: tuple[str, ...] = ()
     query: tuple[Field, ...] = ()
     body: tuple[Field, ...] = ()
+    path_fields: tuple[Field, ...] = ()  # what is known of the path's parameters beyond being text
 
     @property
-    def path_parameters(self) -> list[str]:
-        return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
+    def path_parameters(self) -> list[Field]:
+        declared = {field.name: field for field in self.path_fields}
+        names = [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
+        return [declared.get(name, Field(name, "string", "")) for name in names]
 
 
 _TOKEN_FIELD = Field(
@@ -203,6 +206,7 @@ TOKEN_FIELDS = (
     Field("token", "string", "A merchant token, to ask for another token for its store", max_length=128),
 )
 
+_BASE = Field("base", "string", "The base currency", example="BTC")
 _DATE = "YYYY-MM-DD, MM/DD/YYYY or ISO 8601"
 
 OPERATIONS = (
@@ -218,8 +222,14 @@ OPERATIONS = (
             Field("cryptoCode", "string", "The base currency", example="BTC"),
         ),
     ),
-    Operation("GET", "/rates/{base}", "listRatesForBase", "Exchange rates of one base currency", PUBLIC, "RateList"),
-    Operation("GET", "/rates/{base}/{quote}", "getRate", "One exchange rate", PUBLIC, "RateItem"),
+    Operation(
+        "GET", "/rates/{base}", "listRatesForBase", "Exchange rates of one base currency", PUBLIC, "RateList",
+        path_fields=(_BASE,),
+    ),
+    Operation(
+        "GET", "/rates/{base}/{quote}", "getRate", "One exchange rate", PUBLIC, "RateItem",
+        path_fields=(_BASE, Field("quote", "string", "The quote currency", example="USD")),
+    ),
     Operation(
         "POST", "/invoices", "createInvoice", "Create an invoice", TOKEN, "CreatedInvoice",
         facades=("pos", "merchant"), body=INVOICE_FIELDS,
