@@ -13,9 +13,10 @@ from chalice import Blueprint
 from . import auth, invoices, openapi, shapes, tokens
 from .errors import BadRequest, Forbidden, Unauthorized
 from .rates import currency_name, get_rates
-from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response
+from .web import API_CONTENT_TYPES, ApiRequest, api_errors, chalice_errors, json_response
 
 api = Blueprint(__name__)
+api.register_middleware(chalice_errors, "http")
 
 
 # What the API serves, as declared in `shapes`: the OpenAPI document describes these.

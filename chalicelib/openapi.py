@@ -129,10 +129,11 @@ _ERRORS = {
     401: "No valid token, or a signature that does not verify",
     403: "The token's facade or state does not allow this",
     404: "No such object (or not the caller's)",
+    415: "A Content-Type other than JSON (or text/plain, or a form)",
     429: "Too many requests; Retry-After says when to try again",
     503: "A service this depends on (exchange rates) is unavailable",
 }
-_UNAUTHENTICATED_ERRORS = (400, 404, 429, 503)
+_UNAUTHENTICATED_ERRORS = (400, 404, 415, 429, 503)
 _SECURITY_SCHEMES = {
     "token": {"type": "apiKey", "in": "query", "name": "token", "description": "An API token (POST: in the body)"},
     "identity": {
