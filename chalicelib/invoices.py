@@ -2,11 +2,13 @@
 
 import hashlib
 import math
+import re
 import secrets
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from itertools import islice
+from urllib.parse import quote
 
 import base58
 from pynamodb.exceptions import PutError
@@ -18,6 +20,7 @@ from .models import BuyerAttribute, InvoiceModel, condition_failed, now_ms
 from .rates import get_rates
 from .settings import get_settings
 from .stores import TARGET_CONFIRMATIONS, reserve_address_index
+from .web import http_url
 
 SATS_PER_BTC = 100_000_000
 MAX_PRICE = Decimal("1e12")
@@ -31,47 +34,82 @@ _STORED_AS = {
     "guid": "guid",
     "posData": "pos_data",
     "notificationEmail": "notification_email",
-    "notificationURL": "notification_url",
-    "redirectURL": "redirect_url",
-    "closeURL": "close_url",
     "fullNotifications": "full_notifications",
     "extendedNotifications": "extended_notifications",
     "physical": "physical",
     "buyer": "buyer",
 }
+_URL_FIELDS = {"notificationURL": "notification_url", "redirectURL": "redirect_url", "closeURL": "close_url"}
+# Filled in redirectURL and notificationURL, as BTCPay does.
+_PLACEHOLDER = re.compile(r"\{(?:orderid|invoiceid)\}", re.IGNORECASE)
+_PLACEHOLDER_FIELDS = (("redirect_url", "redirectURL"), ("notification_url", "notificationURL"))
 _PRIVATE_FIELDS = ("posData", "buyer", "notificationURL", "notificationEmail", "token", "guid", "orderId", "itemCode")
 
 
-def _price(value: object) -> Decimal:
+def _amount(value: object, name: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise BadRequest("price must be a number")
+        raise BadRequest(f"{name} must be a number")
     try:
-        price = Decimal(str(value).strip())
+        amount = Decimal(str(value).strip())
     except InvalidOperation as exc:
-        raise BadRequest("price must be a number") from exc
-    if not price.is_finite() or price <= 0:
+        raise BadRequest(f"{name} must be a number") from exc
+    if not amount.is_finite():
+        raise BadRequest(f"{name} must be a number")
+    if amount > MAX_PRICE:
+        raise BadRequest(f"{name} is too large")
+    return amount
+
+
+def _price(value: object) -> Decimal:
+    price = _amount(value, "price")
+    if price <= 0:
         raise BadRequest("price must be greater than 0")
-    if price > MAX_PRICE:
-        raise BadRequest("price is too large")
     return price
+
+
+def _tax_included(value: object, price: Decimal) -> Decimal:
+    if value is None:
+        return Decimal(0)
+    tax = _amount(value, "taxIncluded")
+    if not 0 <= tax <= price:
+        raise BadRequest("taxIncluded must be from 0 to the price")
+    return tax
+
+
+def _transaction_speed(speed: object) -> str | None:
+    """One of BitPay's speeds; anything else (plugins send "default") leaves the store's own speed."""
+    return speed.strip().lower() if isinstance(speed, str) and speed.strip().lower() in TARGET_CONFIRMATIONS else None
 
 
 def parse_request(body: dict) -> dict:
     """The invoice fields of a BitPay create-invoice body, validated; unknown fields are ignored."""
     fields = shapes.read(shapes.INVOICE_FIELDS, body)
+    price = _price(fields["price"])
     currency = fields["currency"].strip().upper()
     if not currency:
         raise BadRequest("currency is required (ISO 4217 code, e.g. USD)")
     if not get_rates().is_known(currency):
         raise BadRequest(f"currency {currency} is not supported")
     parsed = {attribute: fields[name] for name, attribute in _STORED_AS.items()}
+    for name, attribute in _URL_FIELDS.items():
+        # Checked as it will be once its placeholders are filled (create fills them).
+        value = fields[name]
+        filled = fill_placeholders(value, "0", "0") if isinstance(value, str) else value
+        parsed[attribute] = value if http_url(filled, name) else None
     return {
         **parsed,
-        "price": _price(fields["price"]),
+        "price": price,
+        "tax_included": _tax_included(fields["taxIncluded"], price),
         "currency": currency,
-        "transaction_speed": fields["transactionSpeed"],
+        "transaction_speed": _transaction_speed(fields["transactionSpeed"]),
         "buyer": parsed["buyer"] or {},
     }
+
+
+def fill_placeholders(template: str, invoice_id: str, order_id: str | None) -> str:
+    """BTCPay's `{OrderId}` and `{InvoiceId}` in a URL, replaced (any case) by the values, URL-encoded."""
+    values = {"{orderid}": quote(order_id or "", safe=""), "{invoiceid}": quote(invoice_id, safe="")}
+    return _PLACEHOLDER.sub(lambda match: values[match.group(0).lower()], template)
 
 
 def _new_invoice_id(store_id: str, guid: str | None) -> str:
@@ -97,13 +135,17 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
     reserves the address index and reads the store, and one conditional PutItem.
     """
     fields = parse_request(body)
+    invoice_id = _new_invoice_id(caller.store_id, fields["guid"])
+    for attribute, name in _PLACEHOLDER_FIELDS:
+        if fields[attribute]:
+            fields[attribute] = http_url(fill_placeholders(fields[attribute], invoice_id, fields["order_id"]), name)
     store, address_index = reserve_address_index(caller.store_id)
     rate = get_rates().btc_price(fields["currency"])
     created = now_ms()
     speed = fields.pop("transaction_speed") or store.transaction_speed
     status = "new"
     invoice = InvoiceModel(
-        _new_invoice_id(store.store_id, fields["guid"]),
+        invoice_id,
         store_id=store.store_id,
         token=caller.token.token,
         facade=caller.facade,
@@ -122,7 +164,12 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
         base_url=base_url,
         watch_network=get_settings().bitcoin_network,
         next_check=created,
-        **{**fields, "price": str(fields["price"]), "buyer": BuyerAttribute(**fields["buyer"])},
+        **{
+            **fields,
+            "price": str(fields["price"]),
+            "tax_included": str(fields["tax_included"]),
+            "buyer": BuyerAttribute(**fields["buyer"]),
+        },
     )
     try:
         invoice.save(condition=InvoiceModel.invoice_id.does_not_exist())
@@ -160,6 +207,14 @@ def get_for(caller: Caller, invoice_id: str) -> InvoiceModel:
         raise NotFound("Object not found")
     if caller.facade == "pos" and invoice.token != caller.token.token:
         raise NotFound("Object not found")
+    return invoice
+
+
+def get_by_invoice_token(invoice_id: str, invoice_token: str | None) -> InvoiceModel | None:
+    """The invoice when `invoice_token` is its own resource token (BitPay's `token` in the invoice object)."""
+    invoice = _get(invoice_id) if invoice_token else None
+    if invoice is None or not secrets.compare_digest(invoice.invoice_token.encode(), invoice_token.encode()):
+        return None
     return invoice
 
 
@@ -235,6 +290,11 @@ def format_btc(sats: int) -> str:
     return f"{Decimal(sats) / SATS_PER_BTC:.8f}"
 
 
+def _btc_float(sats: int) -> float:
+    """BitPay's underpaidAmount and overpaidAmount: BTC, as a JSON number."""
+    return float(Decimal(sats) / SATS_PER_BTC)
+
+
 def _bip21(invoice: InvoiceModel, due_sats: int) -> str:
     amount = format((Decimal(due_sats) / SATS_PER_BTC).normalize(), "f")
     return f"bitcoin:{invoice.address}?amount={amount}"
@@ -271,6 +331,7 @@ def full_view(invoice: InvoiceModel, base_url: str) -> dict:
         "url": f"{base_url}/invoice?id={invoice.invoice_id}",
         "status": current_status(invoice, now),
         "price": float(Decimal(invoice.price)),
+        "taxIncluded": float(Decimal(invoice.tax_included)),
         "currency": invoice.currency,
         "orderId": invoice.order_id,
         "itemDesc": invoice.item_desc,
@@ -302,6 +363,13 @@ def full_view(invoice: InvoiceModel, base_url: str) -> dict:
         "transactions": _transactions(invoice),
         "supportedTransactionCurrencies": {"BTC": {"enabled": True}},
         "paymentCodes": {"BTC": {"BIP21": bip21}},
+        "underpaidAmount": _btc_float(invoice.btc_due_sats - invoice.btc_paid_sats)
+        if exception_status == "paidPartial"
+        else None,
+        "overpaidAmount": _btc_float(invoice.btc_paid_sats - invoice.btc_due_sats)
+        if exception_status == "paidOver"
+        else None,
+        "isCancelled": invoice.cancelled,
         "refundAddressRequestPending": False,
         "lowFeeDetected": False,
         # Names that BTCPay-era clients still read.

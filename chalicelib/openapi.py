@@ -38,6 +38,7 @@ _INVOICE_ALWAYS = {
     "url": _STRING,
     "status": {"enum": list(shapes.INVOICE_STATUSES)},
     "price": _NUMBER,
+    "taxIncluded": _NUMBER,
     "currency": _STRING,
     "invoiceTime": _INTEGER,
     "expirationTime": _INTEGER,
@@ -58,6 +59,7 @@ _INVOICE_ALWAYS = {
     "transactions": {"type": "array", "items": _TRANSACTION},
     "supportedTransactionCurrencies": {"type": "object"},
     "paymentCodes": {"type": "object"},
+    "isCancelled": _BOOLEAN,
     "refundAddressRequestPending": _BOOLEAN,
     "lowFeeDetected": _BOOLEAN,
     "btcPrice": _BTC,
@@ -72,6 +74,8 @@ _INVOICE_OPTIONAL = {
     "itemDesc": _STRING,
     "redirectURL": _STRING,
     "closeURL": _STRING,
+    "underpaidAmount": _NUMBER,
+    "overpaidAmount": _NUMBER,
     # The full view only:
     "token": _STRING,
     "orderId": _STRING,
@@ -103,7 +107,23 @@ _RATE = _object(
     {"code": _STRING, "name": _STRING, "rate": _NUMBER, "cryptoCode": _STRING, "currencyPair": _STRING},
     ("code", "name", "rate"),
 )
+_CURRENCY = _object(
+    {
+        "code": _STRING,
+        "symbol": _STRING,
+        "precision": _INTEGER,
+        "name": _STRING,
+        "plural": _STRING,
+        "alts": _STRING,
+        "minimum": _NUMBER,
+        "sanctioned": _BOOLEAN,
+        "decimals": _INTEGER,
+        "chain": _STRING,
+    },
+    ("code", "symbol", "precision", "name", "plural", "alts", "minimum", "sanctioned", "decimals"),
+)
 RESPONSES = {
+    "CurrencyList": _data({"type": "array", "items": _CURRENCY}),
     "TokenPairing": _data({"type": "array", "items": _PAIRING}),
     "TokenList": _data({"type": "array", "items": {"type": "object", "additionalProperties": _STRING}}),
     "RateList": _data({"type": "array", "items": _RATE}),
@@ -154,7 +174,7 @@ _SIGNED = {"identity": [], "signature": []}
 
 def _security(operation: Operation) -> list[dict]:
     """Who may call: a token in the query, or (POST) in the body; signed when the token is bound to a client id."""
-    token_in_query = operation.method == "GET"
+    token_in_query = operation.method not in ("POST", "PUT")
     with_token = [{"token": [], **_SIGNED}, {"token": []}] if token_in_query else [_SIGNED, {}]
     return {
         shapes.PUBLIC: [],
@@ -182,7 +202,7 @@ def field_schema(field: Field) -> dict:
         "maximum": field.maximum,
         "pattern": field.pattern,
         "default": field.default,
-        "examples": None if field.example is None else [field.example],
+        "examples": list(field.examples),
         "x-aliases": list(field.aliases),
     }
     schema |= {key: value for key, value in optional.items() if value not in (None, "", [])}

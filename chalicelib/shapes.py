@@ -10,8 +10,7 @@ import json
 from dataclasses import dataclass
 
 from .errors import BadRequest
-from .stores import TRANSACTION_SPEEDS
-from .web import http_url
+from .stores import TARGET_CONFIRMATIONS, TRANSACTION_SPEEDS
 
 # Who may call an operation: anyone; a signed client (x-identity, x-signature); a token of `facades`;
 # anyone, with more shown to a token; anyone pairing, or a signed merchant asking for a token.
@@ -24,15 +23,17 @@ PAIRABLE_FACADES = ("pos", "merchant")
 class Field:
     """One parameter or body field.
 
-    `type` is a JSON Schema type, or `url` / `email` (strings checked as such); a `number` is
-    handed over as sent (a string or a number) for its owner to parse.
+    `type` is a JSON Schema type, or `url` / `email`. `read` checks strings, emails, booleans
+    and objects; a field `parsed_by_owner` (numbers, URLs...) is handed over as sent, for the
+    module that owns it to parse.
     """
 
     name: str
     type: str
     description: str
     required: bool = False
-    hint: str = ""  # what a missing required field should be, in its error message
+    hint: str = ""  # follows "NAME is required" in the error for a missing required field
+    parsed_by_owner: bool = False
     max_length: int | None = None
     enum: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
@@ -43,7 +44,7 @@ class Field:
     minimum: int | None = None
     maximum: int | None = None
     pattern: str | None = None
-    example: object = None  # for the document
+    examples: tuple = ()  # for the document
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -59,16 +60,14 @@ class Field:
 
     def check(self, value: object, label: str) -> object:
         """`value` as this field takes it, or a BadRequest naming `label`."""
+        if self.parsed_by_owner:
+            return value
         if self.type == "boolean":
             return _boolean(value, label)
-        if self.type == "url":
-            return http_url(value, label)
         if self.type == "object":
             if not isinstance(value, dict):
                 raise BadRequest(f"{label} must be an object")
             return {}
-        if self.type == "number":
-            return value
         return self._text(value, label)
 
     def _text(self, value: object, label: str) -> str:
@@ -90,8 +89,9 @@ class Field:
 def _boolean(value: object, label: str) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
+    # "1" and "0" are how PHP's http_build_query writes true and false in a form body.
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
     raise BadRequest(f"{label} must be true or false")
 
 
@@ -110,7 +110,7 @@ def read(fields: tuple[Field, ...], body: dict) -> dict:
             value = {}
         if value is None:
             if spec.required:
-                raise BadRequest(f"{spec.name} is required" + (f" ({spec.hint})" if spec.hint else ""))
+                raise BadRequest(f"{spec.name} is required{spec.hint}")
             values[spec.name] = spec.default
             continue
         values[spec.name] = spec.check(value, spec.name)
@@ -168,8 +168,18 @@ BUYER = Field(
 )
 
 INVOICE_FIELDS = (
-    Field("price", "number", "Amount in `currency`, a number or its decimal text", required=True, example=10.5),
-    Field("currency", "string", "ISO 4217 code", required=True, hint="ISO 4217 code, e.g. USD", example="USD"),
+    Field(
+        "price",
+        "number",
+        "Amount in `currency`, a number or its decimal text",
+        required=True,
+        # BitPay makes a "top-up" invoice (the buyer chooses the amount) without a price; paylambda does not.
+        hint=": paylambda makes invoices for a fixed price only (no top-up invoices)",
+        parsed_by_owner=True,
+        examples=(10.5,),
+    ),
+    Field("currency", "string", "ISO 4217 code", required=True, hint=" (ISO 4217 code, e.g. USD)", examples=("USD",)),
+    Field("taxIncluded", "number", "The part of the price that is tax, from 0 to the price", parsed_by_owner=True),
     Field("orderId", "string", "The shop's order reference (searchable)", max_length=100),
     Field("itemDesc", "string", "", max_length=1000),
     Field("itemCode", "string", "The shop's item reference (searchable)", max_length=100),
@@ -181,11 +191,26 @@ INVOICE_FIELDS = (
         json_text=True,
     ),
     Field("guid", "string", "Idempotency key: a create repeated with it returns the first invoice", max_length=100),
-    Field("notificationURL", "url", "Where IPNs are posted"),
+    Field(
+        "notificationURL", "url", "Where IPNs are posted; {OrderId} and {InvoiceId} are filled", parsed_by_owner=True
+    ),
     Field("notificationEmail", "email", "", max_length=254),
-    Field("redirectURL", "url", "Where the checkout sends the buyer once paid"),
-    Field("closeURL", "url", "Where the checkout's close link goes"),
-    Field("transactionSpeed", "string", "Confirmations before `confirmed`: 0, 1 or 6", enum=TRANSACTION_SPEEDS),
+    Field(
+        "redirectURL",
+        "url",
+        "Where the checkout sends the buyer once paid; placeholders as above",
+        parsed_by_owner=True,
+    ),
+    Field("closeURL", "url", "Where the checkout's close link goes", parsed_by_owner=True),
+    Field(
+        "transactionSpeed",
+        "string",
+        "Confirmations before `confirmed`: "
+        + ", ".join(f"{speed} {count}" for speed, count in TARGET_CONFIRMATIONS.items())
+        + "; anything else: the store's speed",
+        examples=TRANSACTION_SPEEDS,
+        parsed_by_owner=True,
+    ),
     Field("fullNotifications", "boolean", "An IPN on every status change", default=False),
     Field("extendedNotifications", "boolean", "IPNs in the {event, data} form", default=False),
     Field("physical", "boolean", "", default=False),
@@ -206,7 +231,7 @@ TOKEN_FIELDS = (
     Field("token", "string", "A merchant token, to ask for another token for its store", max_length=128),
 )
 
-_BASE = Field("base", "string", "The base currency", example="BTC")
+_BASE = Field("base", "string", "The base currency", examples=("BTC",))
 _DATE = "YYYY-MM-DD, MM/DD/YYYY or ISO 8601"
 
 OPERATIONS = (
@@ -219,7 +244,7 @@ OPERATIONS = (
         "GET", "/rates", "listRates", "Rates of BTC (or cryptoCode), or of the pairs asked", PUBLIC, "RateList",
         query=(
             Field("currencyPairs", "string", "Comma-separated pairs such as BTC_USD,BTC_EUR"),
-            Field("cryptoCode", "string", "The base currency", example="BTC"),
+            Field("cryptoCode", "string", "The base currency", examples=("BTC",)),
         ),
     ),
     Operation(
@@ -228,8 +253,9 @@ OPERATIONS = (
     ),
     Operation(
         "GET", "/rates/{base}/{quote}", "getRate", "One exchange rate", PUBLIC, "RateItem",
-        path_fields=(_BASE, Field("quote", "string", "The quote currency", example="USD")),
+        path_fields=(_BASE, Field("quote", "string", "The quote currency", examples=("USD",))),
     ),
+    Operation("GET", "/currencies", "listCurrencies", "What invoices can be priced in", PUBLIC, "CurrencyList"),
     Operation(
         "POST", "/invoices", "createInvoice", "Create an invoice", TOKEN, "CreatedInvoice",
         facades=("pos", "merchant"), body=INVOICE_FIELDS,
@@ -255,6 +281,14 @@ OPERATIONS = (
     Operation(
         "GET", "/invoices/guid/{guid}", "getInvoiceByGuid", "The invoice created with this guid", TOKEN, "InvoiceItem",
         facades=("pos", "merchant"),
+    ),
+    Operation(
+        "DELETE", "/invoices/{invoice_id}", "cancelInvoice", "Cancel an unpaid new invoice (it expires)", TOKEN,
+        "InvoiceItem", facades=("merchant",),
+    ),
+    Operation(
+        "DELETE", "/invoices/guid/{guid}", "cancelInvoiceByGuid", "Cancel the unpaid new invoice of this guid", TOKEN,
+        "InvoiceItem", facades=("merchant",),
     ),
     Operation(
         "POST", "/invoices/{invoice_id}/notifications", "resendNotification", "Send the invoice's IPN again", TOKEN,
