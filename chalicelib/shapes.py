@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from .errors import BadRequest
 from .stores import TARGET_CONFIRMATIONS, TRANSACTION_SPEEDS
+from .tokens import PAIRABLE_FACADES
 
 # Who may call an operation: anyone; a signed client (x-identity, x-signature); a token of `facades`;
 # anyone, with more shown to a token; anyone pairing, or a signed merchant asking for a token.
 PUBLIC, SIGNED, TOKEN, TOKEN_OPTIONAL, PAIRING = "public", "signed", "token", "token-optional", "pairing"
 INVOICE_STATUSES = ("new", "paid", "confirmed", "complete", "expired", "invalid")
-PAIRABLE_FACADES = ("pos", "merchant")
 
 
 @dataclass(frozen=True)

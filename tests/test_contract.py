@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.bitid_client import BitIdClient
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-EXAMPLES_PER_OPERATION = 40
+EXAMPLES_PER_OPERATION = 20
 SEEDED_GUID = "contract-guid"
 
 
@@ -128,3 +128,29 @@ def test_every_operation_keeps_the_contract(case, api_url, merchant, seeded, ans
     _seed(case, merchant, seeded)
     response = case.call_and_validate(base_url=api_url, auth=Signed(merchant), checks=CHECKS)
     answers.setdefault((case.operation.method.lower(), case.operation.path), Counter())[response.status_code] += 1
+
+
+def _text_limits(document: dict) -> list[tuple[str, str, int]]:
+    """(path in the body, name in errors, maxLength) of every plain text field createInvoice declares."""
+    body = document["paths"]["/invoices"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    limits = []
+    for name, field in body["properties"].items():
+        for sub, nested in field.get("properties", {}).items():
+            if nested.get("type") == "string" and "format" not in nested and "maxLength" in nested:
+                limits.append((f"{name}.{sub}", f"{name} {sub}", nested["maxLength"]))
+        if field.get("type") == "string" and "format" not in field and "maxLength" in field and name != "token":
+            limits.append((name, name, field["maxLength"]))
+    return limits
+
+
+@pytest.mark.parametrize("api_url", [""], indirect=True, ids=["root"])
+@pytest.mark.parametrize(("where", "name", "limit"), _text_limits(_document()))
+def test_the_service_enforces_the_documented_text_limits(merchant, where, name, limit):
+    def create(value: str) -> requests.Response:
+        field, _, sub = where.partition(".")
+        return merchant.post("/invoices", {"price": 5, "currency": "USD", field: {sub: value} if sub else value})
+
+    assert create("x" * limit).status_code == 200
+    refused = create("x" * (limit + 1))
+    assert refused.status_code == 400
+    assert refused.json() == {"error": f"{name} must be at most {limit} characters"}
