@@ -162,6 +162,11 @@ _SECURITY_SCHEMES = {
         "name": "x-identity",
         "description": "The client's public key, compressed, in hex (its SIN is the client id)",
     },
+    "legacyApiKey": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "A store's legacy API key as the user name (BTCPay's legacy API): the merchant facade, unsigned",
+    },
     "signature": {
         "type": "apiKey",
         "in": "header",
@@ -173,9 +178,12 @@ _SIGNED = {"identity": [], "signature": []}
 
 
 def _security(operation: Operation) -> list[dict]:
-    """Who may call: a token in the query, or (POST) in the body; signed when the token is bound to a client id."""
+    """Who may call: a token in the query, or (POST) in the body, signed when the token is bound to a client id;
+    where merchants may, a legacy API key."""
     token_in_query = operation.method not in ("POST", "PUT")
     with_token = [{"token": [], **_SIGNED}, {"token": []}] if token_in_query else [_SIGNED, {}]
+    if "merchant" in operation.facades:
+        with_token.append({"legacyApiKey": []})
     return {
         shapes.PUBLIC: [],
         shapes.SIGNED: [_SIGNED],

@@ -216,6 +216,12 @@ INVOICE_FIELDS = (
     Field("physical", "boolean", "", default=False),
     BUYER,
     _TOKEN_FIELD,
+    Field(
+        "storeId",
+        "string",
+        "Without any credential: a store that lets anyone create invoices (also in the query)",
+        parsed_by_owner=True,
+    ),
 )
 
 TOKEN_FIELDS = (
