@@ -211,14 +211,14 @@ def transport_headers(request: ApiRequest) -> dict[str, str]:
     return {"Strict-Transport-Security": HSTS} if request.scheme == "https" else {}
 
 
-def json_response(body: Any, status: int = 200) -> Response:
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     # Bodies carry API tokens, invoice tokens and buyers' data: no cache, shared or private, may keep one.
-    headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+    headers = {"Content-Type": "application/json", "Cache-Control": "no-store", **(headers or {})}
     return Response(body=json.dumps(body), status_code=status, headers=headers)
 
 
 def error_response(error: ApiError) -> Response:
-    return json_response({"error": error.message}, error.status)
+    return json_response({"error": error.message}, error.status, error.headers)
 
 
 def api_errors(view: Callable[..., Any]) -> Callable[..., Any]:

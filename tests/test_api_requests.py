@@ -47,8 +47,8 @@ def dynamodb_calls(monkeypatch) -> DynamoDBCalls:
 def test_signed_create_makes_five_requests(merchant, dynamodb_calls):
     dynamodb_calls.during(lambda: merchant.post("/invoices", INVOICE))
 
-    # The token, the store (its wallet decides the dust limit before any index is reserved), the
-    # store's address counter, the claim on the address, the invoice.
+    # The token; the store, read so that every check runs before an address index is reserved;
+    # the address counter; the address's own claim; the invoice.
     assert dynamodb_calls.operations == ["GetItem", "GetItem", "UpdateItem", "PutItem", "PutItem"]
     assert dynamodb_calls.consistent_gets == [True, True]
 
