@@ -21,7 +21,7 @@ from . import sessions
 from .errors import ApiError, Forbidden
 from .invoices import format_btc
 from .models import SessionModel
-from .web import ApiRequest, transport_headers
+from .web import HSTS, ApiRequest
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     # A year of HTTPS only: a browser that once saw a page never sends its session cookie in clear.
-    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "Strict-Transport-Security": HSTS,
 }
 _STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 _ERROR_TITLES = {
@@ -203,7 +203,7 @@ class Visit:
     # Responses
 
     def _response(self, body: str, status: int, headers: dict[str, str]) -> Response:
-        headers = {**headers, **SECURITY_HEADERS, **transport_headers(self.request)}
+        headers = {**headers, **SECURITY_HEADERS}
         if self._cookies:
             headers["Set-Cookie"] = list(self._cookies)
         return Response(body=body, status_code=status, headers=headers)

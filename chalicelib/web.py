@@ -201,12 +201,13 @@ def _check_strings(body: dict) -> None:
             pending.extend((f"{path}[{number}]", item) for number, item in enumerate(value))
 
 
-# A year, as browsers' HSTS preload lists ask; only ever sent over https (RFC 6797 section 7.2).
+# A year, as browsers' HSTS preload lists ask. Browsers ignore it over http (RFC 6797 section 8.1),
+# so pages send it always; the API, whose clients are servers, only where it means something.
 HSTS = "max-age=31536000; includeSubDomains"
 
 
 def transport_headers(request: ApiRequest) -> dict[str, str]:
-    """Headers every response gets, API and pages: HSTS when the request came over https."""
+    """Headers every API response gets whatever its route: HSTS when the request came over https."""
     return {"Strict-Transport-Security": HSTS} if request.scheme == "https" else {}
 
 
