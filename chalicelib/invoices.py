@@ -60,7 +60,7 @@ _MULTILINE_FIELDS = ("itemdesc", "posdata")
 _TRAPS = [InvalidOperation, DivisionByZero, Overflow]
 # Filled in redirectURL and notificationURL, as BTCPay does.
 _PLACEHOLDER = re.compile(r"\{(?:orderid|invoiceid)\}", re.IGNORECASE)
-_PLACEHOLDER_FIELDS = (("redirect_url", "redirectURL"), ("notification_url", "notificationURL"))
+_PLACEHOLDER_FIELDS = {"redirect_url": "redirectURL", "notification_url": "notificationURL"}
 _PRIVATE_FIELDS = ("posData", "buyer", "notificationURL", "notificationEmail", "token", "guid", "orderId", "itemCode")
 
 
@@ -200,9 +200,12 @@ def parse_request(body: dict) -> dict:
         "buyer": _buyer(fields),
     }
     for key, (attribute, name) in _URL_FIELDS.items():
-        # Checked as it will be once its placeholders are filled (create fills them).
-        filled = fill_placeholders(fields[key], "0", "0") if isinstance(fields.get(key), str) else fields.get(key)
-        parsed[attribute] = fields[key] if http_url(filled, name) else None
+        value = fields.get(key)
+        if attribute in _PLACEHOLDER_FIELDS and isinstance(value, str):
+            # Checked as it will be once `create` fills its placeholders.
+            parsed[attribute] = value if http_url(fill_placeholders(value, "0", "0"), name) else None
+        else:
+            parsed[attribute] = http_url(value, name)
     for key, (attribute, name) in _BOOLEAN_FIELDS.items():
         parsed[attribute] = _boolean(fields.get(key), name)
     return parsed
@@ -241,11 +244,12 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
     lookup: 5 (6 with a guid).
     """
     fields = parse_request(body)
-    if caller.facade == "public" and fields["notification_url"]:
-        # Anyone could otherwise have the store notify a shop of an invoice they made for its order.
-        raise BadRequest("An invoice created without credentials cannot set notificationURL")
+    if caller.facade == "public" and (fields["notification_url"] or fields["notification_email"]):
+        # Anyone could otherwise have the store tell a shop "paid" for an invoice they made for one of its
+        # orders, or have it send mail to any address.
+        raise BadRequest("An invoice created without credentials cannot set notificationURL or notificationEmail")
     invoice_id = _new_invoice_id(caller.store_id, fields["guid"])
-    for attribute, name in _PLACEHOLDER_FIELDS:
+    for attribute, name in _PLACEHOLDER_FIELDS.items():
         if fields[attribute]:
             fields[attribute] = http_url(fill_placeholders(fields[attribute], invoice_id, fields["order_id"]), name)
     if fields["guid"]:
