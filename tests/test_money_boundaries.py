@@ -67,6 +67,17 @@ def test_the_amount_due_is_rounded_up_to_a_whole_satoshi(merchant, price, curren
     assert invoice["paymentCodes"]["BTC"]["BIP21"].endswith(f"?amount={(Decimal(due) / 10**8).normalize():f}")
 
 
+@root_only
+def test_an_amount_due_of_exactly_the_dust_limit_is_accepted_and_one_satoshi_less_refused(merchant):
+    # The test wallet's addresses are native segwit: 294 sats. $0.1911 is exactly 294 sats at $65,000.
+    at_the_limit = merchant.post("/invoices", {"price": "0.1911", "currency": "USD"})
+    assert at_the_limit.status_code == 200, at_the_limit.text
+    assert sats(at_the_limit.json()["data"]) == 294
+    below = merchant.post("/invoices", {"price": "0.19", "currency": "USD"})  # 292.3 sats, due 293
+    assert below.status_code == 400
+    assert below.json()["error"].startswith("price is too small: the amount due must be at least 294 sats")
+
+
 # The expiration: a payment that arrives exactly at it is on time.
 
 
