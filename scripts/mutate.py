@@ -74,8 +74,14 @@ MODULES = {
     ),
     "stores": Module(
         "chalicelib/stores.py",
-        ("x_reserve_address_index",),
-        ("tests/test_money_boundaries.py", "tests/test_api_invoices.py", "-k", "wallet or next_address or fifty"),
+        ("x_reserve_address_index", "x_invoicing_store"),
+        (
+            "tests/test_money_boundaries.py",
+            "tests/test_api_invoices.py",
+            "tests/test_invoice_integrity.py",
+            "-k",
+            "wallet or next_address or fifty or index or address_serves",
+        ),
     ),
     "wallet": Module(
         "chalicelib/wallet.py",

@@ -106,6 +106,15 @@ def test_an_on_time_partial_payment_stays_partial_once_expired():
     assert (state.status, state.exception_status) == ("expired", "paidPartial")
 
 
+def test_a_partial_payment_seen_exactly_at_the_expiration_is_partial_not_late():
+    first = look(terms(), [unconfirmed(DUE // 2)], EXPIRATION)
+    state = look(
+        terms(), [unconfirmed(DUE // 2)], EXPIRATION + 1, stored=merge(terms(), [], [unconfirmed(DUE // 2)], EXPIRATION)
+    )
+    assert (first.status, first.exception_status) == ("new", "paidPartial")
+    assert (state.status, state.exception_status) == ("expired", "paidPartial")
+
+
 def test_unpaid_expires_one_millisecond_after_the_expiration(shop, chain, watch, clock):
     created = shop.create_invoice()
     clock.now = created["expirationTime"]
