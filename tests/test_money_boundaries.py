@@ -75,7 +75,11 @@ def test_an_amount_due_of_exactly_the_dust_limit_is_accepted_and_one_satoshi_les
     assert sats(at_the_limit.json()["data"]) == 294
     below = merchant.post("/invoices", {"price": "0.19", "currency": "USD"})  # 292.3 sats, due 293
     assert below.status_code == 400
-    assert below.json()["error"].startswith("price is too small: the amount due must be at least 294 sats")
+    # The least price is rounded up too: $0.1911 is asked for as $0.20, never as a price that is refused.
+    assert below.json() == {
+        "error": "price is too small: the amount due must be at least 294 sats (0.00000294 BTC), the smallest "
+        "payment Bitcoin relays to this store's addresses; at the current rate that is 0.20 USD"
+    }
 
 
 # The expiration: a payment that arrives exactly at it is on time.
