@@ -154,6 +154,11 @@ def test_the_watcher_counts_a_payment_mined_after_the_expiration_as_late(shop, c
     )
 
 
+def test_an_invoice_with_nothing_due_is_never_paid():
+    assert look(terms(due=0), [], CREATED + MINUTE).status == "new"
+    assert look(terms(due=1), [unconfirmed(1)], CREATED + MINUTE).status == "paid"
+
+
 # The tolerance: short by exactly the tolerance is paid; an overpayment is judged against the full amount.
 
 
