@@ -126,6 +126,8 @@ def _check_dust(due_sats: int, wallet, rate: Decimal, currency: str) -> None:
     minimum = wallet.dust_limit
     if due_sats >= minimum:
         return
+    # Mutation testing: a default precision (28 digits) or no traps here change nothing for a bounded
+    # rate and a dust limit of a few hundred satoshis; those two mutants are equivalent.
     with localcontext(Context(prec=60, rounding=ROUND_CEILING, traps=_TRAPS)):
         least_price = (Decimal(minimum) * rate / SATS_PER_BTC).quantize(Decimal("0.01"))
     raise BadRequest(

@@ -67,6 +67,21 @@ def test_the_amount_due_is_rounded_up_to_a_whole_satoshi(merchant, price, curren
     assert invoice["paymentCodes"]["BTC"]["BIP21"].endswith(f"?amount={(Decimal(due) / 10**8).normalize():f}")
 
 
+@root_only
+def test_an_amount_due_of_exactly_the_dust_limit_is_accepted_and_one_satoshi_less_refused(merchant):
+    # The test wallet's addresses are native segwit: 294 sats. $0.1911 is exactly 294 sats at $65,000.
+    at_the_limit = merchant.post("/invoices", {"price": "0.1911", "currency": "USD"})
+    assert at_the_limit.status_code == 200, at_the_limit.text
+    assert sats(at_the_limit.json()["data"]) == 294
+    below = merchant.post("/invoices", {"price": "0.19", "currency": "USD"})  # 292.3 sats, due 293
+    assert below.status_code == 400
+    # The least price is rounded up too: $0.1911 is asked for as $0.20, never as a price that is refused.
+    assert below.json() == {
+        "error": "price is too small: the amount due must be at least 294 sats (0.00000294 BTC), the smallest "
+        "payment Bitcoin relays to this store's addresses; at the current rate that is 0.20 USD"
+    }
+
+
 # The expiration: a payment that arrives exactly at it is on time.
 
 
@@ -92,6 +107,15 @@ def test_a_late_partial_payment_is_paid_late_not_partial():
 
 def test_an_on_time_partial_payment_stays_partial_once_expired():
     state = look(terms(), [unconfirmed(DUE // 2)], EXPIRATION + 1, stored=[Payment("a", 0, DUE // 2, 0, CREATED)])
+    assert (state.status, state.exception_status) == ("expired", "paidPartial")
+
+
+def test_a_partial_payment_seen_exactly_at_the_expiration_is_partial_not_late():
+    first = look(terms(), [unconfirmed(DUE // 2)], EXPIRATION)
+    state = look(
+        terms(), [unconfirmed(DUE // 2)], EXPIRATION + 1, stored=merge(terms(), [], [unconfirmed(DUE // 2)], EXPIRATION)
+    )
+    assert (first.status, first.exception_status) == ("new", "paidPartial")
     assert (state.status, state.exception_status) == ("expired", "paidPartial")
 
 
@@ -128,6 +152,11 @@ def test_the_watcher_counts_a_payment_mined_after_the_expiration_as_late(shop, c
         "paidLate",
         sats(created),
     )
+
+
+def test_an_invoice_with_nothing_due_is_never_paid():
+    assert look(terms(due=0), [], CREATED + MINUTE).status == "new"
+    assert look(terms(due=1), [unconfirmed(1)], CREATED + MINUTE).status == "paid"
 
 
 # The tolerance: short by exactly the tolerance is paid; an overpayment is judged against the full amount.
