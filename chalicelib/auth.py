@@ -9,7 +9,7 @@ request is accepted when one of them verifies.
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
-from . import api_keys, identity, tokens
+from . import api_keys, identity, request_log, tokens
 from .errors import Forbidden, Unauthorized
 from .models import TokenModel
 from .settings import get_settings
@@ -34,6 +34,10 @@ class Caller:
     token: TokenModel | None
     # A store that lets anyone create invoices, for a caller with no credentials at all.
     public_store: str | None = None
+
+    def __post_init__(self) -> None:
+        # Every way of authenticating ends here: the request's log line names the store it acted for.
+        request_log.note_store(self.token.store_id if self.token is not None else self.public_store)
 
     @property
     def store_id(self) -> str:
@@ -188,9 +192,9 @@ def authenticate_store_key(request: ApiRequest, store_id: str) -> Caller:
     caller = _signed_identity(request)
     if caller is None:
         raise Unauthorized("Sign this request with the merchant's key (x-identity, x-signature)")
-    token = next(
-        (t for t in tokens.active_for_sin(caller.sin) if t.facade == "merchant" and t.store_id == store_id), None
-    )
+    held = (t for t in tokens.active_for_sin(caller.sin) if t.facade == "merchant" and t.store_id == store_id)
+    # The SIN index may lag a revocation: the token itself is read again, strongly consistent.
+    token = next((found for t in held if (found := tokens.find(t.token)) and found.status == TokenModel.ACTIVE), None)
     if token is None:
         raise Forbidden("The key that signed this request holds no merchant token for this invoice's store")
     return Caller(identity=caller, token=token)

@@ -1,30 +1,34 @@
 """Invoices: creating them from what BitPay clients send, finding them, and their wire views."""
 
+import base64
 import hashlib
-import math
+import json
 import re
 import secrets
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from functools import lru_cache
 from itertools import islice
 from urllib.parse import quote
 
 import base58
+from pynamodb.constants import NUMBER, STRING
 from pynamodb.exceptions import PutError
 
 from . import shapes
 from .auth import Caller
 from .errors import BadRequest, NotFound
-from .models import BuyerAttribute, InvoiceModel, condition_failed, now_ms
+from .fields import http_url
+from .models import BuyerAttribute, ClaimModel, InvoiceModel, condition_failed, now_ms, watch_partition
 from .rates import get_rates
 from .settings import get_settings
-from .stores import TARGET_CONFIRMATIONS, reserve_address_index
-from .web import http_url
+from .stores import TARGET_CONFIRMATIONS, invoicing_store, reserve_address_index
 
 SATS_PER_BTC = 100_000_000
 MAX_PRICE = Decimal("1e12")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+# An offset is read and thrown away item by item; past this, a page's `next` cursor goes deeper.
+MAX_OFFSET = 10_000
 _DAY_MS = 24 * 3600 * 1000
 # Shape field -> model attribute, for the fields stored as they are read.
 _STORED_AS = {
@@ -40,27 +44,34 @@ _STORED_AS = {
     "buyer": "buyer",
 }
 _URL_FIELDS = {"notificationURL": "notification_url", "redirectURL": "redirect_url", "closeURL": "close_url"}
+_TRAPS = [InvalidOperation, DivisionByZero, Overflow]
 # Filled in redirectURL and notificationURL, as BTCPay does.
 _PLACEHOLDER = re.compile(r"\{(?:orderid|invoiceid)\}", re.IGNORECASE)
-_PLACEHOLDER_FIELDS = (("redirect_url", "redirectURL"), ("notification_url", "notificationURL"))
+_PLACEHOLDER_FIELDS = {"redirect_url": "redirectURL", "notification_url": "notificationURL"}
 _PRIVATE_FIELDS = ("posData", "buyer", "notificationURL", "notificationEmail", "token", "guid", "orderId", "itemCode")
+
+
+# Digits with an optional fraction and a short exponent (how JSON writes a float such as 1e-05):
+# "1_000", "0x10", "1e-1000030" or "9" * 5000 never reach Decimal, let alone arithmetic.
+_NUMBER = re.compile(r"-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][+-]?[0-9]{1,2})?")
 
 
 def _amount(value: object, name: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise BadRequest(f"{name} must be a number")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise BadRequest(f"{name} must be a number") from exc
-    if not amount.is_finite():
-        raise BadRequest(f"{name} must be a number")
+    text_value = str(value).strip()
+    if not _NUMBER.fullmatch(text_value):
+        raise BadRequest(f"{name} must be a number (digits with at most 20 decimals, e.g. 10.50)")
+    amount = Decimal(text_value)
     if amount > MAX_PRICE:
         raise BadRequest(f"{name} is too large")
     return amount
 
 
 def _price(value: object) -> Decimal:
+    if value is None or value == "":
+        # BitPay makes a "top-up" invoice (the buyer chooses the amount) without a price; paylambda does not.
+        raise BadRequest("price is required: paylambda makes invoices for a fixed price only (no top-up invoices)")
     price = _amount(value, "price")
     if price <= 0:
         raise BadRequest("price must be greater than 0")
@@ -68,7 +79,7 @@ def _price(value: object) -> Decimal:
 
 
 def _tax_included(value: object, price: Decimal) -> Decimal:
-    if value is None:
+    if value is None or value == "":
         return Decimal(0)
     tax = _amount(value, "taxIncluded")
     if not 0 <= tax <= price:
@@ -79,6 +90,33 @@ def _tax_included(value: object, price: Decimal) -> Decimal:
 def _transaction_speed(speed: object) -> str | None:
     """One of BitPay's speeds; anything else (plugins send "default") leaves the store's own speed."""
     return speed.strip().lower() if isinstance(speed, str) and speed.strip().lower() in TARGET_CONFIRMATIONS else None
+
+
+def amount_due_sats(price: Decimal, rate: Decimal) -> int:
+    """The price in satoshis, rounded up: the merchant is never paid less than the price.
+
+    A local context, so no setting elsewhere changes the result: precision far above what a
+    bounded price and rate need, every rounding towards the ceiling (so a positive price never
+    comes out as 0), and an exponent range that stops any runaway value with an exception.
+    """
+    with localcontext(Context(prec=60, rounding=ROUND_CEILING, Emax=60, Emin=-60, traps=_TRAPS)):
+        return int((price * SATS_PER_BTC / rate).to_integral_value())
+
+
+def _check_dust(due_sats: int, wallet, rate: Decimal, currency: str) -> None:
+    """Refuse an amount the network would not relay to the store's kind of address."""
+    minimum = wallet.dust_limit
+    if due_sats >= minimum:
+        return
+    # Mutation testing: a default precision (28 digits) or no traps here change nothing for a bounded
+    # rate and a dust limit of a few hundred satoshis; those two mutants are equivalent.
+    with localcontext(Context(prec=60, rounding=ROUND_CEILING, traps=_TRAPS)):
+        least_price = (Decimal(minimum) * rate / SATS_PER_BTC).quantize(Decimal("0.01"))
+    raise BadRequest(
+        f"price is too small: the amount due must be at least {minimum} sats ({format_btc(minimum)} BTC), "
+        f"the smallest payment Bitcoin relays to this store's addresses; at the current rate that is "
+        f"{least_price} {currency}"
+    )
 
 
 def parse_request(body: dict) -> dict:
@@ -92,10 +130,12 @@ def parse_request(body: dict) -> dict:
         raise BadRequest(f"currency {currency} is not supported")
     parsed = {attribute: fields[name] for name, attribute in _STORED_AS.items()}
     for name, attribute in _URL_FIELDS.items():
-        # Checked as it will be once its placeholders are filled (create fills them).
         value = fields[name]
-        filled = fill_placeholders(value, "0", "0") if isinstance(value, str) else value
-        parsed[attribute] = value if http_url(filled, name) else None
+        if attribute in _PLACEHOLDER_FIELDS and isinstance(value, str):
+            # Checked as it will be once `create` fills its placeholders.
+            parsed[attribute] = value if http_url(fill_placeholders(value, "0", "0"), name) else None
+        else:
+            parsed[attribute] = http_url(value, name)
     return {
         **parsed,
         "price": price,
@@ -131,19 +171,32 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
     `base_url` is where the API was reached: notifications, sent later without a
     request to take it from, link to the invoice there.
 
-    Three DynamoDB requests in all with the token lookup: one UpdateItem that
-    reserves the address index and reads the store, and one conditional PutItem.
+    Everything a request can fail on (its fields, a retried guid, the store's wallet,
+    the rate, the dust limit) is checked before the address index is reserved, so
+    retries and refused requests leave no unused address behind. Then the address is
+    claimed on its own key before the invoice is written: no address ever serves two
+    invoices, even when two stores' wallets overlap. DynamoDB requests, with the token
+    lookup: 5 (6 with a guid).
     """
     fields = parse_request(body)
-    if caller.facade == "public" and fields["notification_url"]:
-        # Anyone could otherwise have the store notify a shop of an invoice they made for its order.
-        raise BadRequest("An invoice created without credentials cannot set notificationURL")
+    if caller.facade == "public" and (fields["notification_url"] or fields["notification_email"]):
+        # Anyone could otherwise have the store tell a shop "paid" for an invoice they made for one of its
+        # orders, or have it send mail to any address.
+        raise BadRequest("An invoice created without credentials cannot set notificationURL or notificationEmail")
     invoice_id = _new_invoice_id(caller.store_id, fields["guid"])
-    for attribute, name in _PLACEHOLDER_FIELDS:
+    for attribute, name in _PLACEHOLDER_FIELDS.items():
         if fields[attribute]:
             fields[attribute] = http_url(fill_placeholders(fields[attribute], invoice_id, fields["order_id"]), name)
-    store, address_index = reserve_address_index(caller.store_id)
+    if fields["guid"]:
+        existing = _get(invoice_id)
+        if existing is not None:
+            return _retried(caller, existing)
+    store = invoicing_store(caller.store_id)
+    wallet = _wallet(store.wallet)
     rate = get_rates().btc_price(fields["currency"])
+    due_sats = amount_due_sats(fields["price"], rate)
+    _check_dust(due_sats, wallet, rate, fields["currency"])
+    address_index = reserve_address_index(store)
     created = now_ms()
     speed = fields.pop("transaction_speed") or store.transaction_speed
     status = "new"
@@ -156,8 +209,8 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
         expiration=created + int(store.invoice_expiration_minutes) * 60_000,
         status=status,
         rate=str(rate),
-        btc_due_sats=math.ceil(fields["price"] / rate * SATS_PER_BTC),
-        address=_wallet(store.wallet).address(address_index),
+        btc_due_sats=due_sats,
+        address=wallet.address(address_index),
         address_index=address_index,
         transaction_speed=speed,
         invoice_token=base58.b58encode(secrets.token_bytes(16)).decode(),
@@ -165,7 +218,7 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
         store_order_id=f"{store.store_id}#{fields['order_id']}" if fields["order_id"] else None,
         store_item_code=f"{store.store_id}#{fields['item_code']}" if fields["item_code"] else None,
         base_url=base_url,
-        watch_network=get_settings().bitcoin_network,
+        watch_network=watch_partition(get_settings().bitcoin_network, invoice_id),
         next_check=created,
         **{
             **fields,
@@ -174,16 +227,48 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
             "buyer": BuyerAttribute(**fields["buyer"]),
         },
     )
+    # The address is claimed first, on its own key: if anything fails after, the address stays unused
+    # for good (a gap of one), never handed to a second invoice. Two plain writes rather than a
+    # transaction: half the write cost, and nothing here needs both-or-neither.
+    claim = ClaimModel(f"address#{invoice.address}", store_id=store.store_id, invoice_id=invoice.invoice_id)
+    try:
+        claim.save(condition=ClaimModel.key.does_not_exist())
+    except PutError as exc:
+        if condition_failed(exc):
+            raise BadRequest(
+                f"The store's receive address {invoice.address} already belongs to another invoice: its wallet is "
+                "also used elsewhere. Give the store a wallet of its own (another account's extended public key)."
+            ) from exc
+        raise
     try:
         invoice.save(condition=InvoiceModel.invoice_id.does_not_exist())
     except PutError as exc:
         if fields["guid"] and condition_failed(exc):
-            existing = InvoiceModel.get(invoice.invoice_id, consistent_read=True)
-            if caller.facade == "pos" and existing.token != caller.token.token:
-                raise BadRequest("guid is already used by another client of this store") from exc
-            return existing
+            # The same guid created at the same moment by another request: that one won.
+            return _retried(caller, InvoiceModel.get(invoice_id, consistent_read=True))
         raise
     return invoice
+
+
+def _retried(caller: Caller, existing: InvoiceModel) -> InvoiceModel:
+    """The invoice a retried create (same guid) made first, if this caller may have it."""
+    if caller.facade == "pos" and existing.token != caller.token.token:
+        raise BadRequest("guid is already used by another client of this store")
+    return existing
+
+
+def unpaid_in_a_row(store_id: str, limit: int) -> int:
+    """How many of the store's newest invoices in a row were never paid, counting at most `limit`.
+
+    Each invoice has an address of its own, so this is the run of unused addresses a
+    wallet must look across. One Query of at most `limit` items on the by-store index.
+    """
+    run = 0
+    for invoice in InvoiceModel.by_store.query(store_id, scan_index_forward=False, limit=limit):
+        if invoice.btc_paid_sats > 0:
+            break
+        run += 1
+    return run
 
 
 def _get(invoice_id: str) -> InvoiceModel | None:
@@ -251,6 +336,33 @@ def _whole_number(value: str | None, name: str, default: int, maximum: int) -> i
     return int(value)
 
 
+def _page_size(params: dict[str, str]) -> int:
+    return _whole_number(params.get("limit"), "limit", DEFAULT_LIMIT, MAX_LIMIT) or DEFAULT_LIMIT
+
+
+def next_cursor(found: list[InvoiceModel], params: dict[str, str]) -> str | None:
+    """The `next` value that continues a full page where it stopped (None after a short page)."""
+    if not found or len(found) < _page_size(params):
+        return None
+    last = found[-1]
+    return base64.urlsafe_b64encode(json.dumps([last.created, last.invoice_id]).encode()).decode().rstrip("=")
+
+
+def _start_key(cursor: str, index, key: str) -> dict:
+    """DynamoDB's ExclusiveStartKey for `index` and this query's own `key`: only the position is the client's."""
+    try:
+        created, invoice_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (type(created) is int and isinstance(invoice_id, str)):
+            raise ValueError
+    except ValueError:
+        raise BadRequest("next must be the next value of a previous page") from None
+    return {
+        InvoiceModel._hash_key_attribute().attr_name: {STRING: invoice_id},
+        index._hash_key_attribute().attr_name: {STRING: key},
+        InvoiceModel.created.attr_name: {NUMBER: str(created)},
+    }
+
+
 def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
     """The store's invoices, newest first, filtered through the most selective index."""
     start = _parse_date(params["dateStart"], "dateStart", end=False) if params.get("dateStart") else 0
@@ -258,8 +370,8 @@ def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
     if start > end:
         # DynamoDB refuses a BETWEEN whose bounds are reversed.
         raise BadRequest("dateEnd must not be before dateStart")
-    limit = _whole_number(params.get("limit"), "limit", DEFAULT_LIMIT, MAX_LIMIT) or DEFAULT_LIMIT
-    offset = _whole_number(params.get("offset"), "offset", 0, 1_000_000)
+    limit = _page_size(params)
+    offset = _whole_number(params.get("offset"), "offset", 0, MAX_OFFSET)
     status, order_id, item_code = params.get("status"), params.get("orderId"), params.get("itemCode")
     remaining = []
     if order_id:
@@ -283,6 +395,7 @@ def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
         filter_condition=filter_condition,
         scan_index_forward=False,
         limit=offset + limit,
+        last_evaluated_key=_start_key(params["next"], index, key) if params.get("next") else None,
     )
     # Skipped as they stream past: a deep offset costs reads, not memory.
     return list(islice(results, offset, None))

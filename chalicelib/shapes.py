@@ -10,8 +10,10 @@ import json
 from dataclasses import dataclass
 
 from .errors import BadRequest
+from .fields import text
 from .stores import TARGET_CONFIRMATIONS, TRANSACTION_SPEEDS
 from .tokens import PAIRABLE_FACADES
+from .web import MAX_BODY_BYTES
 
 # Who may call an operation: anyone; a signed client (x-identity, x-signature); a token of `facades`;
 # anyone, with more shown to a token; anyone pairing, or a signed merchant asking for a token.
@@ -40,6 +42,7 @@ class Field:
     default: object = None
     # An object or list sent for this string field is kept as its JSON text (posData).
     json_text: bool = False
+    multiline: bool = False  # free text where tabs and line breaks are allowed
     fields: tuple["Field", ...] = ()  # an object's own fields
     minimum: int | None = None
     maximum: int | None = None
@@ -73,12 +76,7 @@ class Field:
     def _text(self, value: object, label: str) -> str:
         if self.json_text and not isinstance(value, str):
             value = json.dumps(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str):
-            raise BadRequest(f"{label} must be a string")
-        if self.max_length is not None and len(value) > self.max_length:
-            raise BadRequest(f"{label} must be at most {self.max_length} characters")
+        value = text(value, label, self.max_length or MAX_BODY_BYTES, multiline=self.multiline)
         if self.enum and value not in self.enum:
             raise BadRequest(f"{label} must be {', '.join(self.enum[:-1])} or {self.enum[-1]}")
         if self.type == "email" and "@" not in value:
@@ -181,7 +179,7 @@ INVOICE_FIELDS = (
     Field("currency", "string", "ISO 4217 code", required=True, hint=" (ISO 4217 code, e.g. USD)", examples=("USD",)),
     Field("taxIncluded", "number", "The part of the price that is tax, from 0 to the price", parsed_by_owner=True),
     Field("orderId", "string", "The shop's order reference (searchable)", max_length=100),
-    Field("itemDesc", "string", "", max_length=1000),
+    Field("itemDesc", "string", "", max_length=1000, multiline=True),
     Field("itemCode", "string", "The shop's item reference (searchable)", max_length=100),
     Field(
         "posData",
@@ -189,6 +187,7 @@ INVOICE_FIELDS = (
         "Passed back as given; an object is kept as its JSON text",
         max_length=10_000,
         json_text=True,
+        multiline=True,
     ),
     Field("guid", "string", "Idempotency key: a create repeated with it returns the first invoice", max_length=100),
     Field(
