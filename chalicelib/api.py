@@ -12,6 +12,7 @@ from chalice import Blueprint, CORSConfig
 
 from . import auth, currencies, invoices, tokens
 from .errors import BadRequest, Forbidden, Unauthorized
+from .models import TokenModel
 from .rates import currency_name, get_rates
 from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response, transport_headers
 
@@ -53,11 +54,16 @@ def api_route(path: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
 def create_token(request: ApiRequest) -> dict:
     body = request.json
     if "pairingCode" in body:
-        token = tokens.claim(body["pairingCode"], body.get("id"))
+        token = tokens.claim(body["pairingCode"], body.get("id"), address=request.source_ip)
     elif _asks_for_its_own_store(request, body):
-        token = tokens.create_pairing_code(_merchant_store(request), body.get("facade", "pos"), body.get("label"))
+        minter = _merchant_token(request)
+        token = tokens.create_pairing_code(
+            minter.store_id, body.get("facade", "pos"), body.get("label"), minted_by=minter.token
+        )
     else:
-        token = tokens.request_pairing(body["id"], body.get("facade", "merchant"), body.get("label"))
+        token = tokens.request_pairing(
+            body["id"], body.get("facade", "merchant"), body.get("label"), address=request.source_ip
+        )
     return {"data": [tokens.pairing_view(token)]}
 
 
@@ -69,17 +75,17 @@ def _asks_for_its_own_store(request: ApiRequest, body: dict) -> bool:
     return "id" not in body or ("token" in body and auth.optional_identity(request) is not None)
 
 
-def _merchant_store(request: ApiRequest) -> str:
-    """The store of a signed merchant asking for another token for it."""
+def _merchant_token(request: ApiRequest) -> TokenModel:
+    """The merchant token of a signed client asking for another token for its store."""
     if auth.request_token(request):
-        return auth.authenticate(request, ("merchant",)).store_id
+        return auth.authenticate(request, ("merchant",)).token
     caller = auth.optional_identity(request)
     if caller is None:
         raise BadRequest("id (the client's SIN) is required to request a token")
     merchant_tokens = [t for t in tokens.active_for_sin(caller.sin) if t.facade == "merchant"]
     if not merchant_tokens:
         raise Forbidden("Only a client holding a merchant token may request new tokens")
-    return merchant_tokens[0].store_id
+    return merchant_tokens[0]
 
 
 @api_route("/tokens")

@@ -19,7 +19,7 @@ from .auth import Caller
 from .errors import BadRequest, NotFound
 from .fields import http_url
 from .fields import text as text_field
-from .models import BuyerAttribute, ClaimModel, InvoiceModel, condition_failed, now_ms
+from .models import BuyerAttribute, ClaimModel, InvoiceModel, condition_failed, now_ms, watch_partition
 from .rates import get_rates
 from .settings import get_settings
 from .stores import TARGET_CONFIRMATIONS, invoicing_store, reserve_address_index
@@ -60,7 +60,7 @@ _MULTILINE_FIELDS = ("itemdesc", "posdata")
 _TRAPS = [InvalidOperation, DivisionByZero, Overflow]
 # Filled in redirectURL and notificationURL, as BTCPay does.
 _PLACEHOLDER = re.compile(r"\{(?:orderid|invoiceid)\}", re.IGNORECASE)
-_PLACEHOLDER_FIELDS = (("redirect_url", "redirectURL"), ("notification_url", "notificationURL"))
+_PLACEHOLDER_FIELDS = {"redirect_url": "redirectURL", "notification_url": "notificationURL"}
 _PRIVATE_FIELDS = ("posData", "buyer", "notificationURL", "notificationEmail", "token", "guid", "orderId", "itemCode")
 
 
@@ -202,9 +202,12 @@ def parse_request(body: dict) -> dict:
         "buyer": _buyer(fields),
     }
     for key, (attribute, name) in _URL_FIELDS.items():
-        # Checked as it will be once its placeholders are filled (create fills them).
-        filled = fill_placeholders(fields[key], "0", "0") if isinstance(fields.get(key), str) else fields.get(key)
-        parsed[attribute] = fields[key] if http_url(filled, name) else None
+        value = fields.get(key)
+        if attribute in _PLACEHOLDER_FIELDS and isinstance(value, str):
+            # Checked as it will be once `create` fills its placeholders.
+            parsed[attribute] = value if http_url(fill_placeholders(value, "0", "0"), name) else None
+        else:
+            parsed[attribute] = http_url(value, name)
     for key, (attribute, name) in _BOOLEAN_FIELDS.items():
         parsed[attribute] = _boolean(fields.get(key), name)
     return parsed
@@ -243,11 +246,12 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
     lookup: 5 (6 with a guid).
     """
     fields = parse_request(body)
-    if caller.facade == "public" and fields["notification_url"]:
-        # Anyone could otherwise have the store notify a shop of an invoice they made for its order.
-        raise BadRequest("An invoice created without credentials cannot set notificationURL")
+    if caller.facade == "public" and (fields["notification_url"] or fields["notification_email"]):
+        # Anyone could otherwise have the store tell a shop "paid" for an invoice they made for one of its
+        # orders, or have it send mail to any address.
+        raise BadRequest("An invoice created without credentials cannot set notificationURL or notificationEmail")
     invoice_id = _new_invoice_id(caller.store_id, fields["guid"])
-    for attribute, name in _PLACEHOLDER_FIELDS:
+    for attribute, name in _PLACEHOLDER_FIELDS.items():
         if fields[attribute]:
             fields[attribute] = http_url(fill_placeholders(fields[attribute], invoice_id, fields["order_id"]), name)
     if fields["guid"]:
@@ -281,7 +285,7 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
         store_order_id=f"{store.store_id}#{fields['order_id']}" if fields["order_id"] else None,
         store_item_code=f"{store.store_id}#{fields['item_code']}" if fields["item_code"] else None,
         base_url=base_url,
-        watch_network=get_settings().bitcoin_network,
+        watch_network=watch_partition(get_settings().bitcoin_network, invoice_id),
         next_check=created,
         **{
             **fields,

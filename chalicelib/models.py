@@ -9,9 +9,11 @@ Times are epoch milliseconds (what BitPay's wire format uses) except TTL
 attributes, which DynamoDB requires in epoch seconds.
 """
 
+import hashlib
 import os
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -24,7 +26,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -49,18 +51,25 @@ def _meta(table_variable: str, table_suffix: str) -> type:
     return Meta
 
 
-def _index_meta(index_name: str) -> type:
+def _index_meta(index_name: str, projection=None) -> type:
     class Meta:
-        projection = AllProjection()
+        pass
+
+    Meta.projection = projection or AllProjection()
 
     Meta.index_name = index_name
     return Meta
 
 
+@lru_cache(maxsize=1)
+def _connection() -> Connection:
+    settings = get_settings()
+    return Connection(region=settings.region, host=settings.dynamodb_endpoint)
+
+
 def transaction() -> TransactWrite:
     """`with transaction() as t:` writes that all happen or none do (DynamoDB TransactWriteItems)."""
-    settings = get_settings()
-    return TransactWrite(connection=Connection(region=settings.region, host=settings.dynamodb_endpoint))
+    return TransactWrite(connection=_connection())
 
 
 def failed_conditions(error: PynamoDBException) -> list[bool]:
@@ -140,6 +149,13 @@ class TokensByStore(GlobalSecondaryIndex):
     created = NumberAttribute(range_key=True)
 
 
+class TokensByMinter(GlobalSecondaryIndex):
+    """Sparse: only codes a merchant's client made through the API, so a revocation finds what it minted."""
+
+    Meta = _index_meta("minted-by-index")
+    minted_by = UnicodeAttribute(hash_key=True)
+
+
 class TokenModel(Model):
     """An API token, and while it is pending, the pairing request behind it.
 
@@ -164,12 +180,15 @@ class TokenModel(Model):
     pairing_code = UnicodeAttribute(null=True)
     pairing_expiration = TTLAttribute(null=True)
     created = NumberAttribute(default_for_new=now_ms)
+    # The merchant token whose client asked for this code (POST /tokens): revoking it revokes the code.
+    minted_by = UnicodeAttribute(null=True)
     # The merchant has had the token's value shown once on the Access tokens page.
     value_shown = BooleanAttribute(null=True)
 
     by_sin = TokensBySin()
     by_pairing_code = TokensByPairingCode()
     by_store = TokensByStore()
+    by_minter = TokensByMinter()
 
     @property
     def is_expired(self) -> bool:
@@ -200,11 +219,24 @@ class InvoicesByItemCode(GlobalSecondaryIndex):
     created = NumberAttribute(range_key=True)
 
 
-class InvoicesWatched(GlobalSecondaryIndex):
-    """Sparse: only invoices still being watched carry `watch_network`, so the watcher's
-    Query costs what the watched invoices cost, never what all invoices ever made do."""
+# The watch list is spread over this many partitions (`watch_partition`), each queried by the planner.
+WATCH_SHARDS = 4
 
-    Meta = _index_meta("watch-index")
+
+def watch_partition(network: str, invoice_id: str) -> str:
+    """The watch index's hash key for an invoice: its network and a shard derived from its id."""
+    shard = int.from_bytes(hashlib.sha256(invoice_id.encode()).digest()[:4], "big") % WATCH_SHARDS
+    return f"{network}#{shard}"
+
+
+class InvoicesWatched(GlobalSecondaryIndex):
+    """Sparse: only invoices still being watched carry `watch_network`, so the planner's
+    Queries cost what the watched invoices cost, never what all invoices ever made do.
+
+    Projects only what the planner decides from; the checker reads the invoice itself.
+    """
+
+    Meta = _index_meta("watch-shard-index", IncludeProjection(["status", "expiration", "checked_after_expiry"]))
     watch_network = UnicodeAttribute(hash_key=True)
     next_check = NumberAttribute(range_key=True)
 
@@ -219,6 +251,8 @@ class PaymentAttribute(MapAttribute):
     first_seen = NumberAttribute()
     block_height = NumberAttribute(null=True)
     block_time = NumberAttribute(null=True)
+    # Absent on payments recorded before lateness was decided on sight.
+    late = BooleanAttribute(null=True)
 
 
 class BuyerAttribute(MapAttribute):
@@ -287,9 +321,13 @@ class InvoiceModel(Model):
     version = VersionAttribute()
     payments = ListAttribute(of=PaymentAttribute, default=list)
     notification_count = NumberAttribute(default=0)
-    # Present while the invoice is watched (see InvoicesWatched).
+    # Present while the invoice is watched (see InvoicesWatched): "network#shard", and the
+    # first moment a check is due (its creation; later checks follow the planner's schedule).
     watch_network = UnicodeAttribute(null=True)
     next_check = NumberAttribute(null=True)
+    # When the chain first answered a check after the expiration: a payment first seen after
+    # that came late (payments.late_on_sight). Until then the invoice gets every run's check.
+    checked_after_expiry = NumberAttribute(null=True)
 
     by_store = InvoicesByStore()
     by_status = InvoicesByStatus()
@@ -318,14 +356,24 @@ class SessionModel(Model):
     by_login = SessionsByLogin()
 
 
-class LoginFailureModel(Model):
-    """Failed sign-ins counted per account ("login#alice") and per address ("address#198.51.100.7")."""
+class LimitModel(Model):
+    """One fixed-window abuse counter (chalicelib.limits): key "<limit>#<subject>", e.g. "sign-in-account#alice"."""
 
-    Meta = _meta("LOGIN_FAILURES_TABLE", "login-failures")
+    Meta = _meta("LIMITS_TABLE", "limits")
 
     key = UnicodeAttribute(hash_key=True)
-    failures = NumberAttribute(default=0)
+    hits = NumberAttribute()
+    # The window's end; the counter is void after it even before DynamoDB deletes it.
     expiration = TTLAttribute()
+
+
+class SecretModel(Model):
+    """Server-side secrets made once per deployment (the device cookies' HMAC key); never sent to anyone."""
+
+    Meta = _meta("SECRETS_TABLE", "secrets")
+
+    name = UnicodeAttribute(hash_key=True)
+    value = UnicodeAttribute()
 
 
 class NotificationsOutbox(GlobalSecondaryIndex):
@@ -378,6 +426,7 @@ class ClaimModel(Model):
     "address#bc1q...": the receive address of one invoice, written in the invoice's own
     transaction, so no address can serve two invoices however the stores' wallets overlap.
     "wallet#<Wallet.identity>": the store whose wallet it is, released when the store changes it.
+    "sin#<SIN>": the one store a client id pairs with, written in its token's activation transaction.
     """
 
     Meta = _meta("CLAIMS_TABLE", "claims")
@@ -394,7 +443,8 @@ ALL_MODELS: tuple[type[Model], ...] = (
     TokenModel,
     InvoiceModel,
     SessionModel,
-    LoginFailureModel,
+    LimitModel,
+    SecretModel,
     NotificationModel,
     ClaimModel,
 )

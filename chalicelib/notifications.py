@@ -23,13 +23,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError, UpdateError
-from pynamodb.transactions import TransactWrite
 
 from . import invoices
 from .errors import BadRequest, ServiceUnavailable
-from .models import AttemptAttribute, InvoiceModel, NotificationModel, condition_failed, now_ms
+from .models import AttemptAttribute, InvoiceModel, NotificationModel, condition_failed, now_ms, transaction
 from .settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -106,12 +104,6 @@ def _body(invoice: InvoiceModel, event: Event, now: int) -> str:
     return json.dumps(view)
 
 
-@lru_cache(maxsize=1)
-def _connection() -> Connection:
-    settings = get_settings()
-    return Connection(region=settings.region, host=settings.dynamodb_endpoint)
-
-
 def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int, condition=None) -> bool:
     """Apply `actions` to the invoice and create the notifications for `events`, all or nothing.
 
@@ -136,12 +128,12 @@ def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int, 
     ]
     try:
         if notifications:
-            with TransactWrite(connection=_connection()) as transaction:
-                transaction.update(
+            with transaction() as writes:
+                writes.update(
                     invoice, [*actions, InvoiceModel.notification_count.add(len(notifications))], condition=condition
                 )
                 for notification in notifications:
-                    transaction.save(notification, condition=NotificationModel.sequence.does_not_exist())
+                    writes.save(notification, condition=NotificationModel.sequence.does_not_exist())
         else:
             invoice.update(actions, condition=condition)
     except (UpdateError, TransactWriteError) as exc:
@@ -173,7 +165,7 @@ def resend(invoice: InvoiceModel, now: int | None = None) -> None:
 
 
 @lru_cache(maxsize=1)
-def _sqs():
+def sqs():
     import boto3  # Only the jobs and the resend route need it; API start-up does not.
 
     # boto3 itself reads AWS_ENDPOINT_URL_SQS, which points the local stack at moto.
@@ -183,13 +175,13 @@ def _sqs():
 @lru_cache(maxsize=1)
 def _queue_url() -> str:
     settings = get_settings()
-    return settings.notifications_queue_url or _sqs().get_queue_url(QueueName=settings.notifications_queue)["QueueUrl"]
+    return settings.notifications_queue_url or sqs().get_queue_url(QueueName=settings.notifications_queue)["QueueUrl"]
 
 
 def enqueue(invoice_id: str, due: int, now: int) -> None:
     """Ask the consumer to deliver the invoice's pending notifications at `due` (ms)."""
     delay = min(max(math.ceil((due - now) / 1000), 0), get_settings().notification_max_delay_seconds)
-    _sqs().send_message(
+    sqs().send_message(
         QueueUrl=_queue_url(), MessageBody=json.dumps({"invoiceId": invoice_id, "due": due}), DelaySeconds=delay
     )
 

@@ -12,6 +12,14 @@ from functools import lru_cache
 
 
 @dataclass(frozen=True)
+class Rate:
+    """At most `count` per `seconds` (a fixed window) for one subject: written "count/seconds"."""
+
+    count: int
+    seconds: int
+
+
+@dataclass(frozen=True)
 class Settings:
     stage: str
     region: str
@@ -32,6 +40,11 @@ class Settings:
     esplora_url: str
     esplora_concurrency: int
     esplora_timeout_seconds: float
+    # The queue the watch planner sends due invoices to, read by the checkers.
+    checks_queue: str
+    checks_queue_url: str | None
+    # At most this many checks of invoices past their expiry per planner run (open ones are never capped).
+    late_checks_per_run: int
     # How long after its expiration an invoice is still watched (late payments, confirmations).
     monitoring_window_seconds: int
     # How far short of the amount due a payment may be and still count as paid in full.
@@ -44,6 +57,16 @@ class Settings:
     # SQS delays a message by at most 900 s; longer back-offs are reached by re-queueing.
     notification_max_delay_seconds: int
     notification_timeout_seconds: float
+    # Abuse limits (chalicelib.limits). Per address: API Gateway's sourceIp, which the client cannot set.
+    pairing_failures_per_address: Rate
+    # Wrong tries naming one existing code (another client id, a facade it cannot serve); then it is burned.
+    pairing_failures_per_code: Rate
+    pending_tokens_per_address: Rate
+    sign_in_failures_per_account: Rate
+    # Higher than per account: many people may share one address (an office, a mobile carrier's NAT).
+    sign_in_failures_per_address: Rate
+    # A browser holding the account's device cookie counts here instead of per account.
+    sign_in_failures_per_device: Rate
 
 
 # Public Esplora instances per network, used when ESPLORA_URL is not set.
@@ -59,6 +82,11 @@ def _flag(raw: str) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _rate(raw: str) -> Rate:
+    count, _, seconds = raw.partition("/")
+    return Rate(count=int(count), seconds=int(seconds))
+
+
 def _fixed_rates(raw: str) -> dict[str, Decimal]:
     return {code.upper(): Decimal(str(rate)) for code, rate in json.loads(raw).items()}
 
@@ -68,12 +96,13 @@ def get_settings() -> Settings:
     env = os.environ.get
     stage = env("STAGE", "local")
     network = env("BITCOIN_NETWORK", "main")
+    pairing_ttl = int(env("PAIRING_TTL_SECONDS", str(24 * 3600)))
     return Settings(
         stage=stage,
         region=env("AWS_REGION") or env("AWS_DEFAULT_REGION") or "us-east-1",
         dynamodb_endpoint=env("DYNAMODB_ENDPOINT") or None,
         public_base_url=(env("PUBLIC_BASE_URL") or "").rstrip("/") or None,
-        pairing_ttl_seconds=int(env("PAIRING_TTL_SECONDS", str(24 * 3600))),
+        pairing_ttl_seconds=pairing_ttl,
         rate_source=env("RATE_SOURCE", "fixed"),
         fixed_rates=_fixed_rates(
             env("FIXED_RATES", '{"USD": "65000", "EUR": "60000", "GBP": "52000", "JPY": "9750000", "CAD": "89000"}')
@@ -86,6 +115,9 @@ def get_settings() -> Settings:
         esplora_url=(env("ESPLORA_URL") or _DEFAULT_ESPLORA.get(network, "")).rstrip("/"),
         esplora_concurrency=max(1, int(env("ESPLORA_CONCURRENCY", "4"))),
         esplora_timeout_seconds=float(env("ESPLORA_TIMEOUT_SECONDS", "10")),
+        checks_queue=env("CHECKS_QUEUE") or f"paylambda-{stage}-checks",
+        checks_queue_url=env("CHECKS_QUEUE_URL") or None,
+        late_checks_per_run=max(0, int(env("LATE_CHECKS_PER_RUN", "300"))),
         monitoring_window_seconds=int(env("MONITORING_WINDOW_SECONDS", str(24 * 3600))),
         payment_tolerance_percent=Decimal(env("PAYMENT_TOLERANCE_PERCENT", "0")),
         allow_private_notification_urls=_flag(env("ALLOW_PRIVATE_NOTIFICATION_URLS", "false")),
@@ -93,4 +125,10 @@ def get_settings() -> Settings:
         notifications_queue_url=env("NOTIFICATIONS_QUEUE_URL") or None,
         notification_max_delay_seconds=min(900, int(env("NOTIFICATION_MAX_DELAY_SECONDS", "900"))),
         notification_timeout_seconds=float(env("NOTIFICATION_TIMEOUT_SECONDS", "10")),
+        pairing_failures_per_address=_rate(env("LIMIT_PAIRING_FAILURES_PER_ADDRESS", "20/900")),
+        pairing_failures_per_code=_rate(env("LIMIT_PAIRING_FAILURES_PER_CODE", f"5/{pairing_ttl}")),
+        pending_tokens_per_address=_rate(env("LIMIT_PENDING_TOKENS_PER_ADDRESS", "30/3600")),
+        sign_in_failures_per_account=_rate(env("LIMIT_SIGN_IN_FAILURES_PER_ACCOUNT", "5/900")),
+        sign_in_failures_per_address=_rate(env("LIMIT_SIGN_IN_FAILURES_PER_ADDRESS", "20/900")),
+        sign_in_failures_per_device=_rate(env("LIMIT_SIGN_IN_FAILURES_PER_DEVICE", "10/900")),
     )

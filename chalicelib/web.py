@@ -201,23 +201,24 @@ def _check_strings(body: dict) -> None:
             pending.extend((f"{path}[{number}]", item) for number, item in enumerate(value))
 
 
-# A year, as browsers' HSTS preload lists ask; only ever sent over https (RFC 6797 section 7.2).
+# A year, as browsers' HSTS preload lists ask. Browsers ignore it over http (RFC 6797 section 8.1),
+# so pages send it always; the API, whose clients are servers, only where it means something.
 HSTS = "max-age=31536000; includeSubDomains"
 
 
 def transport_headers(request: ApiRequest) -> dict[str, str]:
-    """Headers every response gets, API and pages: HSTS when the request came over https."""
+    """Headers every API response gets whatever its route: HSTS when the request came over https."""
     return {"Strict-Transport-Security": HSTS} if request.scheme == "https" else {}
 
 
-def json_response(body: Any, status: int = 200) -> Response:
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     # Bodies carry API tokens, invoice tokens and buyers' data: no cache, shared or private, may keep one.
-    headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+    headers = {"Content-Type": "application/json", "Cache-Control": "no-store", **(headers or {})}
     return Response(body=json.dumps(body), status_code=status, headers=headers)
 
 
 def error_response(error: ApiError) -> Response:
-    return json_response({"error": error.message}, error.status)
+    return json_response({"error": error.message}, error.status, error.headers)
 
 
 def api_errors(view: Callable[..., Any]) -> Callable[..., Any]:

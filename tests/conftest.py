@@ -30,6 +30,9 @@ os.environ.update(
         "STAGE": "test",
         "RATE_SOURCE": "fixed",
         "BITCOIN_NETWORK": "main",
+        # Every test's client posts from 127.0.0.1; tests/test_limits.py tries the real limits on its own.
+        "LIMIT_PAIRING_FAILURES_PER_ADDRESS": "1000000/900",
+        "LIMIT_PENDING_TOKENS_PER_ADDRESS": "1000000/3600",
     }
 )
 os.environ.pop("PUBLIC_BASE_URL", None)

@@ -119,10 +119,10 @@ def test_a_wrong_password_is_refused_without_a_session(api_url, user):
 
 
 def test_repeated_failures_for_one_account_pause_its_sign_in(api_url, user):
-    from chalicelib.sessions import MAX_FAILURES_PER_ACCOUNT
+    from chalicelib.settings import get_settings
 
     # From a new address each time: the account's own counter is what stops them.
-    for _ in range(MAX_FAILURES_PER_ACCOUNT):
+    for _ in range(get_settings().sign_in_failures_per_account.count):
         assert sign_in(api_url, user.login, "guess", session=browser(fresh_address())).status_code == 401
     paused = sign_in(api_url, user.login, PASSWORD, session=browser(fresh_address()))
     assert paused.status_code == 429
@@ -131,10 +131,10 @@ def test_repeated_failures_for_one_account_pause_its_sign_in(api_url, user):
 
 
 def test_repeated_failures_from_one_address_pause_sign_in_from_it(api_url, user):
-    from chalicelib.sessions import MAX_FAILURES_PER_ADDRESS
+    from chalicelib.settings import get_settings
 
     address = fresh_address()
-    for attempt in range(MAX_FAILURES_PER_ADDRESS):
+    for attempt in range(get_settings().sign_in_failures_per_address.count):
         assert sign_in(api_url, f"nobody-{attempt}", "guess", session=browser(address)).status_code == 401
     assert sign_in(api_url, user.login, session=browser(address)).status_code == 429
     assert sign_in(api_url, user.login, session=browser(fresh_address())).status_code == 303
