@@ -218,7 +218,7 @@ def main() -> int:
 def bench() -> int:
     import boto3
 
-    from chalicelib import notifications, watcher
+    from chalicelib import models, watcher
     from chalicelib.models import InvoiceModel, create_tables
     from chalicelib.settings import get_settings
     from tests.payments_support import Chain, EsploraServer, FakeClock
@@ -237,7 +237,7 @@ def bench() -> int:
     print(f"setup: {len(invoices)} watched invoices written in {time.perf_counter() - started:.0f} s")
     writes = Writes()
     writes.listen(InvoiceModel._get_connection().connection.client)
-    writes.listen(notifications._connection().client)
+    writes.listen(models._connection().client)
     address_of = {invoice.invoice_id: invoice.address for invoice in invoices}
 
     print(f"{'cycle':>5} {'open':>5} {'late':>5} {'deferred':>8} {'plan s':>7} {'plan CPU':>8} {'invocations':>11} "

@@ -124,8 +124,8 @@ def full_amount_confirmations(payments: list[Payment], threshold: int) -> int | 
     for confirmations in sorted({payment.confirmations for payment in payments}, reverse=True):
         if sum(payment.amount for payment in payments if payment.confirmations >= confirmations) >= threshold:
             return confirmations
-    # Reached only with no payments and nothing due (a threshold of 0), which no invoice has: any
-    # value here is equivalent for mutation testing.
+    # Reached only with no payments and nothing due (a threshold of 0), which `evaluate` never asks
+    # about: any value here is equivalent for mutation testing.
     return 0  # pragma: no mutate
 
 

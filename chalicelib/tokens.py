@@ -122,7 +122,9 @@ def _wrong_try(token: TokenModel, message: str) -> BadRequest:
 def _revoke_pending(token: TokenModel) -> None:
     try:
         # Conditional: a code claimed a moment ago stays the active token it became.
-        token.update(actions=[TokenModel.status.set(TokenModel.REVOKED)], condition=TokenModel.status == token.PENDING)
+        token.update(
+            actions=[TokenModel.status.set(TokenModel.REVOKED)], condition=TokenModel.status == TokenModel.PENDING
+        )
     except UpdateError as exc:
         if not condition_failed(exc):
             raise
