@@ -122,8 +122,16 @@ _INVOICE_FACADES = ("pos", "merchant")
 
 @api_route("/invoices", methods=("POST",))
 def create_invoice(request: ApiRequest) -> dict:
+    from . import notifications  # its invoice_created notification is written with it
+
     caller = auth.authenticate(request, _INVOICE_FACADES)
-    invoice = invoices.create(caller, request.json, base_url=request.base_url)
+    invoice = invoices.create(
+        caller,
+        request.json,
+        base_url=request.base_url,
+        save=notifications.save_created,
+        conflicts=notifications.CREATION_CONFLICTS,
+    )
     return {"facade": f"{caller.facade}/invoice", "data": invoices.full_view(invoice, request.base_url)}
 
 

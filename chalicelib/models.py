@@ -98,6 +98,10 @@ class StoreModel(Model):
     invoice_expiration_minutes = NumberAttribute(default=15)
     transaction_speed = UnicodeAttribute(default="medium")
     created = NumberAttribute(default_for_new=now_ms)
+    # Gets the emails of paid, confirmed, complete and late or partly paid invoices.
+    contact_email = UnicodeAttribute(null=True)
+    # Signs every notification (X-Paylambda-Signature); made on first use, rotated from the settings page.
+    notification_secret = UnicodeAttribute(null=True)
 
     by_owner = StoresByOwner()
 
@@ -240,6 +244,10 @@ class InvoiceModel(Model):
     guid = UnicodeAttribute(null=True)
     notification_url = UnicodeAttribute(null=True)
     notification_email = UnicodeAttribute(null=True)
+    # The store's contact email when the invoice was made: its emails go there too.
+    contact_email = UnicodeAttribute(null=True)
+    # Why the merchant marked it invalid (or complete) by hand.
+    mark_reason = UnicodeAttribute(null=True)
     redirect_url = UnicodeAttribute(null=True)
     close_url = UnicodeAttribute(null=True)
     full_notifications = BooleanAttribute(default=False)

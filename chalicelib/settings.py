@@ -44,6 +44,11 @@ class Settings:
     # SQS delays a message by at most 900 s; longer back-offs are reached by re-queueing.
     notification_max_delay_seconds: int
     notification_timeout_seconds: float
+    # The From address of invoice emails (verified in SES); no emails when unset.
+    email_sender: str | None
+    # An SMTP server to send them through instead of SES (the local stack's sink).
+    smtp_host: str | None
+    smtp_port: int
 
 
 # Public Esplora instances per network, used when ESPLORA_URL is not set.
@@ -92,5 +97,8 @@ def get_settings() -> Settings:
         notifications_queue=env("NOTIFICATIONS_QUEUE") or f"paylambda-{stage}-notifications",
         notifications_queue_url=env("NOTIFICATIONS_QUEUE_URL") or None,
         notification_max_delay_seconds=min(900, int(env("NOTIFICATION_MAX_DELAY_SECONDS", "900"))),
-        notification_timeout_seconds=float(env("NOTIFICATION_TIMEOUT_SECONDS", "10")),
+        notification_timeout_seconds=float(env("NOTIFICATION_TIMEOUT_SECONDS", "30")),
+        email_sender=env("EMAIL_SENDER") or None,
+        smtp_host=env("SMTP_HOST") or None,
+        smtp_port=int(env("SMTP_PORT", "25")),
     )

@@ -46,6 +46,17 @@ def _check_speed(speed: object) -> str:
     return speed
 
 
+def _check_email(email: object) -> str | None:
+    """An address to send to, or None when empty; one address only (no list, no header tricks)."""
+    text = str(email or "").strip()
+    if not text:
+        return None
+    local, at, domain = text.rpartition("@")
+    if not at or not local or "." not in domain or len(text) > 254 or any(c in text for c in ' ,;<>"\r\n\t'):
+        raise BadRequest("The contact email is not an email address")
+    return text
+
+
 def _parse_wallet(text: str):
     # embit is imported on first use: the invoice and store paths need it, start-up does not.
     from .wallet import Wallet
@@ -90,6 +101,7 @@ def update_settings(store: StoreModel, settings: dict[str, str]) -> StoreModel:
         (StoreModel.invoice_expiration_minutes, _check_expiration_minutes(settings.get("invoice_expiration_minutes"))),
         (StoreModel.transaction_speed, _check_speed(settings.get("transaction_speed"))),
         (StoreModel.wallet, normalise_wallet(settings.get("wallet"))),
+        (StoreModel.contact_email, _check_email(settings.get("contact_email"))),
     ]
     store.update(
         actions=[attribute.set(value) if value is not None else attribute.remove() for attribute, value in values]

@@ -69,7 +69,10 @@ FUNCTION_ACCESS = {
         indexes={"INVOICES_TABLE": ("watch-index",), "NOTIFICATIONS_TABLE": ("outbox-index",)},
         queue=SEND,
     ),
-    "DeliverNotifications": Access(tables={"NOTIFICATIONS_TABLE": (QUERY, UPDATE)}, queue=SEND + CONSUME),
+    # UpdateItem on stores: the store's signing secret, made on first use (if_not_exists).
+    "DeliverNotifications": Access(
+        tables={"NOTIFICATIONS_TABLE": (QUERY, UPDATE), "STORES_TABLE": (UPDATE,)}, queue=SEND + CONSUME
+    ),
 }
 
 QUEUE_ID = "NotificationsQueue"

@@ -263,6 +263,8 @@ class IpnReceiver(ThreadingHTTPServer):
         self.delay = 0.0
         # (path, status answered, parsed body) in arrival order.
         self.received: list[tuple[str, int, dict]] = []
+        # (exact body, X-Paylambda-Signature header) in arrival order.
+        self.signed: list[tuple[bytes, str | None]] = []
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def fail(self, path: str, times: int) -> None:
@@ -276,7 +278,8 @@ class _IpnHandler(BaseHTTPRequestHandler):
     server: IpnReceiver
 
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.loads(raw)
         path = urlsplit(self.path).path
         time.sleep(self.server.delay)
         with self.server.lock:
@@ -284,6 +287,7 @@ class _IpnHandler(BaseHTTPRequestHandler):
             self.server.failures[path] -= failing
             status = 500 if failing else 200
             self.server.received.append((path, status, body))
+            self.server.signed.append((raw, self.headers["X-Paylambda-Signature"]))
         self.send_response(status)
         self.send_header("Content-Length", "2")
         self.end_headers()
