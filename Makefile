@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run test lint bench
+.PHONY: install run test lint bench mutate
 
 $(BIN)/.installed: requirements.txt requirements-vendor.txt requirements-dev.txt requirements-bitpay8.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Mutation testing of the money paths (minutes; not part of make test): scores per module and survivors.
+mutate: install
+	$(BIN)/python scripts/mutate.py $(MODULES)
 
 bench: install
 	for script in bench/*.py; do PYTHONPATH=. $(BIN)/python $$script || exit 1; done

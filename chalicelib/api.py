@@ -10,7 +10,7 @@ from typing import Any
 
 from chalice import Blueprint
 
-from . import auth, invoices, tokens
+from . import auth, currencies, invoices, tokens
 from .errors import BadRequest, Forbidden, Unauthorized
 from .rates import currency_name, get_rates
 from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response
@@ -115,6 +115,12 @@ def get_rate(request: ApiRequest, base: str, quote: str) -> dict:
     return {"data": rate}
 
 
+@api_route("/currencies")
+def list_currencies(request: ApiRequest) -> dict:
+    """BitPay's currency list (the PHP SDKs read it when they start): what the rate source can invoice in."""
+    return {"data": [currencies.bitpay_view(code) for code in get_rates().currencies()]}
+
+
 # Invoices
 
 _INVOICE_FACADES = ("pos", "merchant")
@@ -127,7 +133,7 @@ def create_invoice(request: ApiRequest) -> dict:
     caller = auth.authenticate(request, _INVOICE_FACADES)
     invoice = invoices.create(
         caller,
-        request.json,
+        request.fields,
         base_url=request.base_url,
         save=notifications.save_created,
         conflicts=notifications.CREATION_CONFLICTS,
@@ -156,13 +162,38 @@ def get_invoice_by_guid(request: ApiRequest, guid: str) -> dict:
     return {"data": invoices.full_view(invoices.get_by_guid(caller, guid), request.base_url)}
 
 
+@api_route("/invoices/{invoice_id}", methods=("DELETE",))
+def cancel_invoice(request: ApiRequest, invoice_id: str) -> dict:
+    from . import cancellation  # the notification machinery loads only when a merchant cancels
+
+    caller = auth.authenticate(request, ("merchant",))
+    return {"data": invoices.full_view(cancellation.cancel(invoices.get_for(caller, invoice_id)), request.base_url)}
+
+
+@api_route("/invoices/guid/{guid}", methods=("DELETE",))
+def cancel_invoice_by_guid(request: ApiRequest, guid: str) -> dict:
+    from . import cancellation
+
+    caller = auth.authenticate(request, ("merchant",))
+    return {"data": invoices.full_view(cancellation.cancel(invoices.get_by_guid(caller, guid)), request.base_url)}
+
+
 @api_route("/invoices/{invoice_id}/notifications", methods=("POST",))
 def resend_notification(request: ApiRequest, invoice_id: str) -> dict:
     from . import notifications  # boto3 and the delivery code load only when a merchant asks
 
-    caller = auth.authenticate(request, ("merchant",))
-    notifications.resend(invoices.get_for(caller, invoice_id))
+    notifications.resend(_invoice_for_merchant(request, invoice_id))
     return {"data": "Success"}
+
+
+def _invoice_for_merchant(request: ApiRequest, invoice_id: str) -> invoices.InvoiceModel:
+    """The invoice, for its store's merchant: with a merchant token, or (as BitPay's SDKs send it)
+    with the invoice's own token in a request signed by a key that holds a merchant token for the store."""
+    invoice = invoices.get_by_invoice_token(invoice_id, auth.request_token(request))
+    if invoice is not None:
+        auth.authenticate_store_key(request, invoice.store_id)
+        return invoice
+    return invoices.get_for(auth.authenticate(request, ("merchant",)), invoice_id)
 
 
 @api_route("/invoice/status")

@@ -114,7 +114,7 @@ def optional_identity(request: ApiRequest) -> Identity | None:
 
 def request_token(request: ApiRequest) -> str | None:
     if request.method in ("POST", "PUT"):
-        token = request.json.get("token")
+        token = request.fields.get("token")
         if token is not None and not isinstance(token, str):
             raise Unauthorized("token must be a string")
         return token or request.query_value("token")
@@ -156,3 +156,20 @@ def authenticate_optional(request: ApiRequest, facades: tuple[str, ...]) -> Call
     if not request_token(request):
         return Caller(identity=optional_identity(request), token=None)
     return authenticate(request, facades)
+
+
+def authenticate_store_key(request: ApiRequest, store_id: str) -> Caller:
+    """A request signed by a key that holds an active merchant token for the store.
+
+    BitPay's SDKs send some merchant requests with a resource's own token instead of the
+    merchant token: the signature is then what proves the merchant.
+    """
+    caller = _signed_identity(request)
+    if caller is None:
+        raise Unauthorized("Sign this request with the merchant's key (x-identity, x-signature)")
+    token = next(
+        (t for t in tokens.active_for_sin(caller.sin) if t.facade == "merchant" and t.store_id == store_id), None
+    )
+    if token is None:
+        raise Forbidden("The key that signed this request holds no merchant token for this invoice's store")
+    return Caller(identity=caller, token=token)

@@ -3,12 +3,14 @@
 import hashlib
 import json
 import math
+import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from itertools import islice
+from urllib.parse import quote
 
 import base58
 from pynamodb.exceptions import PutError
@@ -50,6 +52,9 @@ _BUYER_FIELDS = {
     "phone": "phone", "buyerphone": "phone",
 }  # fmt: skip
 _MAX_BUYER_FIELD = 200
+# Filled in redirectURL and notificationURL, as BTCPay does.
+_PLACEHOLDER = re.compile(r"\{(?:orderid|invoiceid)\}", re.IGNORECASE)
+_PLACEHOLDER_FIELDS = (("redirect_url", "redirectURL"), ("notification_url", "notificationURL"))
 _PRIVATE_FIELDS = ("posData", "buyer", "notificationURL", "notificationEmail", "token", "guid", "orderId", "itemCode")
 
 
@@ -66,18 +71,43 @@ def _text(fields: dict, key: str, name: str, limit: int) -> str | None:
     return value
 
 
-def _price(value: object) -> Decimal:
+def _amount(value: object, name: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise BadRequest("price must be a number")
+        raise BadRequest(f"{name} must be a number")
     try:
-        price = Decimal(str(value).strip())
+        amount = Decimal(str(value).strip())
     except InvalidOperation as exc:
-        raise BadRequest("price must be a number") from exc
-    if not price.is_finite() or price <= 0:
+        raise BadRequest(f"{name} must be a number") from exc
+    if not amount.is_finite():
+        raise BadRequest(f"{name} must be a number")
+    if amount > MAX_PRICE:
+        raise BadRequest(f"{name} is too large")
+    return amount
+
+
+def _price(value: object) -> Decimal:
+    if value is None or value == "":
+        # BitPay makes a "top-up" invoice (the buyer chooses the amount) without a price; paylambda does not.
+        raise BadRequest("price is required: paylambda makes invoices for a fixed price only (no top-up invoices)")
+    price = _amount(value, "price")
+    if price <= 0:
         raise BadRequest("price must be greater than 0")
-    if price > MAX_PRICE:
-        raise BadRequest("price is too large")
     return price
+
+
+def _tax_included(value: object, price: Decimal) -> Decimal:
+    if value is None or value == "":
+        return Decimal(0)
+    tax = _amount(value, "taxIncluded")
+    if not 0 <= tax <= price:
+        raise BadRequest("taxIncluded must be from 0 to the price")
+    return tax
+
+
+def _transaction_speed(fields: dict) -> str | None:
+    """One of BitPay's speeds; anything else (plugins send "default") leaves the store's own speed."""
+    speed = fields.get("transactionspeed")
+    return speed.strip().lower() if isinstance(speed, str) and speed.strip().lower() in TARGET_CONFIRMATIONS else None
 
 
 def _boolean(value: object, name: str) -> bool:
@@ -85,8 +115,9 @@ def _boolean(value: object, name: str) -> bool:
         return False
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
+    # "1" and "0" are how PHP's http_build_query writes true and false in a form body.
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
     raise BadRequest(f"{name} must be true or false")
 
 
@@ -120,24 +151,21 @@ def _pos_data(value: object) -> str | None:
 def parse_request(body: dict) -> dict:
     """The invoice fields of a BitPay create-invoice body, validated; unknown fields are ignored."""
     fields = {key.lower(): value for key, value in body.items() if isinstance(key, str)}
-    if "price" not in fields:
-        raise BadRequest("price is required")
+    price = _price(fields.get("price"))
     currency = fields.get("currency")
     if not isinstance(currency, str) or not currency.strip():
         raise BadRequest("currency is required (ISO 4217 code, e.g. USD)")
     currency = currency.strip().upper()
     if not get_rates().is_known(currency):
         raise BadRequest(f"currency {currency} is not supported")
-    speed = _text(fields, "transactionspeed", "transactionSpeed", 10)
-    if speed is not None and speed not in TARGET_CONFIRMATIONS:
-        raise BadRequest("transactionSpeed must be high, medium or low")
     email = _text(fields, "notificationemail", "notificationEmail", 254)
     if email is not None and "@" not in email:
         raise BadRequest("notificationEmail is not an email address")
     parsed = {
-        "price": _price(fields["price"]),
+        "price": price,
+        "tax_included": _tax_included(fields.get("taxincluded"), price),
         "currency": currency,
-        "transaction_speed": speed,
+        "transaction_speed": _transaction_speed(fields),
         "order_id": _text(fields, "orderid", "orderId", _TEXT_LIMITS["orderid"]),
         "item_desc": _text(fields, "itemdesc", "itemDesc", _TEXT_LIMITS["itemdesc"]),
         "item_code": _text(fields, "itemcode", "itemCode", _TEXT_LIMITS["itemcode"]),
@@ -147,10 +175,18 @@ def parse_request(body: dict) -> dict:
         "buyer": _buyer(fields),
     }
     for key, (attribute, name) in _URL_FIELDS.items():
-        parsed[attribute] = http_url(fields.get(key), name)
+        # Checked as it will be once its placeholders are filled (create fills them).
+        filled = fill_placeholders(fields[key], "0", "0") if isinstance(fields.get(key), str) else fields.get(key)
+        parsed[attribute] = fields[key] if http_url(filled, name) else None
     for key, (attribute, name) in _BOOLEAN_FIELDS.items():
         parsed[attribute] = _boolean(fields.get(key), name)
     return parsed
+
+
+def fill_placeholders(template: str, invoice_id: str, order_id: str | None) -> str:
+    """BTCPay's `{OrderId}` and `{InvoiceId}` in a URL, replaced (any case) by the values, URL-encoded."""
+    values = {"{orderid}": quote(order_id or "", safe=""), "{invoiceid}": quote(invoice_id, safe="")}
+    return _PLACEHOLDER.sub(lambda match: values[match.group(0).lower()], template)
 
 
 def _new_invoice_id(store_id: str, guid: str | None) -> str:
@@ -188,13 +224,17 @@ def create(
     reserves the address index and reads the store, and one conditional PutItem.
     """
     fields = parse_request(body)
+    invoice_id = _new_invoice_id(caller.store_id, fields["guid"])
+    for attribute, name in _PLACEHOLDER_FIELDS:
+        if fields[attribute]:
+            fields[attribute] = http_url(fill_placeholders(fields[attribute], invoice_id, fields["order_id"]), name)
     store, address_index = reserve_address_index(caller.store_id)
     rate = get_rates().btc_price(fields["currency"])
     created = now_ms()
     speed = fields.pop("transaction_speed") or store.transaction_speed
     status = "new"
     invoice = InvoiceModel(
-        _new_invoice_id(store.store_id, fields["guid"]),
+        invoice_id,
         store_id=store.store_id,
         token=caller.token.token,
         facade=caller.facade,
@@ -214,7 +254,12 @@ def create(
         contact_email=store.contact_email,
         watch_network=get_settings().bitcoin_network,
         next_check=created,
-        **{**fields, "price": str(fields["price"]), "buyer": BuyerAttribute(**fields["buyer"])},
+        **{
+            **fields,
+            "price": str(fields["price"]),
+            "tax_included": str(fields["tax_included"]),
+            "buyer": BuyerAttribute(**fields["buyer"]),
+        },
     )
     try:
         save(invoice)
@@ -252,6 +297,14 @@ def get_for(caller: Caller, invoice_id: str) -> InvoiceModel:
         raise NotFound("Object not found")
     if caller.facade == "pos" and invoice.token != caller.token.token:
         raise NotFound("Object not found")
+    return invoice
+
+
+def get_by_invoice_token(invoice_id: str, invoice_token: str | None) -> InvoiceModel | None:
+    """The invoice when `invoice_token` is its own resource token (BitPay's `token` in the invoice object)."""
+    invoice = _get(invoice_id) if invoice_token else None
+    if invoice is None or not secrets.compare_digest(invoice.invoice_token.encode(), invoice_token.encode()):
+        return None
     return invoice
 
 
@@ -327,6 +380,11 @@ def format_btc(sats: int) -> str:
     return f"{Decimal(sats) / SATS_PER_BTC:.8f}"
 
 
+def _btc_float(sats: int) -> float:
+    """BitPay's underpaidAmount and overpaidAmount: BTC, as a JSON number."""
+    return float(Decimal(sats) / SATS_PER_BTC)
+
+
 def _bip21(invoice: InvoiceModel, due_sats: int) -> str:
     amount = format((Decimal(due_sats) / SATS_PER_BTC).normalize(), "f")
     return f"bitcoin:{invoice.address}?amount={amount}"
@@ -363,6 +421,7 @@ def full_view(invoice: InvoiceModel, base_url: str) -> dict:
         "url": f"{base_url}/invoice?id={invoice.invoice_id}",
         "status": current_status(invoice, now),
         "price": float(Decimal(invoice.price)),
+        "taxIncluded": float(Decimal(invoice.tax_included)),
         "currency": invoice.currency,
         "orderId": invoice.order_id,
         "itemDesc": invoice.item_desc,
@@ -394,6 +453,13 @@ def full_view(invoice: InvoiceModel, base_url: str) -> dict:
         "transactions": _transactions(invoice),
         "supportedTransactionCurrencies": {"BTC": {"enabled": True}},
         "paymentCodes": {"BTC": {"BIP21": bip21}},
+        "underpaidAmount": _btc_float(invoice.btc_due_sats - invoice.btc_paid_sats)
+        if exception_status == "paidPartial"
+        else None,
+        "overpaidAmount": _btc_float(invoice.btc_paid_sats - invoice.btc_due_sats)
+        if exception_status == "paidOver"
+        else None,
+        "isCancelled": invoice.cancelled,
         "refundAddressRequestPending": False,
         "lowFeeDetected": False,
         # Names that BTCPay-era clients still read.

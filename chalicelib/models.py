@@ -228,6 +228,8 @@ class InvoiceModel(Model):
     status = UnicodeAttribute()
     exception_status = UnicodeAttribute(null=True)
     price = UnicodeAttribute()
+    # Tax the price includes, in the invoice's currency (BitPay's taxIncluded).
+    tax_included = UnicodeAttribute(default="0")
     currency = UnicodeAttribute()
     rate = UnicodeAttribute()
     btc_due_sats = NumberAttribute()
@@ -254,6 +256,8 @@ class InvoiceModel(Model):
     extended_notifications = BooleanAttribute(default=False)
     physical = BooleanAttribute(default=False)
     buyer = BuyerAttribute(default=dict)
+    # The merchant cancelled it (DELETE) before any payment: expired, with BitPay's isCancelled.
+    cancelled = BooleanAttribute(default=False)
 
     # Composite hash keys of the filtered search indexes; the index on
     # orderId and itemCode are sparse (absent when the field is).

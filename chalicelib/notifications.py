@@ -213,22 +213,24 @@ def _queue_after_commit(invoice_id: str, now: int) -> None:
         logger.exception("could not queue notifications of %s; the sweep will", invoice_id)
 
 
-def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int) -> bool:
+def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int, condition=None) -> bool:
     """Apply `actions` to the invoice and create the notifications for `events`, all or nothing.
 
     `invoice` holds the state the notifications describe; it must be the version read
-    from the table, since the write is conditioned on it. False when another writer
-    changed the invoice first: the caller reads it again and decides anew.
+    from the table, since the write is conditioned on it (and on `condition`, when given).
+    False when another writer changed the invoice first: the caller reads it again and decides anew.
     """
     notifications = _outbox(invoice, events, now)
     try:
         if notifications:
             with TransactWrite(connection=_connection()) as transaction:
-                transaction.update(invoice, [*actions, InvoiceModel.notification_count.add(len(notifications))])
+                transaction.update(
+                    invoice, [*actions, InvoiceModel.notification_count.add(len(notifications))], condition=condition
+                )
                 for notification in notifications:
                     transaction.save(notification, condition=NotificationModel.sequence.does_not_exist())
         else:
-            invoice.update(actions)
+            invoice.update(actions, condition=condition)
     except (UpdateError, TransactWriteError) as exc:
         if condition_failed(exc):
             return False

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
+from chalicelib.currencies import CURRENCIES
 from chalicelib.errors import BadRequest, ServiceUnavailable
 from chalicelib.settings import Settings, get_settings
 
@@ -22,45 +23,7 @@ log = logging.getLogger(__name__)
 
 BTC = "BTC"
 
-CURRENCY_NAMES: dict[str, str] = {
-    "BTC": "Bitcoin",
-    "AED": "UAE Dirham",
-    "ARS": "Argentine Peso",
-    "AUD": "Australian Dollar",
-    "BRL": "Brazilian Real",
-    "CAD": "Canadian Dollar",
-    "CHF": "Swiss Franc",
-    "CLP": "Chilean Peso",
-    "CNY": "Chinese Yuan",
-    "COP": "Colombian Peso",
-    "CZK": "Czech Koruna",
-    "DKK": "Danish Krone",
-    "EUR": "Euro",
-    "GBP": "Pound Sterling",
-    "HKD": "Hong Kong Dollar",
-    "HUF": "Hungarian Forint",
-    "IDR": "Indonesian Rupiah",
-    "ILS": "Israeli New Shekel",
-    "INR": "Indian Rupee",
-    "JPY": "Japanese Yen",
-    "KRW": "South Korean Won",
-    "MXN": "Mexican Peso",
-    "MYR": "Malaysian Ringgit",
-    "NGN": "Nigerian Naira",
-    "NOK": "Norwegian Krone",
-    "NZD": "New Zealand Dollar",
-    "PHP": "Philippine Peso",
-    "PLN": "Polish Zloty",
-    "RON": "Romanian Leu",
-    "SEK": "Swedish Krona",
-    "SGD": "Singapore Dollar",
-    "THB": "Thai Baht",
-    "TRY": "Turkish Lira",
-    "TWD": "New Taiwan Dollar",
-    "UAH": "Ukrainian Hryvnia",
-    "USD": "US Dollar",
-    "ZAR": "South African Rand",
-}
+CURRENCY_NAMES: dict[str, str] = {code: currency.name for code, currency in CURRENCIES.items()}
 
 # Coinbase also quotes hundreds of crypto assets and some odd codes; only
 # currencies we can name are offered to merchants.
@@ -209,6 +172,42 @@ class CoinbaseSource:
         return prices
 
 
+# Coinbase and Kraken quote the same market: a gap wider than this means one of them is broken.
+MAX_DISAGREEMENT = Decimal("0.03")
+
+
+class CheckedSource:
+    """A wide source checked against a second one on the currencies both quote; the second alone when the
+    first fails.
+
+    When they disagree neither is trusted: the refresh fails, and the service serves its last
+    rates while they are young enough, then refuses to price invoices rather than price them wrong.
+    """
+
+    def __init__(self, primary: RateSource, check: RateSource, max_disagreement: Decimal = MAX_DISAGREEMENT):
+        self.name = f"{primary.name} checked by {check.name}"
+        self._primary, self._check = primary, check
+        self._max_disagreement = max_disagreement
+
+    def fetch(self) -> dict[str, Decimal]:
+        try:
+            prices = self._primary.fetch()
+        except RateSourceError as exc:
+            log.warning("Rate source %s failed, using %s alone: %s", self._primary.name, self._check.name, exc)
+            return self._check.fetch()
+        try:
+            check = self._check.fetch()
+        except RateSourceError as exc:
+            log.warning("Rate source %s failed; %s rates unchecked: %s", self._check.name, self._primary.name, exc)
+            return prices
+        for code in sorted(prices.keys() & check.keys()):
+            if abs(prices[code] - check[code]) > check[code] * self._max_disagreement:
+                raise RateSourceError(
+                    f"{self._primary.name} ({prices[code]}) and {self._check.name} ({check[code]}) disagree on {code}"
+                )
+        return prices
+
+
 class RateService:
     def __init__(
         self,
@@ -245,6 +244,12 @@ class RateService:
             ]
         elif settings.rate_source == "coinbase":
             sources = [CoinbaseSource(settings.coinbase_url, timeout)]
+        elif settings.rate_source == "coinbase-kraken":
+            sources = [
+                CheckedSource(
+                    CoinbaseSource(settings.coinbase_url, timeout), KrakenSource(settings.kraken_url, timeout)
+                )
+            ]
         else:
             raise ValueError(f"Unknown RATE_SOURCE {settings.rate_source!r}")
         return cls(sources, max_age_seconds=settings.rate_max_age_seconds, clock=clock)

@@ -12,7 +12,7 @@ from .settings import get_settings
 from .web import http_url
 
 # Confirmations that make an invoice `confirmed`, per transaction speed.
-TARGET_CONFIRMATIONS = {"high": 0, "medium": 1, "low": 6}
+TARGET_CONFIRMATIONS = {"high": 0, "medium": 1, "low-medium": 2, "low": 6}
 TRANSACTION_SPEEDS = tuple(TARGET_CONFIRMATIONS)
 MAX_NAME_LENGTH = 100
 # A day: longer than any checkout needs, short enough that the rate quoted still means something.

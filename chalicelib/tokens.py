@@ -125,6 +125,7 @@ def _activate(token: TokenModel, *, store_id: str, sin: str | None) -> TokenMode
     ]
     if sin is not None:
         actions.append(TokenModel.sin.set(sin))
+    would_have_expired = token.pairing_expiration
     try:
         # The condition makes a code work once even when two requests race.
         token.update(actions=actions, condition=TokenModel.status == TokenModel.PENDING)
@@ -132,6 +133,8 @@ def _activate(token: TokenModel, *, store_id: str, sin: str | None) -> TokenMode
         if condition_failed(exc):
             raise BadRequest(_USED) from exc
         raise
+    # BitPay and BTCPay still answer a claim with the moment the code would have expired.
+    token.pairing_expiration = would_have_expired
     return token
 
 

@@ -3,10 +3,11 @@
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from chalice import Response
 
@@ -16,6 +17,9 @@ from .settings import get_settings
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_FORM_FIELDS = 200
+# One segment of PHP's bracketed form names: buyer[name], items[0][code].
+_FORM_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 
 # BitPay clients are strict about content types only in what they send;
 # accepting these keeps a client that forgets the header from getting a 415.
@@ -133,6 +137,45 @@ class ApiRequest:
         if not isinstance(parsed, dict):
             raise BadRequest("Request body must be a JSON object")
         return parsed
+
+    @functools.cached_property
+    def fields(self) -> dict:
+        """The body's fields: a JSON object, or a form (old PHP plugins post http_build_query's form).
+
+        A body that starts like JSON is JSON whatever the header says: PHP's curl labels a string
+        body it was given without a Content-Type as a form.
+        """
+        content_type = self.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded" or self.body.lstrip()[:1] in (b"{", b"["):
+            return self.json
+        self._check_body_size()
+        try:
+            pairs = parse_qsl(self.body.decode(), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadRequest("The form could not be read") from exc
+        return nest_form_fields(pairs)
+
+
+def nest_form_fields(pairs: list[tuple[str, str]]) -> dict:
+    """PHP's form names as the JSON object they stand for: `buyer[name]=Ann` is {"buyer": {"name": "Ann"}}.
+
+    The first value of a name wins, like `ApiRequest.form`; a name both plain and bracketed is refused.
+    """
+    fields: dict = {}
+    for name, value in pairs:
+        match = _FORM_KEY.match(name)
+        if match is None:
+            raise BadRequest(f"Form field name {name[:50]!r} is not a name or a PHP-style name[key]")
+        keys = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
+        target = fields
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+            if not isinstance(target, dict):
+                raise BadRequest(f"Form field {keys[0]!r} is both a value and a group")
+        if isinstance(target.get(keys[-1]), dict):
+            raise BadRequest(f"Form field {keys[0]!r} is both a value and a group")
+        target.setdefault(keys[-1], value)
+    return fields
 
 
 def http_url(value: object, name: str) -> str | None:

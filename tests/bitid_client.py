@@ -42,6 +42,12 @@ class BitIdClient:
         url = self.base_url + path + ("?" + urlencode(query) if query else "")
         return requests.get(url, headers=self._headers(url, signed))
 
+    def delete(self, path: str, params: dict | None = None, *, signed=True) -> requests.Response:
+        """DELETE `path`, signed over the URL like a GET, the token last in the query."""
+        query = {**(params or {}), **({"token": self.token} if self.token else {})}
+        url = self.base_url + path + ("?" + urlencode(query) if query else "")
+        return requests.delete(url, headers=self._headers(url, signed))
+
     def post(self, path: str, body: dict | str | bytes, *, signed=True, token=True) -> requests.Response:
         """POST `body` (a dict gets the client's token added and is sent as JSON; text or bytes as they are)."""
         if isinstance(body, dict):

@@ -298,9 +298,6 @@ def test_pos_data_object_is_kept_as_a_string(merchant):
         ({"itemCode": "x" * 101}, "itemCode"),
         ({"posData": "x" * 10_001}, "posData"),
         ({"guid": "x" * 101}, "guid"),
-        ({"transactionSpeed": "fast"}, "transactionSpeed"),
-        ({"transactionSpeed": ["high"]}, "transactionSpeed"),
-        ({"transactionSpeed": {"high": 1}}, "transactionSpeed"),
         ({"fullNotifications": "yes"}, "fullNotifications"),
         ({"extendedNotifications": 2}, "extendedNotifications"),
         ({"physical": "maybe"}, "physical"),
@@ -322,7 +319,7 @@ def test_each_bad_field_is_refused_by_name_and_stores_nothing(merchant, fields, 
 
 
 def test_missing_price_and_currency_are_named(merchant):
-    assert merchant.post("/invoices", {"currency": "USD"}).json() == {"error": "price is required"}
+    assert merchant.post("/invoices", {"currency": "USD"}).json()["error"].startswith("price is required")
     assert merchant.post("/invoices", {"price": 1}).json()["error"].startswith("currency is required")
 
 

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 from btcpay import BTCPayClient
+from requests import HTTPError
 
 from chalicelib import jobs, notifications, tokens
 from chalicelib.models import NotificationModel
@@ -270,16 +271,20 @@ def test_merchant_resends_a_notification(api_url, shop, chain, watch, clock, ipn
 def test_resend_is_refused_without_a_notification_url_or_a_merchant_token(api_url, shop, store):
     created = shop.create_invoice()
     btcpay = BTCPayClient(host=api_url, pem=shop.client.pem, tokens={"merchant": shop.token})
-    with pytest.raises(Exception, match="400"):
+    with pytest.raises(HTTPError) as no_url:
         btcpay._signed_post_request(f"/invoices/{created['id']}/notifications", {})
-    with pytest.raises(Exception, match="404"):
+    assert no_url.value.response.status_code == 400
+    assert no_url.value.response.json() == {"error": "This invoice has no notificationURL to notify"}
+    with pytest.raises(HTTPError) as missing:
         btcpay._signed_post_request("/invoices/NoSuchInvoice/notifications", {})
+    assert missing.value.response.status_code == 404
 
     pos = tokens.create_pairing_code(store.store_id, "pos")
     pos_client = BTCPayClient(host=api_url, pem=shop.client.pem)
     pos_token = tokens.claim(pos.pairing_code, pos_client.client_id).token
-    with pytest.raises(Exception, match="403"):
+    with pytest.raises(HTTPError) as forbidden:
         pos_client._signed_post_request(f"/invoices/{created['id']}/notifications", {}, token=pos_token)
+    assert forbidden.value.response.status_code == 403
 
 
 def test_the_lambda_handlers_watch_and_deliver(shop, chain, ipn_receiver, notifications_queue):

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from bitpay.client import Client as BitPayClient
+from bitpay.exceptions import BitPayBitPayError
 from bitpay.key_utils import generate_pem
 from btcpay import BTCPayClient, crypto
 
@@ -238,7 +239,7 @@ def test_store_settings_show_the_addresses_before_saving(api_url, merchant, user
         ("wallet", XPRV, "Never share private keys"),
         ("wallet", "abandon " * 11 + "about", "recovery phrase"),
         ("invoice_expiration_minutes", "0", "from 1 to 1440"),
-        ("transaction_speed", "instant", "transaction speed must be one of high, medium, low"),
+        ("transaction_speed", "instant", "transaction speed must be one of high, medium, low-medium, low"),
         ("website", "javascript:alert(1)", "website must be an absolute http(s) URL"),
     ],
 )
@@ -427,7 +428,7 @@ def test_revoking_a_token_after_confirming(api_url, merchant, store):
     revoked = post_form(merchant, confirm_url, f"{api_url}/stores/{store.store_id}/tokens/revoke", token=reference)
     assert revoked.status_code == 303
 
-    with pytest.raises(Exception, match="401: This token has been revoked"):
+    with pytest.raises(BitPayBitPayError, match="^401: This token has been revoked"):
         client.create_invoice({"price": 1, "currency": "USD", "token": client.tokens["merchant"]})
     assert client.client_id not in merchant.get(f"{api_url}/stores/{store.store_id}/tokens").text
     assert merchant.get(confirm_url).status_code == 404
@@ -458,7 +459,7 @@ def test_denying_a_clients_pairing_request(api_url, merchant, store):
     denied = approve(merchant, api_url, code, store.store_id, decision="deny")
     assert denied.status_code == 200 and "Access denied" in denied.text
     assert merchant.get(approval_url(api_url, code)).status_code == 404
-    with pytest.raises(Exception, match="401: Unknown token"):
+    with pytest.raises(BitPayBitPayError, match="^401: Unknown token"):
         client.create_invoice({"price": 10, "currency": "USD", "token": client.tokens["merchant"]})
 
 
