@@ -45,7 +45,7 @@ DEPLOY_BUCKET ?= $(eval DEPLOY_BUCKET := $(STACK)-artifacts-$(shell $(AWS) sts g
 parameter = $(if $(filter-out undefined,$(origin $(1))),$(2)=$($(1)))
 PARAMETERS = $(strip $(call parameter,DOMAIN_NAME,DomainName) $(call parameter,CERTIFICATE_ARN,CertificateArn) \
 	$(call parameter,BASE_PATH,BasePath) $(call parameter,PUBLIC_BASE_URL,PublicBaseUrl) \
-	$(call parameter,LOG_RETENTION_DAYS,LogRetentionDays))
+	$(call parameter,EMAIL_SENDER,EmailSender) $(call parameter,LOG_RETENTION_DAYS,LogRetentionDays))
 OUTPUTS = --query "Stacks[0].Outputs[?OutputKey=='PublicURL' || OutputKey=='DomainTarget'].[OutputKey,OutputValue]"
 
 .PHONY: package deploy admin destroy

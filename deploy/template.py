@@ -35,6 +35,8 @@ class Access:
     # Query on these indexes of the table.
     indexes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     queue: tuple[str, ...] = ()
+    # ses:SendEmail as the stack's EmailSender, and only as it.
+    email: bool = False
 
 
 # Per function, as Chalice names them in the template; tests/test_deploy.py records the calls
@@ -70,8 +72,11 @@ FUNCTION_ACCESS = {
         queue=SEND,
     ),
     # UpdateItem on stores: the store's signing secret, made on first use (if_not_exists).
+    # Only the consumer sends email: an email is a notification it delivers.
     "DeliverNotifications": Access(
-        tables={"NOTIFICATIONS_TABLE": (QUERY, UPDATE), "STORES_TABLE": (UPDATE,)}, queue=SEND + CONSUME
+        tables={"NOTIFICATIONS_TABLE": (QUERY, UPDATE), "STORES_TABLE": (UPDATE,)},
+        queue=SEND + CONSUME,
+        email=True,
     ),
 }
 
@@ -115,6 +120,12 @@ PARAMETERS = {
         "Type": "String",
         "Default": "",
         "Description": "The API's public URL when a proxy such as CloudFront rewrites the Host header",
+    },
+    "EmailSender": {
+        "Type": "String",
+        "Default": "",
+        "Description": "From address of invoice emails, verified in SES (an address or one of a verified domain); "
+        "empty for no emails",
     },
     "LogRetentionDays": {
         "Type": "Number",
@@ -200,6 +211,16 @@ def _index_names(model: type[Model]) -> list[str]:
     return [index["index_name"] for index in schema["global_secondary_indexes"] + schema["local_secondary_indexes"]]
 
 
+# The identity may be the sender's address or its domain; the condition pins the From address,
+# so with no EmailSender (the empty string) nothing can be sent.
+SEND_EMAIL = {
+    "Effect": "Allow",
+    "Action": ["ses:SendEmail"],
+    "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*"}],
+    "Condition": {"StringEquals": {"ses:FromAddress": {"Ref": "EmailSender"}}},
+}
+
+
 def access_policy(access: Access, models: tuple[type[Model], ...], role_id: str) -> dict:
     """The function's own policy: its item actions on its tables, Query on its indexes, its use of the queue."""
     by_variable = {model.Meta.table_name_variable: model for model in models}
@@ -223,6 +244,8 @@ def access_policy(access: Access, models: tuple[type[Model], ...], role_id: str)
     if access.queue:
         queue = {"Fn::GetAtt": [QUEUE_ID, "Arn"]}
         statements.append({"Effect": "Allow", "Action": list(access.queue), "Resource": [queue]})
+    if access.email:
+        statements.append(SEND_EMAIL)
     return {
         "Type": "AWS::IAM::Policy",
         "Properties": {
@@ -377,6 +400,8 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
     # Given, the functions never have to look the queue up (nor be allowed to).
     environment["NOTIFICATIONS_QUEUE_URL"] = {"Ref": QUEUE_ID}
     environment["PUBLIC_BASE_URL"] = {"Ref": "PublicBaseUrl"}
+    # Every function: the emails are written to the outbox wherever the invoice changes.
+    environment["EMAIL_SENDER"] = {"Ref": "EmailSender"}
 
     resources: dict[str, Any] = {table_logical_id(model): table_resource(model) for model in models}
     resources.update(_queues(queue_name, functions[consumer_id]["Properties"]["Timeout"]))

@@ -462,6 +462,86 @@ def esplora(chain, esplora_server):
     return EsploraClient(esplora_server.url, concurrency=4, timeout=5, sleep=lambda seconds: None)
 
 
+SENDER = "payments@shop.example"
+
+
+@pytest.fixture
+def email_settings(monkeypatch):
+    """Set environment variables for the emails (`set(**env)`), re-read by the settings and the SES client."""
+    from chalicelib import mail
+    from chalicelib.settings import get_settings
+
+    def set_env(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        mail._ses.cache_clear()
+
+    yield set_env
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    mail._ses.cache_clear()
+
+
+class SesOutbox:
+    """The mail moto's SES has accepted, read from its /moto-api/data.json (as its dashboard does)."""
+
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+        self.seen = len(self._all())
+
+    def _all(self) -> list[dict]:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=10) as answer:
+            return json.load(answer)["ses"]["Message"]
+
+    def sent(self) -> list[dict]:
+        """What was sent since this outbox was made: [{source, destinations, subject, body}]."""
+        return self._all()[self.seen :]
+
+
+@pytest.fixture
+def ses_outbox(dynamodb, email_settings):
+    """Emails through moto's SES (the same server as DynamoDB), from a verified sender."""
+    import boto3
+
+    boto3.client("ses", endpoint_url=dynamodb, region_name=os.environ["AWS_DEFAULT_REGION"]).verify_email_identity(
+        EmailAddress=SENDER
+    )
+    email_settings(EMAIL_SENDER=SENDER, AWS_ENDPOINT_URL_SESV2=dynamodb)
+    return SesOutbox(dynamodb)
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on localhost, keeping every message it receives."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.messages: list = []
+        self.port = _free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes, policy
+
+        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content, policy=policy.default)))
+        return "250 Message accepted"
+
+    def stop(self):
+        self.controller.stop()
+
+
+@pytest.fixture
+def smtp_sink(email_settings):
+    sink = SmtpSink()
+    email_settings(EMAIL_SENDER=SENDER, SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port))
+    yield sink
+    sink.stop()
+
+
 @pytest.fixture
 def ipn_receiver():
     receiver = IpnReceiver()
