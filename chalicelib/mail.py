@@ -5,8 +5,6 @@ written with the invoice change in the same transaction and retried on the same
 schedule, so a merchant's "paid" email survives a crash or an SES outage as an IPN does.
 """
 
-import smtplib
-from email.message import EmailMessage
 from functools import lru_cache
 
 from .settings import get_settings
@@ -27,13 +25,18 @@ def send(recipients: list[str], subject: str, text: str) -> str | None:
 
 
 def _send_smtp(host: str, port: int, sender: str, recipients: list[str], subject: str, text: str) -> str | None:
+    # Imported here: on AWS mail goes through SES, and the consumer's cold start need not load these.
+    import smtplib
+    from email.message import EmailMessage
+
     message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = sender, ", ".join(recipients), subject
-    message.set_content(text)
     try:
+        # Header values with line breaks (a notificationEmail that tries header injection) raise ValueError.
+        message["From"], message["To"], message["Subject"] = sender, ", ".join(recipients), subject
+        message.set_content(text)
         with smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT_SECONDS) as server:
             server.send_message(message)
-    except (OSError, smtplib.SMTPException) as exc:
+    except (OSError, ValueError, smtplib.SMTPException) as exc:
         return f"{type(exc).__name__}: {exc}"[:300]
     return None
 

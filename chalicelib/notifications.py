@@ -86,13 +86,26 @@ _STATUS_EVENTS = {
     "invalid": FAILED_TO_CONFIRM,
 }
 # The events that get a plain body with fullNotifications (BTCPay's list); confirmed always does.
-_FULL_EVENTS = {code for code, _ in (PAID_IN_FULL, EXPIRED, COMPLETED, MARKED_INVALID, FAILED_TO_CONFIRM)} | {
-    EXPIRED_PAID_PARTIAL[0],
-    MARKED_COMPLETE[0],
+_FULL_EVENTS = {
+    event[0]
+    for event in (
+        PAID_IN_FULL,
+        EXPIRED,
+        COMPLETED,
+        MARKED_INVALID,
+        FAILED_TO_CONFIRM,
+        EXPIRED_PAID_PARTIAL,
+        MARKED_COMPLETE,
+    )
 }
-# The events a merchant is emailed about: money arrived, settled, or needs a look.
-_EMAILED_EVENTS = {code for code, _ in (PAID_IN_FULL, CONFIRMED, COMPLETED, MARKED_COMPLETE, PAID_AFTER_EXPIRATION)} | {
-    EXPIRED_PAID_PARTIAL[0]
+# The events a merchant is emailed about (money arrived, settled, or needs a look), and how the subject says it.
+_EMAIL_HEADLINES = {
+    PAID_IN_FULL[0]: "is paid (not confirmed yet)",
+    CONFIRMED[0]: "is confirmed",
+    COMPLETED[0]: "is complete",
+    MARKED_COMPLETE[0]: "was marked complete",
+    EXPIRED_PAID_PARTIAL[0]: "expired, partly paid",
+    PAID_AFTER_EXPIRATION[0]: "was paid after it expired",
 }
 
 # BitPay's IPN body: the invoice fields a receiver needs, before it re-fetches the invoice.
@@ -125,8 +138,12 @@ def events_for(invoice: InvoiceModel, transitions: tuple[str, ...], received_pay
     return events
 
 
+def _full_view(invoice: InvoiceModel) -> dict:
+    return invoices.full_view(invoice, invoice.base_url or get_settings().public_base_url or "")
+
+
 def notification_view(invoice: InvoiceModel, status: str, now: int) -> dict:
-    view = invoices.full_view(invoice, invoice.base_url or get_settings().public_base_url or "")
+    view = _full_view(invoice)
     body = {key: view[key] for key in _NOTIFICATION_FIELDS if key in view}
     body["status"] = status
     body["currentTime"] = now
@@ -153,21 +170,14 @@ def _deliveries(invoice: InvoiceModel, event: Event, now: int) -> list[tuple[str
             wrapped = {"event": {"code": event.code, "name": event.name}, "data": view}
             deliveries.append((invoice.notification_url, json.dumps(wrapped)))
     recipients = list(dict.fromkeys(filter(None, (invoice.notification_email, invoice.contact_email))))
-    if recipients and event.code in _EMAILED_EVENTS and mail.enabled():
+    if recipients and event.code in _EMAIL_HEADLINES and mail.enabled():
         deliveries.append((MAILTO + ",".join(recipients), json.dumps(_email(invoice, event))))
     return deliveries
 
 
 def _email(invoice: InvoiceModel, event: Event) -> dict:
-    view = invoices.full_view(invoice, invoice.base_url or get_settings().public_base_url or "")
-    headline = {
-        PAID_IN_FULL[0]: "is paid (not confirmed yet)",
-        CONFIRMED[0]: "is confirmed",
-        COMPLETED[0]: "is complete",
-        MARKED_COMPLETE[0]: "was marked complete",
-        EXPIRED_PAID_PARTIAL[0]: "expired, partly paid",
-        PAID_AFTER_EXPIRATION[0]: "was paid after it expired",
-    }[event.code]
+    view = _full_view(invoice)
+    headline = _EMAIL_HEADLINES[event.code]
     lines = [
         f"Invoice {invoice.invoice_id} {headline}.",
         "",
