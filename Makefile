@@ -36,39 +36,57 @@ STAGE ?= prod
 STACK ?= paylambda-$(STAGE)
 AWS ?= aws
 DIST = dist/$(STAGE)
-# These two ask the AWS CLI, so each is computed once, when first used ($(eval ...) replaces it).
+# These ask the AWS CLI, so each is computed once, when first used ($(eval ...) replaces it).
 REGION ?= $(eval REGION := $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),$(shell $(AWS) configure get region)))$(REGION)
-# Where `aws cloudformation package` uploads the code (created on first deploy).
-DEPLOY_BUCKET ?= $(eval DEPLOY_BUCKET := $(STACK)-artifacts-$(shell $(AWS) sts get-caller-identity \
-	--query Account --output text)-$(REGION))$(DEPLOY_BUCKET)
-# Stack parameters are passed only when given (make deploy DOMAIN_NAME=... ); the stack keeps the rest.
+ACCOUNT ?= $(eval ACCOUNT := $(shell $(AWS) sts get-caller-identity --region $(REGION) --query Account --output text))$(ACCOUNT)
+# Where the code and the template go (created on first deploy, versioned). Every call names the
+# account that must own it: a bucket of that name in another account fails the deploy.
+DEPLOY_BUCKET ?= $(STACK)-artifacts-$(ACCOUNT)-$(REGION)
+OWNER = --expected-bucket-owner $(ACCOUNT)
+# Stack parameters are passed only when given (make deploy ALARM_EMAIL=... ); the stack keeps the rest.
 parameter = $(if $(filter-out undefined,$(origin $(1))),$(2)=$($(1)))
 PARAMETERS = $(strip $(call parameter,DOMAIN_NAME,DomainName) $(call parameter,CERTIFICATE_ARN,CertificateArn) \
 	$(call parameter,BASE_PATH,BasePath) $(call parameter,PUBLIC_BASE_URL,PublicBaseUrl) \
 	$(call parameter,EMAIL_SENDER,EmailSender) $(call parameter,LOG_RETENTION_DAYS,LogRetentionDays))
+CFN_DEPLOY = $(AWS) cloudformation deploy --region $(REGION) --template-file $(DIST)/packaged.yaml \
+	--stack-name $(STACK) --s3-bucket $(DEPLOY_BUCKET) --s3-prefix templates \
+	--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
+	$(if $(PARAMETERS),--parameter-overrides $(PARAMETERS))
 OUTPUTS = --query "Stacks[0].Outputs[?OutputKey=='PublicURL' || OutputKey=='DomainTarget'].[OutputKey,OutputValue]"
 
-.PHONY: package deploy admin destroy
+.PHONY: package upload changeset deploy admin destroy
 
 package: install
 	$(BIN)/python -m deploy.package --stage $(STAGE) --stack $(STACK) --out $(DIST)
 
-deploy: package
+# The template is over CloudFormation's 51,200-byte limit for an inline body: it goes through S3 too.
+upload: package
 	@test -n "$(REGION)" || { echo "No AWS region: set AWS_REGION or run aws configure." >&2; exit 1; }
-	$(AWS) s3api head-bucket --bucket $(DEPLOY_BUCKET) 2>/dev/null || $(AWS) s3 mb s3://$(DEPLOY_BUCKET) --region $(REGION)
+	@test -n "$(ACCOUNT)" || { echo "No AWS account: check your credentials (aws sts get-caller-identity)." >&2; exit 1; }
+	$(AWS) s3api head-bucket --region $(REGION) --bucket $(DEPLOY_BUCKET) $(OWNER) 2>/dev/null || $(AWS) s3 mb s3://$(DEPLOY_BUCKET) --region $(REGION)
+	$(AWS) s3api put-bucket-versioning --region $(REGION) --bucket $(DEPLOY_BUCKET) $(OWNER) --versioning-configuration Status=Enabled
 	$(AWS) cloudformation package --region $(REGION) --template-file $(DIST)/package/sam.json \
-		--s3-bucket $(DEPLOY_BUCKET) --output-template-file $(DIST)/packaged.yaml
-	$(AWS) cloudformation deploy --region $(REGION) --template-file $(DIST)/packaged.yaml --stack-name $(STACK) \
-		--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
-		$(if $(PARAMETERS),--parameter-overrides $(PARAMETERS))
+		--s3-bucket $(DEPLOY_BUCKET) --s3-prefix code --output-template-file $(DIST)/packaged.yaml
+
+# A change set to review (aws cloudformation describe-change-set) and execute yourself.
+changeset: upload
+	$(CFN_DEPLOY) --no-execute-changeset
+
+deploy: upload
+	$(CFN_DEPLOY)
+	$(AWS) cloudformation update-termination-protection --region $(REGION) --stack-name $(STACK) \
+		--enable-termination-protection
 	@$(AWS) cloudformation describe-stacks --region $(REGION) --stack-name $(STACK) $(OUTPUTS) --output text
 
 # make admin ARGS="create-user alice --admin": the CLI against the stack's tables.
 admin: install
 	$(BIN)/python -m deploy.admin --stack $(STACK) $(if $(REGION),--region $(REGION)) $(ARGS)
 
-# Deletes the stack; its DynamoDB tables are kept (DeletionPolicy Retain).
+# Deletes the stack (make destroy CONFIRM=paylambda-prod); its DynamoDB tables are kept (DeletionPolicy).
 destroy:
+	@test "$(CONFIRM)" = "$(STACK)" || { echo "This deletes the stack $(STACK): run it with CONFIRM=$(STACK)." >&2; exit 1; }
+	$(AWS) cloudformation update-termination-protection --region $(REGION) --stack-name $(STACK) \
+		--no-enable-termination-protection
 	$(AWS) cloudformation delete-stack --region $(REGION) --stack-name $(STACK)
 	$(AWS) cloudformation wait stack-delete-complete --region $(REGION) --stack-name $(STACK)
 	@echo "Stack $(STACK) deleted; its DynamoDB tables ($(STACK)-*) remain (README: removing everything)."

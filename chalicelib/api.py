@@ -8,7 +8,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Blueprint
+from chalice import Blueprint, CORSConfig
 
 from . import auth, currencies, invoices, tokens
 from .errors import BadRequest, Forbidden, Unauthorized
@@ -18,11 +18,18 @@ from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response
 api = Blueprint(__name__)
 
 
+# Pay buttons on a shop's own pages call these from the browser.
+_CORS = CORSConfig(allow_origin="*", allow_headers=["X-Accept-Version", "X-Identity", "X-Signature"])
+_CORS_PATHS = ("/invoices", "/rates", "/currencies")
+
+
 def api_route(path: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
     """Register `view(request, **uri_params) -> body` as a JSON route with the API's error handling."""
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
-        @api.route(path, methods=list(methods), content_types=API_CONTENT_TYPES)
+        cors = _CORS if path in _CORS_PATHS else None
+
+        @api.route(path, methods=list(methods), content_types=API_CONTENT_TYPES, cors=cors)
         @functools.wraps(view)
         @api_errors
         def handler(**uri_params: str) -> Any:
@@ -130,7 +137,7 @@ _INVOICE_FACADES = ("pos", "merchant")
 def create_invoice(request: ApiRequest) -> dict:
     from . import notifications  # its invoice_created notification is written with it
 
-    caller = auth.authenticate(request, _INVOICE_FACADES)
+    caller = auth.authenticate_invoice_creator(request)
     invoice = invoices.create(
         caller,
         request.fields,
@@ -138,7 +145,8 @@ def create_invoice(request: ApiRequest) -> dict:
         save=notifications.save_created,
         conflicts=notifications.CREATION_CONFLICTS,
     )
-    return {"facade": f"{caller.facade}/invoice", "data": invoices.full_view(invoice, request.base_url)}
+    view = invoices.public_view if caller.facade == "public" else invoices.full_view
+    return {"facade": f"{caller.facade}/invoice", "data": view(invoice, request.base_url)}
 
 
 @api_route("/invoices")

@@ -9,10 +9,11 @@ request is accepted when one of them verifies.
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
-from . import identity, tokens
+from . import api_keys, identity, tokens
 from .errors import Forbidden, Unauthorized
 from .models import TokenModel
 from .settings import get_settings
+from .stores import get_store
 from .web import ApiRequest
 
 MAX_VERIFICATIONS = 8
@@ -31,11 +32,14 @@ class Identity:
 class Caller:
     identity: Identity | None
     token: TokenModel | None
+    # A store that lets anyone create invoices, for a caller with no credentials at all.
+    public_store: str | None = None
 
     @property
     def store_id(self) -> str:
-        assert self.token is not None and self.token.store_id is not None
-        return self.token.store_id
+        store_id = self.token.store_id if self.token is not None else self.public_store
+        assert store_id is not None
+        return store_id
 
     @property
     def facade(self) -> str:
@@ -138,10 +142,27 @@ def _check_token(token: TokenModel | None, caller: Identity | None) -> TokenMode
     return token
 
 
+def _api_key_caller(request: ApiRequest, facades: tuple[str, ...]) -> Caller | None:
+    """The store's merchant when the request carries its legacy API key (`Authorization: Basic`)."""
+    key = api_keys.key_from_header(request.headers.get("authorization", ""))
+    if key is None:
+        return None
+    item = api_keys.find(key)
+    if item is None:
+        raise Unauthorized("Unknown API key: generate one on the store's Access tokens page")
+    if "merchant" not in facades:
+        raise Forbidden(f"This endpoint requires the {' or '.join(facades)} facade; an API key has merchant")
+    return Caller(identity=None, token=item)
+
+
 def authenticate(request: ApiRequest, facades: tuple[str, ...]) -> Caller:
-    """The caller of a route open only to tokens of `facades`."""
+    """The caller of a route open only to tokens of `facades` (or a store's legacy API key)."""
     # The token comes first: reading it bounds the body before any signature is checked over it.
     token_value = request_token(request)
+    if not token_value:
+        keyed = _api_key_caller(request, facades)
+        if keyed is not None:
+            return keyed
     caller = _signed_identity(request)
     if not token_value:
         raise Unauthorized(f"This endpoint requires a {' or '.join(facades)} token")
@@ -152,8 +173,8 @@ def authenticate(request: ApiRequest, facades: tuple[str, ...]) -> Caller:
 
 
 def authenticate_optional(request: ApiRequest, facades: tuple[str, ...]) -> Caller:
-    """Like `authenticate`, but a request with no token at all is a public caller."""
-    if not request_token(request):
+    """Like `authenticate`, but a request with no token (nor API key) at all is a public caller."""
+    if not request_token(request) and api_keys.key_from_header(request.headers.get("authorization", "")) is None:
         return Caller(identity=optional_identity(request), token=None)
     return authenticate(request, facades)
 
@@ -173,3 +194,19 @@ def authenticate_store_key(request: ApiRequest, store_id: str) -> Caller:
     if token is None:
         raise Forbidden("The key that signed this request holds no merchant token for this invoice's store")
     return Caller(identity=caller, token=token)
+
+
+def authenticate_invoice_creator(request: ApiRequest) -> Caller:
+    """A pos or merchant caller, or, for a store that lets anyone create invoices, a public one.
+
+    The public path opens only when the request brings no credential at all: a bad token or key
+    is refused as always, never silently treated as anonymous.
+    """
+    credentials = request_token(request) or request.headers.get("authorization") or request.headers.get("x-signature")
+    store_id = request.query_value("storeId") or request.fields.get("storeId")
+    if credentials or not store_id:
+        return authenticate(request, ("pos", "merchant"))
+    store = get_store(store_id) if isinstance(store_id, str) else None
+    if store is None or not store.anyone_can_invoice:
+        raise Unauthorized("This store does not let anyone create invoices: a pos or merchant token is required")
+    return Caller(identity=None, token=None, public_store=store.store_id)

@@ -224,6 +224,9 @@ def create(
     reserves the address index and reads the store, and one conditional PutItem.
     """
     fields = parse_request(body)
+    if caller.facade == "public" and fields["notification_url"]:
+        # Anyone could otherwise have the store notify a shop of an invoice they made for its order.
+        raise BadRequest("An invoice created without credentials cannot set notificationURL")
     invoice_id = _new_invoice_id(caller.store_id, fields["guid"])
     for attribute, name in _PLACEHOLDER_FIELDS:
         if fields[attribute]:
@@ -236,7 +239,7 @@ def create(
     invoice = InvoiceModel(
         invoice_id,
         store_id=store.store_id,
-        token=caller.token.token,
+        token=caller.token.token if caller.token else "public",
         facade=caller.facade,
         created=created,
         expiration=created + int(store.invoice_expiration_minutes) * 60_000,

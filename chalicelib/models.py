@@ -98,6 +98,10 @@ class StoreModel(Model):
     invoice_expiration_minutes = NumberAttribute(default=15)
     transaction_speed = UnicodeAttribute(default="medium")
     created = NumberAttribute(default_for_new=now_ms)
+    # The tokens-table key of the store's legacy API key (a hash, see api_keys), when it has one.
+    api_key = UnicodeAttribute(null=True)
+    # Unsigned POST /invoices?storeId= may create invoices (BTCPay's "anyone can create invoice").
+    anyone_can_invoice = BooleanAttribute(default=False)
     # Gets the emails of paid, confirmed, complete and late or partly paid invoices.
     contact_email = UnicodeAttribute(null=True)
     # Signs every notification (X-Paylambda-Signature); made on first use, rotated from the settings page.
@@ -147,6 +151,8 @@ class TokenModel(Model):
     pairing_code = UnicodeAttribute(null=True)
     pairing_expiration = TTLAttribute(null=True)
     created = NumberAttribute(default_for_new=now_ms)
+    # The merchant has had the token's value shown once on the Access tokens page.
+    value_shown = BooleanAttribute(null=True)
 
     by_sin = TokensBySin()
     by_pairing_code = TokensByPairingCode()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from chalice import Blueprint, Response
 
-from . import checkout, invoices, sessions, stores, tokens
+from . import api_keys, checkout, invoices, sessions, stores, tokens
 from .errors import BadRequest, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
 from .identity import InvalidKey, is_valid_sin, sin_from_public_key
 from .models import now_ms
@@ -187,7 +187,7 @@ def rotate_notification_secret(visit: Visit, store_id: str) -> Response:
 
 def _tokens_page(visit: Visit, store, status: int = 200, **context) -> Response:
     context.setdefault("form", {})
-    store_tokens = tokens.for_store(store.store_id)
+    store_tokens = [token for token in tokens.for_store(store.store_id) if not api_keys.is_api_key(token)]
     return visit.render(
         "tokens.html", status=status, store=store, tokens=store_tokens, reference=tokens.reference, **context
     )
@@ -226,6 +226,16 @@ def create_pairing_code(visit: Visit, store_id: str) -> Response:
     return _tokens_page(visit, store, status=201, new_code=token)
 
 
+@page("/stores/{store_id}/tokens/show", methods=("POST",))
+def show_token(visit: Visit, store_id: str) -> Response:
+    store = stores.owned_store(visit.login, store_id)
+    try:
+        token = tokens.show_value_once(store.store_id, visit.request.form.get("token", ""))
+    except BadRequest as error:
+        return _tokens_page(visit, store, status=400, error=error.message)
+    return _tokens_page(visit, store, shown_token=token)
+
+
 @page("/stores/{store_id}/tokens/revoke")
 def revoke_confirmation(visit: Visit, store_id: str) -> Response:
     store = stores.owned_store(visit.login, store_id)
@@ -238,6 +248,27 @@ def revoke(visit: Visit, store_id: str) -> Response:
     store = stores.owned_store(visit.login, store_id)
     token = tokens.find_in_store(store.store_id, visit.request.form.get("token", ""))
     tokens.revoke(token.token, store.store_id)
+    return visit.redirect(f"/stores/{store.store_id}/tokens")
+
+
+@page("/stores/{store_id}/api-key", methods=("POST",))
+def api_key(visit: Visit, store_id: str) -> Response:
+    """Generate (replacing any old one) or revoke the store's legacy API key; a new key is shown only here."""
+    store = stores.owned_store(visit.login, store_id)
+    try:
+        if visit.request.form.get("action") == "revoke":
+            api_keys.revoke(store)
+            return visit.redirect(f"/stores/{store.store_id}/tokens")
+        new_key = api_keys.generate(store)
+    except BadRequest as error:
+        return _tokens_page(visit, store, status=400, error=error.message)
+    return _tokens_page(visit, store, status=201, new_api_key=new_key)
+
+
+@page("/stores/{store_id}/public-invoices", methods=("POST",))
+def public_invoices(visit: Visit, store_id: str) -> Response:
+    store = stores.owned_store(visit.login, store_id)
+    stores.allow_public_invoices(store, visit.request.form.get("allowed") == "on")
     return visit.redirect(f"/stores/{store.store_id}/tokens")
 
 

@@ -273,6 +273,7 @@ class RateService:
             if self._prices is not None and self._clock() - self._fetched_at < self._max_age:
                 log.warning("All rate sources failed; serving rates from %.0f s ago", started - self._fetched_at)
                 return self._prices
+            log.warning("All rate sources failed; no rate to serve")
             raise ServiceUnavailable("Exchange rate source is unavailable, try again later")
 
     @staticmethod

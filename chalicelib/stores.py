@@ -109,6 +109,11 @@ def update_settings(store: StoreModel, settings: dict[str, str]) -> StoreModel:
     return store
 
 
+def allow_public_invoices(store: StoreModel, allowed: bool) -> None:
+    """BTCPay's "anyone can create invoice": unsigned POST /invoices?storeId= makes invoices for the store."""
+    store.update(actions=[StoreModel.anyone_can_invoice.set(allowed)])
+
+
 def get_store(store_id: str) -> StoreModel | None:
     if not store_id or len(store_id) > 64:
         return None

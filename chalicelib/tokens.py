@@ -55,7 +55,8 @@ def _check_label(label: object) -> str | None:
 
 def find(token_value: str) -> TokenModel | None:
     """The token with this value; an expired pending one counts as absent."""
-    if not 0 < len(token_value) <= _MAX_TOKEN_LENGTH:
+    # "#" is not base58: such keys are API keys' hashes (api_keys), which must never work as a token.
+    if not 0 < len(token_value) <= _MAX_TOKEN_LENGTH or "#" in token_value:
         return None
     try:
         # Strongly consistent: a token revoked a moment ago must already fail.
@@ -206,6 +207,26 @@ def find_in_store(store_id: str, token_reference: str) -> TokenModel:
     token = next((token for token in for_store(store_id) if reference(token) == token_reference), None)
     if token is None:
         raise NotFound("Token not found")
+    return token
+
+
+def show_value_once(store_id: str, token_reference: str) -> TokenModel:
+    """An active token of the store whose value the merchant may see this one time (to paste into a plugin).
+
+    Conditional, so two clicks racing each other cannot both see it.
+    """
+    token = find_in_store(store_id, token_reference)
+    if token.status != TokenModel.ACTIVE:
+        raise BadRequest("Only a paired token has a value to show")
+    try:
+        token.update(
+            actions=[TokenModel.value_shown.set(True)],
+            condition=(TokenModel.status == TokenModel.ACTIVE) & TokenModel.value_shown.does_not_exist(),
+        )
+    except UpdateError as exc:
+        if condition_failed(exc):
+            raise BadRequest("This token's value has already been shown once; revoke it and pair anew") from exc
+        raise
     return token
 
 

@@ -125,6 +125,7 @@ def build(stage: str, out: Path, stack: str | None = None) -> Path:
     project = stage_project(out)
     install_vendor(project)
     chalice_template = chalice_package(project, stage, stack, out / "chalice")
+    template.check_stack_name(stack, template.FUNCTION_ACCESS)
     merge = out / "merge.json"
     merge.write_text(json.dumps(template.merge_template(chalice_template, ALL_MODELS), indent=2))
     chalice_package(project, stage, stack, out / "package", merge_template=merge)

@@ -7,13 +7,17 @@ index cannot exist in the code and be missing on AWS. The notification queue
 is named after the queue Chalice's SQS event source reads. Chalice's first
 template names the functions and their roles: each function gets every
 table's name and the queue's URL in its environment, and a policy of its own
-with only what its code calls (FUNCTION_ACCESS).
+with only what its code calls (FUNCTION_ACCESS), and may write only to its own
+log group. Alarms (deploy/alarms.py) and limits, backups and options
+(deploy/guards.py) are built from the same resources.
 """
 
 from dataclasses import dataclass, field
 from typing import Any
 
 from pynamodb.models import Model
+
+from . import alarms, guards
 
 GET, BATCH_GET, QUERY = "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"
 PUT, UPDATE, DELETE = "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
@@ -97,6 +101,8 @@ QUEUE_RETENTION_SECONDS = 4 * 24 * 3600
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 DOMAIN_ID = "ApiDomainName"
 BASE_PATH_MAPPING_ID = "ApiBasePathMapping"
+# Lambda's limit on a function's name, which is the stack's name and the function's id.
+MAX_FUNCTION_NAME = 64
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 3653)
 
 PARAMETERS = {
@@ -198,9 +204,12 @@ def table_resource(model: type[Model]) -> dict:
     ttl_attribute = model._ttl_attribute()
     if ttl_attribute is not None:
         properties["TimeToLiveSpecification"] = {"AttributeName": ttl_attribute.attr_name, "Enabled": True}
+    # Neither a `delete-table` nor a stack deletion removes it; only a stack whose creation
+    # failed takes its new, empty tables with it.
+    properties["DeletionProtectionEnabled"] = True
     return {
         "Type": "AWS::DynamoDB::Table",
-        "DeletionPolicy": "Retain",
+        "DeletionPolicy": "RetainExceptOnCreate",
         "UpdateReplacePolicy": "Retain",
         "Properties": properties,
     }
@@ -254,6 +263,39 @@ def access_policy(access: Access, models: tuple[type[Model], ...], role_id: str)
             "Roles": [{"Ref": role_id}],
         },
     }
+
+
+def function_name(function_id: str) -> dict:
+    return {"Fn::Sub": f"${{AWS::StackName}}-{function_id}"}
+
+
+def check_stack_name(stack: str, function_ids) -> None:
+    longest = max(len(function_id) for function_id in function_ids)
+    if len(stack) + 1 + longest > MAX_FUNCTION_NAME:
+        raise ValueError(f"stack name {stack} is over {MAX_FUNCTION_NAME - 1 - longest} characters")
+
+
+def _log_group(function_id: str) -> dict:
+    # Named from the stack, not from the function: the role's policy names the group, and the
+    # function needs its role, so a name taken from the function would be a dependency cycle.
+    return {
+        "Type": "AWS::Logs::LogGroup",
+        "Properties": {
+            "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{AWS::StackName}}-{function_id}"},
+            "RetentionInDays": {"Ref": "LogRetentionDays"},
+        },
+    }
+
+
+def _role_policies(role_id: str, function_ids: list[str]) -> dict:
+    """The role's inline policies, instead of Chalice's logs on every group: its functions' own groups."""
+    logs = {
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": [{"Fn::GetAtt": [f"{function_id}LogGroup", "Arn"]} for function_id in function_ids],
+    }
+    own_logs = {"PolicyName": f"{role_id}Logs", "PolicyDocument": {"Version": "2012-10-17", "Statement": [logs]}}
+    return {"Properties": {"Policies": [own_logs, guards.TRACING_STATEMENT]}}
 
 
 def _resources_of_type(template: dict, resource_type: str) -> dict[str, dict]:
@@ -405,28 +447,52 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
 
     resources: dict[str, Any] = {table_logical_id(model): table_resource(model) for model in models}
     resources.update(_queues(queue_name, functions[consumer_id]["Properties"]["Timeout"]))
+    roles: dict[str, list[str]] = {}
     for name, function in functions.items():
+        role_id = _role_id(name, function)
+        roles.setdefault(role_id, []).append(name)
         policy_id = f"{name}Access"
-        resources[policy_id] = access_policy(FUNCTION_ACCESS[name], models, _role_id(name, function))
+        resources[policy_id] = access_policy(FUNCTION_ACCESS[name], models, role_id)
         # A function that ran before its policy was attached would fail its first requests (and
         # CloudFormation checks the consumer's role can read the queue when it connects the two).
-        resources[name] = {"DependsOn": [policy_id], "Properties": {"Environment": {"Variables": environment}}}
-        # Lambda would create this group itself, but with no expiry and left behind with the stack.
-        resources[f"{name}LogGroup"] = {
-            "Type": "AWS::Logs::LogGroup",
-            "Properties": {
-                "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{name}}}"},
-                "RetentionInDays": {"Ref": "LogRetentionDays"},
-            },
+        properties = {
+            "FunctionName": function_name(name),
+            "Environment": {"Variables": environment},
+            **guards.function_properties(name, function),
         }
+        resources[name] = {"DependsOn": [policy_id], "Properties": properties}
+        # Lambda would create this group itself, but with no expiry and left behind with the stack.
+        resources[f"{name}LogGroup"] = _log_group(name)
+    for role_id, function_ids in roles.items():
+        resources[role_id] = _role_policies(role_id, function_ids)
     if rest_api_id is not None:
         resources.update(_custom_domain(rest_api_id))
+        resources[rest_api_id] = {"Properties": guards.api_properties("HasDomainName")}
+        resources.update(guards.api_resources(rest_api_id, {"Ref": "LogRetentionDays"}))
+    table_ids = [table_logical_id(model) for model in models]
+    resources.update(guards.backup_resources(table_ids))
+    api = chalice_template["Resources"][rest_api_id]["Properties"] if rest_api_id is not None else None
+    resources.update(
+        alarms.resources(
+            function_timeouts={name: function["Properties"]["Timeout"] for name, function in functions.items()},
+            scheduled=[
+                name
+                for name, function in functions.items()
+                if any(event["Type"] == "Schedule" for event in function["Properties"].get("Events", {}).values())
+            ],
+            queue_id=QUEUE_ID,
+            dead_letter_queue_id=DEAD_LETTER_QUEUE_ID,
+            table_ids=table_ids,
+            api_name=api["DefinitionBody"]["info"]["title"] if api else None,
+            api_stage=api["StageName"] if api else None,
+        )
+    )
 
     return {
         "Description": "paylambda: a BitPay-compatible payment API (Lambda, API Gateway, DynamoDB, SQS)",
-        "Parameters": PARAMETERS,
-        "Conditions": CONDITIONS,
-        "Rules": RULES,
+        "Parameters": {**PARAMETERS, **alarms.PARAMETERS, **guards.PARAMETERS},
+        "Conditions": {**CONDITIONS, **alarms.CONDITIONS, **guards.CONDITIONS},
+        "Rules": {**RULES, **alarms.RULES},
         "Resources": resources,
         "Outputs": _outputs(chalice_template, models, has_rest_api=rest_api_id is not None),
     }

@@ -22,12 +22,17 @@ def create(client: BitIdClient, created: str, **fields) -> str:
     return invoice_id
 
 
-def mark(invoice_id: str, status: str) -> None:
-    """What the payment watcher does when an invoice changes state."""
-    invoice = InvoiceModel.get(invoice_id)
-    invoice.update(
-        actions=[InvoiceModel.status.set(status), InvoiceModel.store_status.set(f"{invoice.store_id}#{status}")]
-    )
+@pytest.fixture
+def pay(chain, watch):
+    """`pay(invoice_id)`: the buyer pays the amount due and the watcher records it (the invoice is paid)."""
+
+    def paid(invoice_id: str) -> None:
+        invoice = InvoiceModel.get(invoice_id)
+        chain.pay(invoice.address, invoice.btc_due_sats)
+        watch()
+        assert InvoiceModel.get(invoice_id).status == "paid"
+
+    return paid
 
 
 def search(client: BitIdClient, path: str = "/invoices", **params) -> list[str]:
@@ -95,21 +100,21 @@ def test_bad_search_parameters_are_named(merchant, params, field):
     assert response.json()["error"].startswith(field)
 
 
-def test_status_filter(merchant):
+def test_status_filter(merchant, pay):
     paid = create(merchant, "2024-03-15T10:00:00", orderId="A")
     unpaid = create(merchant, "2024-03-15T11:00:00", orderId="A")
-    mark(paid, "paid")
+    pay(paid)
 
     assert search(merchant, status="paid") == [paid]
     assert search(merchant, status="new") == [unpaid]
     assert search(merchant, status="complete") == []
 
 
-def test_order_id_and_item_code_filters(merchant):
+def test_order_id_and_item_code_filters(merchant, pay):
     mug_a = create(merchant, "2024-03-15T10:00:00", orderId="A", itemCode="MUG")
     tea_a = create(merchant, "2024-03-15T11:00:00", orderId="A", itemCode="TEA")
     mug_b = create(merchant, "2024-03-15T12:00:00", orderId="B", itemCode="MUG")
-    mark(mug_a, "paid")
+    pay(mug_a)
 
     assert search(merchant, orderId="A") == [tea_a, mug_a]
     assert search(merchant, itemCode="MUG") == [mug_b, mug_a]

@@ -1,8 +1,10 @@
 """The deployment, checked offline: the packaged template and bundle that `make deploy` uploads.
 
 The app is packaged once per session exactly as `make package` does
-(Chalice downloads the Linux wheels from PyPI). The template is linted, and
-compared with the pynamodb models, with the notification queue the consumer
+(Chalice downloads the Linux wheels from PyPI), then `make changeset` runs the
+real AWS CLI against moto's server: the artifacts bucket, the upload and a
+change set for the whole template. The template is linted as SAM and as the
+CloudFormation SAM expands it to, and compared with the pynamodb models, with the notification queue the consumer
 reads, and with the DynamoDB and SQS calls each function's handler really
 makes (recorded while the API, the watcher and the consumer run against moto);
 the bundle is unpacked and each function run from it as Lambda runs it, the
@@ -11,6 +13,7 @@ API on the oldest botocore it supports.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -28,7 +31,7 @@ from chalicelib import notifications, tokens
 from deploy.package import OLDEST_BOTOCORE, ROOT, build
 from deploy.template import FUNCTION_ACCESS, SEND_EMAIL
 from tests.api_fixtures import root_only
-from tests.conftest import BIP84_ZPUB, PASSWORD
+from tests.conftest import BIP84_ZPUB, MOTO_PORT, PASSWORD
 from tests.lambda_events import DEPLOYMENTS, LambdaClient, LambdaContext, proxy_event, sqs_event
 from tests.pages_support import browser, fresh_address, post_form, sign_in, signed_in
 from tests.payments_support import HOUR, SCHEDULED_EVENT, sats
@@ -132,12 +135,139 @@ def _expected_properties(model) -> dict:
     }
 
 
-def test_the_packaged_template_passes_cfn_lint(package):
+# What the pinned AWS CLI (requirements-dev.txt) runs as; moto finds a template uploaded to itself by this host name.
+AWS_CLI = str(Path(sys.executable).parent / "aws")
+ACCOUNT = "123456789012"
+# Each one a stack parameter `make deploy` passes when it is given.
+MAKE_PARAMETERS = {
+    "DOMAIN_NAME": ("DomainName", "pay.example.com"),
+    "CERTIFICATE_ARN": ("CertificateArn", f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/0000"),
+    "BASE_PATH": ("BasePath", "bitpay"),
+    "PUBLIC_BASE_URL": ("PublicBaseUrl", "https://shop.example.com"),
+    "LOG_RETENTION_DAYS": ("LogRetentionDays", "90"),
+}
+
+
+def _make(*arguments: str, environment: dict | None = None) -> subprocess.CompletedProcess:
+    # -o package: the session's package stands for `make package` (built the same way, once).
+    return subprocess.run(
+        ["make", "--no-print-directory", "-o", "package", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(environment or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def change_set(package, dynamodb) -> dict:
+    """`make changeset` against moto: the bucket, the upload and the change set, as `make deploy` makes them."""
+    import boto3
+
+    endpoint = f"http://localhost:{MOTO_PORT}"
+    parameters = [f"{variable}={value}" for variable, (_, value) in MAKE_PARAMETERS.items()]
+    result = _make(
+        "changeset",
+        # The package's stage (the suite's own STAGE is in the environment).
+        "STAGE=prod",
+        f"AWS={AWS_CLI}",
+        f"DIST={package.parent}",
+        *parameters,
+        environment={"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [arn] = re.findall(r"--change-set-name (arn:\S+)", result.stdout)
+    cloudformation = boto3.client("cloudformation", endpoint_url=endpoint)
+    return {
+        "change_set": cloudformation.describe_change_set(ChangeSetName=arn),
+        "bucket": f"paylambda-prod-artifacts-{ACCOUNT}-us-east-1",
+        "packaged": package.parent / "packaged.yaml",
+        "s3": boto3.client("s3", endpoint_url=endpoint),
+    }
+
+
+@pytest.fixture(scope="session")
+def packaged_template(change_set) -> dict:
+    """The template CloudFormation receives: `aws cloudformation package` wrote the code's S3 location in."""
+    import yaml
+
+    return yaml.safe_load(change_set["packaged"].read_text())
+
+
+def test_make_changeset_uploads_the_code_and_template_to_a_versioned_bucket(change_set, package, packaged_template):
+    s3, bucket = change_set["s3"], change_set["bucket"]
+
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    uploaded = {item["Key"]: item["Size"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    code_uris = {function["Properties"]["CodeUri"] for function in _functions(packaged_template).values()}
+    [code_uri] = code_uris
+    code_key = code_uri.removeprefix(f"s3://{bucket}/")
+    assert code_key.startswith("code/")
+    assert uploaded[code_key] == (package / "deployment.zip").stat().st_size
+    [template_key] = [key for key in uploaded if key.startswith("templates/")]
+    # Over the 51,200 bytes an inline template may have: only the upload lets it through.
+    assert uploaded[template_key] == change_set["packaged"].stat().st_size > 51_200
+    # CloudFormation's limit for a template read from S3.
+    assert uploaded[template_key] <= 1_000_000
+
+
+def test_make_changeset_creates_a_change_set_for_every_resource_with_the_parameters_given(
+    change_set, packaged_template
+):
+    described = change_set["change_set"]
+
+    assert described["Status"] == "CREATE_COMPLETE", described.get("StatusReason")
+    assert described["StackName"] == "paylambda-prod"
+    given = {name: value for name, value in MAKE_PARAMETERS.values()}
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]} == given
+    # Every parameter `make` passes is one the template declares (the CLI would drop an unknown one silently).
+    assert set(given) <= set(packaged_template["Parameters"])
+    changed = {change["ResourceChange"]["LogicalResourceId"] for change in described["Changes"]}
+    assert changed == set(packaged_template["Resources"])
+
+
+def test_make_deploy_checks_the_bucket_owner_and_protects_the_stack():
+    result = _make("-n", "deploy", "STAGE=prod", f"ACCOUNT={ACCOUNT}", "REGION=us-east-1", "AWS=aws")
+    commands = [line for line in re.sub(r"\\\n\s*", " ", result.stdout).splitlines() if line.startswith("aws ")]
+
+    assert result.returncode == 0, result.stderr
+    s3api = [command for command in commands if command.startswith("aws s3api")]
+    assert s3api and all(f"--expected-bucket-owner {ACCOUNT}" in command for command in s3api)
+    assert any("put-bucket-versioning" in command and "Status=Enabled" in command for command in s3api)
+    [deploy] = [i for i, command in enumerate(commands) if command.startswith("aws cloudformation deploy")]
+    assert "--s3-bucket paylambda-prod-artifacts-123456789012-us-east-1" in commands[deploy]
+    assert "update-termination-protection" in commands[deploy + 1]
+    assert "--enable-termination-protection" in commands[deploy + 1]
+
+
+def _lint(path: Path) -> list[str]:
     from cfnlint.api import ManualArgs, lint_file
 
-    matches = lint_file(package / "sam.json", config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
+    matches = lint_file(path, config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
+    return [str(match) for match in matches if match.rule.id[0] in "EW"]
 
-    assert [str(match) for match in matches if match.rule.id.startswith("E")] == []
+
+def test_the_packaged_template_passes_cfn_lint(package):
+    assert _lint(package / "sam.json") == []
+
+
+def test_the_template_sam_expands_to_passes_cfn_lint(packaged_template, tmp_path, monkeypatch):
+    """What CloudFormation deploys is SAM's expansion: a dependency cycle or a bad property shows only there."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        # The template names no AWS managed policy; offline there is no IAM to list them from.
+        def load(self):
+            return {}
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    expanded = transform(packaged_template, {}, NoManagedPolicies())
+    assert "Transform" not in expanded
+    assert not [r for r in expanded["Resources"].values() if r["Type"].startswith("AWS::Serverless::")]
+    path = tmp_path / "expanded.json"
+    path.write_text(json.dumps(expanded))
+
+    assert _lint(path) == []
 
 
 def test_the_lambda_runtime_is_the_packaging_interpreter(template):
@@ -164,12 +294,19 @@ def test_every_model_is_a_table_named_in_every_function(template):
         assert properties["BillingMode"] == "PAY_PER_REQUEST"
         assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
         assert properties["SSESpecification"] == {"SSEEnabled": True}
-        assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+        # Kept when the stack goes or the table would be replaced; only a failed first creation removes it.
+        assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
+        assert properties["DeletionProtectionEnabled"] is True
+
+
+def _when_enabled(value):
+    """A value as it is with every option on: the first branch of an Fn::If."""
+    return value["Fn::If"][1] if isinstance(value, dict) and "Fn::If" in value else value
 
 
 def _policy_documents(template: dict, role_id: str) -> list[dict]:
     role = template["Resources"][role_id]
-    documents = [policy["PolicyDocument"] for policy in role["Properties"].get("Policies", [])]
+    documents = [_when_enabled(policy)["PolicyDocument"] for policy in role["Properties"].get("Policies", [])]
     for policy in _resources(template, "AWS::IAM::Policy").values():
         if {"Ref": role_id} in policy["Properties"]["Roles"]:
             documents.append(policy["Properties"]["PolicyDocument"])
@@ -217,8 +354,13 @@ def _grants(template: dict, function_id: str) -> set[tuple[str, str, str | None]
             assert not any(action == "*" or action.endswith(":*") for action in actions), actions
             (service,) = {action.split(":")[0] for action in actions}
             if service == "logs":
-                # Chalice's own statement: the function writes its logs.
-                assert set(actions) == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+                # Its own log group only, which the stack creates.
+                assert set(actions) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+                assert statement["Resource"] == [{"Fn::GetAtt": [f"{function_id}LogGroup", "Arn"]}]
+                continue
+            if service == "xray":
+                # With EnableTracing: what Lambda's active tracing sends (X-Ray has no resources to name).
+                assert set(actions) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
                 continue
             if service == "ses":
                 # Sending as the stack's EmailSender only.
@@ -494,6 +636,8 @@ def test_the_watcher_policy_allows_exactly_what_racing_watcher_runs_call(
     lost = merchant.create_invoice(notificationURL="https://shop.example/ipn", transactionSpeed="high")
     chain.pay(lost["bitcoinAddress"], sats(lost))
     jobs.watch_payments(SCHEDULED_EVENT, LambdaContext("WatchPayments", 60))
+    # As if its queue message were lost an hour ago: the handlers run at the real time, so the
+    # notification goes back an hour rather than a clock forward.
     for notification in NotificationModel.query(lost["id"]):
         notification.update([NotificationModel.next_attempt.set(notification.next_attempt - HOUR)])
 
@@ -732,3 +876,128 @@ def test_the_cli_administers_a_stack_through_its_outputs(template, dynamodb):
         TableName=f"{stack_name}-users", Key={"login": {"S": "alice"}}
     )["Item"]
     assert user["is_admin"] == {"BOOL": True}
+
+
+def _alarms(template: dict) -> dict[str, dict]:
+    return {name: alarm["Properties"] for name, alarm in _resources(template, "AWS::CloudWatch::Alarm").items()}
+
+
+def _dimension(alarm: dict, name: str):
+    return {d["Name"]: d["Value"] for d in alarm["Dimensions"]}[name]
+
+
+def test_alarms_reach_the_alarm_email_through_one_topic(template):
+    [(topic_id, topic)] = _resources(template, "AWS::SNS::Topic").items()
+    alarms = _alarms(template)
+    queue_id, dead_letter_id = _queues(template)
+
+    assert topic["Properties"]["Subscription"] == [{"Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}]
+    assert alarms and all(alarm["AlarmActions"] == [{"Ref": topic_id}] for alarm in alarms.values())
+    by_metric = {}
+    for name, alarm in alarms.items():
+        by_metric.setdefault(alarm.get("MetricName"), []).append((name, alarm))
+    [(_, dead_letters)] = by_metric["ApproximateNumberOfMessagesVisible"]
+    assert _dimension(dead_letters, "QueueName") == {"Fn::GetAtt": [dead_letter_id, "QueueName"]}
+    assert (dead_letters["ComparisonOperator"], dead_letters["Threshold"]) == ("GreaterThanThreshold", 0)
+    [(_, oldest)] = by_metric["ApproximateAgeOfOldestMessage"]
+    assert _dimension(oldest, "QueueName") == {"Fn::GetAtt": [queue_id, "QueueName"]}
+    assert oldest["Threshold"] == 30 * 60
+    [(_, server_errors)] = by_metric["5XXError"]
+    assert _dimension(server_errors, "ApiName") == "paylambda"
+
+
+def test_every_function_has_error_throttle_and_near_timeout_alarms(template):
+    alarms = _alarms(template)
+    for function_id, function in _functions(template).items():
+        mine = {
+            alarm["MetricName"]: alarm
+            for alarm in alarms.values()
+            if alarm.get("Namespace") == "AWS/Lambda" and _dimension(alarm, "FunctionName") == {"Ref": function_id}
+        }
+        assert {"Errors", "Throttles", "Duration"} <= set(mine), function_id
+        timeout_ms = function["Properties"]["Timeout"] * 1000
+        assert 0.5 * timeout_ms <= mine["Duration"]["Threshold"] < timeout_ms
+
+
+def test_the_watcher_heartbeat_alarm_fires_when_runs_stop(template):
+    [watcher_id] = [
+        name
+        for name, function in _functions(template).items()
+        if any(event["Type"] == "Schedule" for event in function["Properties"].get("Events", {}).values())
+    ]
+    [heartbeat] = [
+        alarm
+        for alarm in _alarms(template).values()
+        if alarm.get("MetricName") == "Invocations" and _dimension(alarm, "FunctionName") == {"Ref": watcher_id}
+    ]
+
+    # No data is what a stopped schedule produces.
+    assert heartbeat["TreatMissingData"] == "breaching"
+    assert (heartbeat["ComparisonOperator"], heartbeat["Threshold"]) == ("LessThanThreshold", 1)
+    assert heartbeat["Period"] * heartbeat["EvaluationPeriods"] <= 15 * 60
+
+
+def test_every_table_has_a_throttle_alarm(template):
+    alarmed = {
+        stat["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+        for alarm in _alarms(template).values()
+        for stat in alarm.get("Metrics", [])
+        if "MetricStat" in stat and stat["MetricStat"]["Metric"]["Namespace"] == "AWS/DynamoDB"
+    }
+    assert alarmed == set(_model_tables(template))
+
+
+def test_log_alarms_match_what_the_code_logs(template):
+    filters = _resources(template, "AWS::Logs::MetricFilter")
+    patterns = {f["Properties"]["FilterPattern"].strip('"'): f["Properties"] for f in filters.values()}
+
+    assert set(patterns) == {"esplora unavailable", "All rate sources failed"}
+    for pattern, module in (("esplora unavailable", "watcher.py"), ("All rate sources failed", "rates.py")):
+        # A filter pattern is case-sensitive: the very words the module logs.
+        assert pattern in (ROOT / "chalicelib" / module).read_text(), pattern
+        metric = patterns[pattern]["MetricTransformations"][0]
+        assert any(alarm.get("MetricName") == metric["MetricName"] for alarm in _alarms(template).values())
+
+
+def test_the_api_is_throttled_and_guarded(template):
+    [api] = _resources(template, "AWS::Serverless::Api").values()
+    [settings] = api["Properties"]["MethodSettings"]
+    [acl] = _resources(template, "AWS::WAFv2::WebACL").values()
+    rules = {}
+    for rule in acl["Properties"]["Rules"]:
+        rate = rule["Statement"]["RateBasedStatement"]
+        scope = rate["ScopeDownStatement"]
+        matches = scope["AndStatement"]["Statements"] if "AndStatement" in scope else [scope]
+        fields = {next(iter(m["ByteMatchStatement"]["FieldToMatch"])): m["ByteMatchStatement"] for m in matches}
+        method = fields["Method"]["SearchString"] if "Method" in fields else None
+        rules[(method, fields["UriPath"]["SearchString"])] = (rate["AggregateKeyType"], rule["Action"])
+
+    assert (settings["ResourcePath"], settings["HttpMethod"]) == ("/*", "*")
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiBurstLimit"}
+    assert api["Properties"]["DisableExecuteApiEndpoint"] == {"Fn::If": ["HasDomainName", True, False]}
+    assert set(rules) == {("POST", "/tokens"), (None, "/login"), ("POST", "/invoices")}
+    assert all(key == "IP" and action == {"Block": {}} for key, action in rules.values())
+
+
+def test_consumers_and_the_watcher_cannot_multiply(template):
+    consumer_id, event = _consumer(template)
+    [watcher] = [f for f in _functions(template).values() if f["Properties"]["Handler"].endswith("watch_payments")]
+    [schedule] = watcher["Properties"]["Events"].values()
+
+    assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "NotificationConcurrency"}}
+    assert _when_enabled(watcher["Properties"]["ReservedConcurrentExecutions"]) == 1
+    assert schedule["Properties"]["RetryPolicy"] == {"MaximumRetryAttempts": 0}
+    assert watcher["Properties"]["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+
+
+def test_backups_cover_every_table_daily_for_35_days(template):
+    [plan] = _resources(template, "AWS::Backup::BackupPlan").values()
+    [selection] = _resources(template, "AWS::Backup::BackupSelection").values()
+    [rule] = plan["Properties"]["BackupPlan"]["BackupPlanRule"]
+
+    assert rule["ScheduleExpression"].startswith("cron(0 ") and rule["ScheduleExpression"].endswith(" * * ? *)")
+    assert rule["Lifecycle"] == {"DeleteAfterDays": 35}
+    assert _when_enabled(rule["CopyActions"])[0]["DestinationBackupVaultArn"] == {"Ref": "BackupCopyVaultArn"}
+    tables = {resource["Fn::GetAtt"][0] for resource in selection["Properties"]["BackupSelection"]["Resources"]}
+    assert tables == set(_model_tables(template))

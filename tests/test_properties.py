@@ -1,0 +1,170 @@
+"""Property-based tests of the payment rules: any payments, replacements and confirmations, watched over time.
+
+A toy chain is driven by hypothesis; after every step the watcher's pure part (`payments.merge`
+then `payments.evaluate`, as `watcher._record` calls them) looks at it, and the rules that must
+hold whatever happened are checked. Bounded example counts keep the suite fast.
+
+Payments that first appear after the expiration are always already in a block (one that is
+later than the expiration): without a block, whether such a payment is late depends on what
+the watcher saw before, which these tests do not model.
+"""
+
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chalicelib.payments import FINAL_STATUSES, Payment, Terms, evaluate, merge
+
+PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+MINUTE = 60_000
+CREATED = 1_700_000_000_000
+EXPIRATION = CREATED + 15 * MINUTE
+WINDOW = 24 * 60 * MINUTE
+ADDRESS_TXID = "tx{:04d}"
+
+# Where each status may go next (BitPay's: new → paid → confirmed → complete, new → expired, paid → invalid).
+NEXT = {
+    "new": {"new", "paid", "confirmed", "complete", "expired", "invalid"},
+    "paid": {"paid", "confirmed", "complete", "invalid"},
+    "confirmed": {"confirmed", "complete", "invalid"},
+    "complete": {"complete"},
+    "expired": {"expired"},
+    "invalid": {"invalid"},
+}
+ORDER = ("new", "paid", "confirmed", "complete")
+PAID_STATUSES = ("paid", "confirmed", "complete")
+
+
+class ToyChain:
+    """Just what the watcher reads about one address: unconfirmed and confirmed outputs paying it."""
+
+    def __init__(self):
+        self.height = 800_000
+        self.mempool: dict[str, int] = {}
+        # txid -> (amount, height, block time in ms)
+        self.blocks: dict[str, tuple[int, int, int]] = {}
+        self.serial = 0
+
+    def pay(self, amount: int) -> str:
+        self.serial += 1
+        txid = ADDRESS_TXID.format(self.serial)
+        self.mempool[txid] = amount
+        return txid
+
+    def mine(self, blocks: int, now: int) -> None:
+        for number in range(blocks):
+            self.height += 1
+            if number == 0:
+                for txid, amount in self.mempool.items():
+                    self.blocks[txid] = (amount, self.height, now)
+                self.mempool.clear()
+
+    def seen(self, now: int) -> list[Payment]:
+        unconfirmed = [Payment(txid, 0, amount, 0, now) for txid, amount in self.mempool.items()]
+        confirmed = [
+            Payment(txid, 0, amount, self.height - height + 1, now, height, block_time)
+            for txid, (amount, height, block_time) in self.blocks.items()
+        ]
+        return unconfirmed + confirmed
+
+    def total(self) -> int:
+        return sum(self.mempool.values()) + sum(amount for amount, _, _ in self.blocks.values())
+
+
+terms_strategy = st.builds(
+    Terms,
+    # Round amounts too, where the tolerance cuts exactly.
+    due=st.one_of(st.sampled_from((1, 1000, 100_000, 15_385_000)), st.integers(1, 10**9)),
+    created=st.just(CREATED),
+    expiration=st.just(EXPIRATION),
+    target_confirmations=st.sampled_from((0, 1, 6)),
+    monitoring_window_ms=st.just(WINDOW),
+    tolerance_percent=st.sampled_from((Decimal(0), Decimal("0.5"), Decimal(1), Decimal(5))),
+)
+# (what, share of the amount due in per mille or blocks, minutes that pass before the watcher looks);
+# the exact amount, the tolerance's edge and the expiration minute come up often.
+step_strategy = st.tuples(
+    st.sampled_from(("pay", "pay", "replace", "mine", "wait")),
+    st.one_of(st.sampled_from((1000, 995, 990, 950, 1001)), st.integers(0, 1200)),
+    st.one_of(st.sampled_from((0, 15)), st.integers(0, 40)),
+)
+
+
+def _arrived(payment: Payment) -> int:
+    return payment.first_seen if payment.block_time is None else min(payment.first_seen, payment.block_time)
+
+
+def _expected_exception(status: str, paid: int, late: bool, terms: Terms) -> str | None:
+    if status == "expired" and (late or paid >= terms.threshold):
+        return "paidLate"
+    if paid > terms.due:
+        return "paidOver"
+    if 0 < paid < terms.threshold:
+        return "paidPartial"
+    return None
+
+
+@PROPERTIES
+@given(terms=terms_strategy, steps=st.lists(step_strategy, max_size=14), end=st.integers(0, 2 * WINDOW))
+def test_any_history_of_payments_keeps_the_state_rules(terms, steps, end):
+    chain = ToyChain()
+    now, status, stored = CREATED, "new", []
+    for what, size, minutes in [*steps, ("wait", 0, end // MINUTE)]:
+        now += minutes * MINUTE
+        amount = max(1, terms.due * size // 1000)
+        if what == "pay":
+            chain.pay(amount)
+        elif what == "replace" and chain.mempool:
+            # RBF: the first unconfirmed payment leaves; its replacement pays this address another amount.
+            del chain.mempool[next(iter(chain.mempool))]
+            if size % 3:
+                chain.pay(amount)
+        elif what == "mine":
+            chain.mine(1 + size % 7, now)
+        if now > EXPIRATION and chain.mempool:
+            chain.mine(1, now)  # see the module docstring
+
+        standing = merge(terms, stored, chain.seen(now), now)
+        state = evaluate(terms, status, standing, now)
+
+        # The tally: each output once, all of them, nothing else.
+        keys = [payment.key for payment in standing]
+        assert len(keys) == len(set(keys))
+        assert state.paid == sum(payment.amount for payment in standing) == chain.total()
+        # First-seen times never move, so neither does whether a payment came in time.
+        first_seen = {payment.key: payment.first_seen for payment in stored}
+        assert all(payment.first_seen == first_seen.get(payment.key, now) for payment in standing)
+
+        # Statuses only move forward, each one passed through reported once, in order.
+        assert state.status in NEXT[status]
+        if state.status == status:
+            assert state.transitions == ()
+        else:
+            assert state.transitions[-1] == state.status
+            progress = [s for s in state.transitions if s in ORDER]
+            assert progress == list(ORDER[ORDER.index(status) + 1 : ORDER.index(status) + 1 + len(progress)])
+
+        # Paid exactly when the amount due (less the tolerance) came in on time.
+        on_time = sum(payment.amount for payment in standing if _arrived(payment) <= EXPIRATION)
+        late = any(_arrived(payment) > EXPIRATION for payment in standing)
+        if status == "new":
+            assert (state.status in PAID_STATUSES) == (on_time >= terms.threshold)
+            assert (state.status == "expired") == (on_time < terms.threshold and now > EXPIRATION)
+
+        assert state.exception_status == _expected_exception(state.status, state.paid, late, terms)
+        assert state.watching == (state.status not in FINAL_STATUSES and now <= terms.watch_until)
+        status, stored = state.status, standing
+
+
+@PROPERTIES
+@given(
+    due=st.integers(1, 10**12),
+    tolerance=st.decimals(min_value=0, max_value=99, places=2),
+)
+def test_the_threshold_is_the_amount_due_less_at_most_the_tolerance(due, tolerance):
+    terms = Terms(due, CREATED, EXPIRATION, 1, WINDOW, tolerance)
+    assert 0 < terms.threshold <= due
+    # Short by no more than the tolerance, rounded in the buyer's favour by less than a satoshi.
+    assert due - terms.threshold <= due * tolerance / 100 < due - terms.threshold + 1
