@@ -473,10 +473,10 @@ def signing_secret(store_id: str) -> str:
     return store.notification_secret
 
 
-def rotate_signing_secret(store_id: str) -> str:
-    store = StoreModel(store_id)
-    store.update([StoreModel.notification_secret.set(_new_secret())], condition=StoreModel.store_id.exists())
-    return store.notification_secret
+def rotate_signing_secret(store_id: str) -> None:
+    StoreModel(store_id).update(
+        [StoreModel.notification_secret.set(_new_secret())], condition=StoreModel.store_id.exists()
+    )
 
 
 def post_json(

@@ -11,6 +11,7 @@ import json
 import re
 
 import pytest
+import requests
 
 from chalicelib import marking, notifications
 from chalicelib.errors import BadRequest
@@ -169,6 +170,8 @@ def test_the_merchant_marks_an_invoice_invalid_then_complete_from_its_page(
     after = shop.get_invoice(created["id"])
     assert (after["status"], after["exceptionStatus"]) == ("invalid", "marked")
     assert "Order cancelled by phone" in text_of(owner.get(page_url))
+    checkout = requests.get(created["url"], timeout=10)
+    assert checkout.status_code == 200 and "invalid" in text_of(checkout).lower()
 
     complete = post_form(owner, page_url, mark_url, status="complete")
     assert complete.status_code == 303
