@@ -43,11 +43,18 @@ ACCOUNT ?= $(eval ACCOUNT := $(shell $(AWS) sts get-caller-identity --region $(R
 # account that must own it: a bucket of that name in another account fails the deploy.
 DEPLOY_BUCKET ?= $(STACK)-artifacts-$(ACCOUNT)-$(REGION)
 OWNER = --expected-bucket-owner $(ACCOUNT)
-# Stack parameters are passed only when given (make deploy ALARM_EMAIL=... ); the stack keeps the rest.
+# Stack parameters (README, "Settings of the stack"), VARIABLE:Parameter. Each is passed only when
+# given (make deploy ALARM_EMAIL=...); the stack keeps the others' values.
+STACK_PARAMETERS = DOMAIN_NAME:DomainName CERTIFICATE_ARN:CertificateArn BASE_PATH:BasePath \
+	PUBLIC_BASE_URL:PublicBaseUrl LOG_RETENTION_DAYS:LogRetentionDays ALARM_EMAIL:AlarmEmail \
+	MONTHLY_BUDGET:MonthlyBudget API_RATE_LIMIT:ApiRateLimit API_BURST_LIMIT:ApiBurstLimit \
+	NOTIFICATION_CONCURRENCY:NotificationConcurrency RESERVE_WATCHER_CONCURRENCY:ReserveWatcherConcurrency \
+	ENABLE_WEB_ACL:EnableWebAcl WAF_AUTH_REQUESTS_PER_IP:WafAuthRequestsPerIp \
+	WAF_INVOICE_REQUESTS_PER_IP:WafInvoiceRequestsPerIp ENABLE_BACKUPS:EnableBackups \
+	BACKUP_COPY_VAULT_ARN:BackupCopyVaultArn ENABLE_TRACING:EnableTracing ENABLE_ACCESS_LOGS:EnableAccessLogs \
+	EMAIL_SENDER:EmailSender
 parameter = $(if $(filter-out undefined,$(origin $(1))),$(2)=$($(1)))
-PARAMETERS = $(strip $(call parameter,DOMAIN_NAME,DomainName) $(call parameter,CERTIFICATE_ARN,CertificateArn) \
-	$(call parameter,BASE_PATH,BasePath) $(call parameter,PUBLIC_BASE_URL,PublicBaseUrl) \
-	$(call parameter,EMAIL_SENDER,EmailSender) $(call parameter,LOG_RETENTION_DAYS,LogRetentionDays))
+PARAMETERS = $(strip $(foreach pair,$(STACK_PARAMETERS),$(call parameter,$(word 1,$(subst :, ,$(pair))),$(word 2,$(subst :, ,$(pair))))))
 CFN_DEPLOY = $(AWS) cloudformation deploy --region $(REGION) --template-file $(DIST)/packaged.yaml \
 	--stack-name $(STACK) --s3-bucket $(DEPLOY_BUCKET) --s3-prefix templates \
 	--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \

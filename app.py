@@ -13,9 +13,11 @@ from chalice import Chalice
 from chalicelib.api import api
 from chalicelib.jobs import jobs
 from chalicelib.pages import pages
+from chalicelib.request_log import middleware
 
 app = Chalice(app_name="paylambda")
 app.log.setLevel(logging.INFO)
 app.register_blueprint(api)
 app.register_blueprint(pages)
 app.register_blueprint(jobs)
+app.register_middleware(middleware, "http")

@@ -12,8 +12,9 @@ from chalice import Blueprint, CORSConfig
 
 from . import auth, currencies, invoices, tokens
 from .errors import BadRequest, Forbidden, Unauthorized
+from .models import TokenModel
 from .rates import currency_name, get_rates
-from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response
+from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response, transport_headers
 
 api = Blueprint(__name__)
 
@@ -29,11 +30,17 @@ def api_route(path: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         cors = _CORS if path in _CORS_PATHS else None
 
+        @api_errors
+        def respond(request: ApiRequest, **uri_params: str) -> Any:
+            return json_response(view(request, **uri_params))
+
         @api.route(path, methods=list(methods), content_types=API_CONTENT_TYPES, cors=cors)
         @functools.wraps(view)
-        @api_errors
         def handler(**uri_params: str) -> Any:
-            return json_response(view(ApiRequest.from_chalice(api.current_request), **uri_params))
+            request = ApiRequest.from_chalice(api.current_request)
+            response = respond(request, **uri_params)
+            response.headers.update(transport_headers(request))
+            return response
 
         return view
 
@@ -47,11 +54,16 @@ def api_route(path: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
 def create_token(request: ApiRequest) -> dict:
     body = request.json
     if "pairingCode" in body:
-        token = tokens.claim(body["pairingCode"], body.get("id"))
+        token = tokens.claim(body["pairingCode"], body.get("id"), address=request.source_ip)
     elif _asks_for_its_own_store(request, body):
-        token = tokens.create_pairing_code(_merchant_store(request), body.get("facade", "pos"), body.get("label"))
+        minter = _merchant_token(request)
+        token = tokens.create_pairing_code(
+            minter.store_id, body.get("facade", "pos"), body.get("label"), minted_by=minter.token
+        )
     else:
-        token = tokens.request_pairing(body["id"], body.get("facade", "merchant"), body.get("label"))
+        token = tokens.request_pairing(
+            body["id"], body.get("facade", "merchant"), body.get("label"), address=request.source_ip
+        )
     return {"data": [tokens.pairing_view(token)]}
 
 
@@ -63,17 +75,17 @@ def _asks_for_its_own_store(request: ApiRequest, body: dict) -> bool:
     return "id" not in body or ("token" in body and auth.optional_identity(request) is not None)
 
 
-def _merchant_store(request: ApiRequest) -> str:
-    """The store of a signed merchant asking for another token for it."""
+def _merchant_token(request: ApiRequest) -> TokenModel:
+    """The merchant token of a signed client asking for another token for its store."""
     if auth.request_token(request):
-        return auth.authenticate(request, ("merchant",)).store_id
+        return auth.authenticate(request, ("merchant",)).token
     caller = auth.optional_identity(request)
     if caller is None:
         raise BadRequest("id (the client's SIN) is required to request a token")
     merchant_tokens = [t for t in tokens.active_for_sin(caller.sin) if t.facade == "merchant"]
     if not merchant_tokens:
         raise Forbidden("Only a client holding a merchant token may request new tokens")
-    return merchant_tokens[0].store_id
+    return merchant_tokens[0]
 
 
 @api_route("/tokens")
@@ -152,8 +164,12 @@ def create_invoice(request: ApiRequest) -> dict:
 @api_route("/invoices")
 def search_invoices(request: ApiRequest) -> dict:
     caller = auth.authenticate(request, ("merchant",))
-    found = invoices.search(caller.store_id, dict(request.query))
-    return {"data": [invoices.full_view(invoice, request.base_url) for invoice in found]}
+    params = dict(request.query)
+    found = invoices.search(caller.store_id, params)
+    page = {"data": [invoices.full_view(invoice, request.base_url) for invoice in found]}
+    # Beside `data`, where BitPay's clients never look: for callers that page past MAX_OFFSET.
+    cursor = invoices.next_cursor(found, params)
+    return {**page, "next": cursor} if cursor else page
 
 
 @api_route("/invoices/{invoice_id}")

@@ -9,7 +9,7 @@ request is accepted when one of them verifies.
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
-from . import api_keys, identity, tokens
+from . import api_keys, identity, request_log, tokens
 from .errors import Forbidden, Unauthorized
 from .models import TokenModel
 from .settings import get_settings
@@ -34,6 +34,10 @@ class Caller:
     token: TokenModel | None
     # A store that lets anyone create invoices, for a caller with no credentials at all.
     public_store: str | None = None
+
+    def __post_init__(self) -> None:
+        # Every way of authenticating ends here: the request's log line names the store it acted for.
+        request_log.note_store(self.token.store_id if self.token is not None else self.public_store)
 
     @property
     def store_id(self) -> str:

@@ -1,7 +1,8 @@
 """The few ways a request can fail, each with its HTTP status.
 
-Domain code raises these; `chalicelib.api` turns them into `{"error": ...}`
-responses in one place, so no route handler builds an error body itself.
+Domain code raises these; `chalicelib.web` turns them into `{"error": ...}`
+responses in one place (and `chalicelib.rendering` into pages), so no route
+handler builds an error body or its headers itself.
 """
 
 
@@ -11,6 +12,11 @@ class ApiError(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the response carries besides its body."""
+        return {}
 
 
 class BadRequest(ApiError):
@@ -35,3 +41,11 @@ class ServiceUnavailable(ApiError):
 
 class TooManyRequests(ApiError):
     status = 429
+
+    def __init__(self, message: str, retry_after_seconds: int):
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}

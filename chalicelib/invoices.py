@@ -1,31 +1,35 @@
 """Invoices: creating them from what BitPay clients send, finding them, and their wire views."""
 
+import base64
 import hashlib
 import json
-import math
 import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from functools import lru_cache
 from itertools import islice
 from urllib.parse import quote
 
 import base58
+from pynamodb.constants import NUMBER, STRING
 from pynamodb.exceptions import PutError
 
 from .auth import Caller
 from .errors import BadRequest, NotFound
-from .models import BuyerAttribute, InvoiceModel, condition_failed, now_ms
+from .fields import http_url
+from .fields import text as text_field
+from .models import BuyerAttribute, ClaimModel, InvoiceModel, condition_failed, now_ms
 from .rates import get_rates
 from .settings import get_settings
-from .stores import TARGET_CONFIRMATIONS, reserve_address_index
-from .web import http_url
+from .stores import TARGET_CONFIRMATIONS, invoicing_store, reserve_address_index
 
 SATS_PER_BTC = 100_000_000
 MAX_PRICE = Decimal("1e12")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+# An offset is read and thrown away item by item; past this, a page's `next` cursor goes deeper.
+MAX_OFFSET = 10_000
 _DAY_MS = 24 * 3600 * 1000
 _TEXT_LIMITS = {"orderid": 100, "itemdesc": 1000, "itemcode": 100, "posdata": 10_000, "guid": 100}
 # Request field (lower-cased) -> (model attribute, name in error messages).
@@ -52,6 +56,9 @@ _BUYER_FIELDS = {
     "phone": "phone", "buyerphone": "phone",
 }  # fmt: skip
 _MAX_BUYER_FIELD = 200
+# Free text that shops write over several lines (fields.text allows tabs and line breaks there).
+_MULTILINE_FIELDS = ("itemdesc", "posdata")
+_TRAPS = [InvalidOperation, DivisionByZero, Overflow]
 # Filled in redirectURL and notificationURL, as BTCPay does.
 _PLACEHOLDER = re.compile(r"\{(?:orderid|invoiceid)\}", re.IGNORECASE)
 _PLACEHOLDER_FIELDS = (("redirect_url", "redirectURL"), ("notification_url", "notificationURL"))
@@ -59,27 +66,21 @@ _PRIVATE_FIELDS = ("posData", "buyer", "notificationURL", "notificationEmail", "
 
 
 def _text(fields: dict, key: str, name: str, limit: int) -> str | None:
-    value = fields.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str):
-        raise BadRequest(f"{name} must be a string")
-    if len(value) > limit:
-        raise BadRequest(f"{name} must be at most {limit} characters")
-    return value
+    return text_field(fields.get(key), name, limit, multiline=key in _MULTILINE_FIELDS)
+
+
+# Digits with an optional fraction and a short exponent (how JSON writes a float such as 1e-05):
+# "1_000", "0x10", "1e-1000030" or "9" * 5000 never reach Decimal, let alone arithmetic.
+_NUMBER = re.compile(r"-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][+-]?[0-9]{1,2})?")
 
 
 def _amount(value: object, name: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise BadRequest(f"{name} must be a number")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise BadRequest(f"{name} must be a number") from exc
-    if not amount.is_finite():
-        raise BadRequest(f"{name} must be a number")
+    text_value = str(value).strip()
+    if not _NUMBER.fullmatch(text_value):
+        raise BadRequest(f"{name} must be a number (digits with at most 20 decimals, e.g. 10.50)")
+    amount = Decimal(text_value)
     if amount > MAX_PRICE:
         raise BadRequest(f"{name} is too large")
     return amount
@@ -108,6 +109,31 @@ def _transaction_speed(fields: dict) -> str | None:
     """One of BitPay's speeds; anything else (plugins send "default") leaves the store's own speed."""
     speed = fields.get("transactionspeed")
     return speed.strip().lower() if isinstance(speed, str) and speed.strip().lower() in TARGET_CONFIRMATIONS else None
+
+
+def amount_due_sats(price: Decimal, rate: Decimal) -> int:
+    """The price in satoshis, rounded up: the merchant is never paid less than the price.
+
+    A local context, so no setting elsewhere changes the result: precision far above what a
+    bounded price and rate need, every rounding towards the ceiling (so a positive price never
+    comes out as 0), and an exponent range that stops any runaway value with an exception.
+    """
+    with localcontext(Context(prec=60, rounding=ROUND_CEILING, Emax=60, Emin=-60, traps=_TRAPS)):
+        return int((price * SATS_PER_BTC / rate).to_integral_value())
+
+
+def _check_dust(due_sats: int, wallet, rate: Decimal, currency: str) -> None:
+    """Refuse an amount the network would not relay to the store's kind of address."""
+    minimum = wallet.dust_limit
+    if due_sats >= minimum:
+        return
+    with localcontext(Context(prec=60, rounding=ROUND_CEILING, traps=_TRAPS)):
+        least_price = (Decimal(minimum) * rate / SATS_PER_BTC).quantize(Decimal("0.01"))
+    raise BadRequest(
+        f"price is too small: the amount due must be at least {minimum} sats ({format_btc(minimum)} BTC), "
+        f"the smallest payment Bitcoin relays to this store's addresses; at the current rate that is "
+        f"{least_price} {currency}"
+    )
 
 
 def _boolean(value: object, name: str) -> bool:
@@ -220,8 +246,12 @@ def create(
     also writes its invoice_created notification in the same transaction), raising
     one of `conflicts` when its id is taken.
 
-    Three DynamoDB requests in all with the token lookup: one UpdateItem that
-    reserves the address index and reads the store, and one conditional PutItem.
+    Everything a request can fail on (its fields, a retried guid, the store's wallet,
+    the rate, the dust limit) is checked before the address index is reserved, so
+    retries and refused requests leave no unused address behind. Then the address is
+    claimed on its own key before the invoice is written: no address ever serves two
+    invoices, even when two stores' wallets overlap. DynamoDB requests, with the token
+    lookup: 5 (6 with a guid).
     """
     fields = parse_request(body)
     if caller.facade == "public" and fields["notification_url"]:
@@ -231,8 +261,16 @@ def create(
     for attribute, name in _PLACEHOLDER_FIELDS:
         if fields[attribute]:
             fields[attribute] = http_url(fill_placeholders(fields[attribute], invoice_id, fields["order_id"]), name)
-    store, address_index = reserve_address_index(caller.store_id)
+    if fields["guid"]:
+        existing = _get(invoice_id)
+        if existing is not None:
+            return _retried(caller, existing)
+    store = invoicing_store(caller.store_id)
+    wallet = _wallet(store.wallet)
     rate = get_rates().btc_price(fields["currency"])
+    due_sats = amount_due_sats(fields["price"], rate)
+    _check_dust(due_sats, wallet, rate, fields["currency"])
+    address_index = reserve_address_index(store)
     created = now_ms()
     speed = fields.pop("transaction_speed") or store.transaction_speed
     status = "new"
@@ -245,8 +283,8 @@ def create(
         expiration=created + int(store.invoice_expiration_minutes) * 60_000,
         status=status,
         rate=str(rate),
-        btc_due_sats=math.ceil(fields["price"] / rate * SATS_PER_BTC),
-        address=_wallet(store.wallet).address(address_index),
+        btc_due_sats=due_sats,
+        address=wallet.address(address_index),
         address_index=address_index,
         transaction_speed=speed,
         invoice_token=base58.b58encode(secrets.token_bytes(16)).decode(),
@@ -264,16 +302,48 @@ def create(
             "buyer": BuyerAttribute(**fields["buyer"]),
         },
     )
+    # The address is claimed first, on its own key: if anything fails after, the address stays unused
+    # for good (a gap of one), never handed to a second invoice. Two plain writes rather than a
+    # transaction: half the write cost, and nothing here needs both-or-neither.
+    claim = ClaimModel(f"address#{invoice.address}", store_id=store.store_id, invoice_id=invoice.invoice_id)
+    try:
+        claim.save(condition=ClaimModel.key.does_not_exist())
+    except PutError as exc:
+        if condition_failed(exc):
+            raise BadRequest(
+                f"The store's receive address {invoice.address} already belongs to another invoice: its wallet is "
+                "also used elsewhere. Give the store a wallet of its own (another account's extended public key)."
+            ) from exc
+        raise
     try:
         save(invoice)
     except conflicts as exc:
         if fields["guid"] and condition_failed(exc):
-            existing = InvoiceModel.get(invoice.invoice_id, consistent_read=True)
-            if caller.facade == "pos" and existing.token != caller.token.token:
-                raise BadRequest("guid is already used by another client of this store") from exc
-            return existing
+            # The same guid created at the same moment by another request: that one won.
+            return _retried(caller, InvoiceModel.get(invoice_id, consistent_read=True))
         raise
     return invoice
+
+
+def _retried(caller: Caller, existing: InvoiceModel) -> InvoiceModel:
+    """The invoice a retried create (same guid) made first, if this caller may have it."""
+    if caller.facade == "pos" and existing.token != caller.token.token:
+        raise BadRequest("guid is already used by another client of this store")
+    return existing
+
+
+def unpaid_in_a_row(store_id: str, limit: int) -> int:
+    """How many of the store's newest invoices in a row were never paid, counting at most `limit`.
+
+    Each invoice has an address of its own, so this is the run of unused addresses a
+    wallet must look across. One Query of at most `limit` items on the by-store index.
+    """
+    run = 0
+    for invoice in InvoiceModel.by_store.query(store_id, scan_index_forward=False, limit=limit):
+        if invoice.btc_paid_sats > 0:
+            break
+        run += 1
+    return run
 
 
 def _get(invoice_id: str) -> InvoiceModel | None:
@@ -341,6 +411,33 @@ def _whole_number(value: str | None, name: str, default: int, maximum: int) -> i
     return int(value)
 
 
+def _page_size(params: dict[str, str]) -> int:
+    return _whole_number(params.get("limit"), "limit", DEFAULT_LIMIT, MAX_LIMIT) or DEFAULT_LIMIT
+
+
+def next_cursor(found: list[InvoiceModel], params: dict[str, str]) -> str | None:
+    """The `next` value that continues a full page where it stopped (None after a short page)."""
+    if not found or len(found) < _page_size(params):
+        return None
+    last = found[-1]
+    return base64.urlsafe_b64encode(json.dumps([last.created, last.invoice_id]).encode()).decode().rstrip("=")
+
+
+def _start_key(cursor: str, index, key: str) -> dict:
+    """DynamoDB's ExclusiveStartKey for `index` and this query's own `key`: only the position is the client's."""
+    try:
+        created, invoice_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (type(created) is int and isinstance(invoice_id, str)):
+            raise ValueError
+    except ValueError:
+        raise BadRequest("next must be the next value of a previous page") from None
+    return {
+        InvoiceModel._hash_key_attribute().attr_name: {STRING: invoice_id},
+        index._hash_key_attribute().attr_name: {STRING: key},
+        InvoiceModel.created.attr_name: {NUMBER: str(created)},
+    }
+
+
 def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
     """The store's invoices, newest first, filtered through the most selective index."""
     start = _parse_date(params["dateStart"], "dateStart", end=False) if params.get("dateStart") else 0
@@ -348,8 +445,8 @@ def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
     if start > end:
         # DynamoDB refuses a BETWEEN whose bounds are reversed.
         raise BadRequest("dateEnd must not be before dateStart")
-    limit = _whole_number(params.get("limit"), "limit", DEFAULT_LIMIT, MAX_LIMIT) or DEFAULT_LIMIT
-    offset = _whole_number(params.get("offset"), "offset", 0, 1_000_000)
+    limit = _page_size(params)
+    offset = _whole_number(params.get("offset"), "offset", 0, MAX_OFFSET)
     status, order_id, item_code = params.get("status"), params.get("orderId"), params.get("itemCode")
     remaining = []
     if order_id:
@@ -373,6 +470,7 @@ def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
         filter_condition=filter_condition,
         scan_index_forward=False,
         limit=offset + limit,
+        last_evaluated_key=_start_key(params["next"], index, key) if params.get("next") else None,
     )
     # Skipped as they stream past: a deep offset costs reads, not memory.
     return list(islice(results, offset, None))

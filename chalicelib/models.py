@@ -12,6 +12,7 @@ attributes, which DynamoDB requires in epoch seconds.
 import os
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -22,9 +23,11 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
+from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
 from .settings import get_settings
 
@@ -53,6 +56,24 @@ def _index_meta(index_name: str) -> type:
 
     Meta.index_name = index_name
     return Meta
+
+
+@lru_cache(maxsize=1)
+def _connection() -> Connection:
+    settings = get_settings()
+    return Connection(region=settings.region, host=settings.dynamodb_endpoint)
+
+
+def transaction() -> TransactWrite:
+    """`with transaction() as t:` writes that all happen or none do (DynamoDB TransactWriteItems)."""
+    return TransactWrite(connection=_connection())
+
+
+def failed_conditions(error: PynamoDBException) -> list[bool]:
+    """For a cancelled transaction, whether each item's condition failed, in the order pynamodb sends
+    them: condition checks, deletes, puts, updates."""
+    reasons = getattr(error, "cancellation_reasons", None) or []
+    return [reason is not None and reason.code == "ConditionalCheckFailed" for reason in reasons]
 
 
 def condition_failed(error: PynamoDBException) -> bool:
@@ -95,6 +116,8 @@ class StoreModel(Model):
     wallet = UnicodeAttribute(null=True)
     # Advanced atomically (UpdateItem ADD) so no two invoices share an address.
     next_address_index = NumberAttribute(default=0)
+    # Unused addresses in a row the merchant's wallet looks ahead (its "gap limit"); the settings page warns past it.
+    gap_limit = NumberAttribute(default=20)
     invoice_expiration_minutes = NumberAttribute(default=15)
     transaction_speed = UnicodeAttribute(default="medium")
     created = NumberAttribute(default_for_new=now_ms)
@@ -127,6 +150,13 @@ class TokensByStore(GlobalSecondaryIndex):
     created = NumberAttribute(range_key=True)
 
 
+class TokensByMinter(GlobalSecondaryIndex):
+    """Sparse: only codes a merchant's client made through the API, so a revocation finds what it minted."""
+
+    Meta = _index_meta("minted-by-index")
+    minted_by = UnicodeAttribute(hash_key=True)
+
+
 class TokenModel(Model):
     """An API token, and while it is pending, the pairing request behind it.
 
@@ -151,12 +181,15 @@ class TokenModel(Model):
     pairing_code = UnicodeAttribute(null=True)
     pairing_expiration = TTLAttribute(null=True)
     created = NumberAttribute(default_for_new=now_ms)
+    # The merchant token whose client asked for this code (POST /tokens): revoking it revokes the code.
+    minted_by = UnicodeAttribute(null=True)
     # The merchant has had the token's value shown once on the Access tokens page.
     value_shown = BooleanAttribute(null=True)
 
     by_sin = TokensBySin()
     by_pairing_code = TokensByPairingCode()
     by_store = TokensByStore()
+    by_minter = TokensByMinter()
 
     @property
     def is_expired(self) -> bool:
@@ -309,14 +342,24 @@ class SessionModel(Model):
     by_login = SessionsByLogin()
 
 
-class LoginFailureModel(Model):
-    """Failed sign-ins counted per account ("login#alice") and per address ("address#198.51.100.7")."""
+class LimitModel(Model):
+    """One fixed-window abuse counter (chalicelib.limits): key "<limit>#<subject>", e.g. "sign-in-account#alice"."""
 
-    Meta = _meta("LOGIN_FAILURES_TABLE", "login-failures")
+    Meta = _meta("LIMITS_TABLE", "limits")
 
     key = UnicodeAttribute(hash_key=True)
-    failures = NumberAttribute(default=0)
+    hits = NumberAttribute()
+    # The window's end; the counter is void after it even before DynamoDB deletes it.
     expiration = TTLAttribute()
+
+
+class SecretModel(Model):
+    """Server-side secrets made once per deployment (the device cookies' HMAC key); never sent to anyone."""
+
+    Meta = _meta("SECRETS_TABLE", "secrets")
+
+    name = UnicodeAttribute(hash_key=True)
+    value = UnicodeAttribute()
 
 
 class NotificationsOutbox(GlobalSecondaryIndex):
@@ -363,14 +406,33 @@ class NotificationModel(Model):
     by_outbox = NotificationsOutbox()
 
 
+class ClaimModel(Model):
+    """Something only one owner may ever use, claimed by a conditional PutItem on its own key.
+
+    "address#bc1q...": the receive address of one invoice, written in the invoice's own
+    transaction, so no address can serve two invoices however the stores' wallets overlap.
+    "wallet#<Wallet.identity>": the store whose wallet it is, released when the store changes it.
+    "sin#<SIN>": the one store a client id pairs with, written in its token's activation transaction.
+    """
+
+    Meta = _meta("CLAIMS_TABLE", "claims")
+
+    key = UnicodeAttribute(hash_key=True)
+    store_id = UnicodeAttribute()
+    invoice_id = UnicodeAttribute(null=True)
+    created = NumberAttribute(default_for_new=now_ms)
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     UserModel,
     StoreModel,
     TokenModel,
     InvoiceModel,
     SessionModel,
-    LoginFailureModel,
+    LimitModel,
+    SecretModel,
     NotificationModel,
+    ClaimModel,
 )
 
 

@@ -32,13 +32,19 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
-from pynamodb.transactions import TransactWrite
 
 from . import invoices, mail
 from .errors import BadRequest, ServiceUnavailable
-from .models import AttemptAttribute, InvoiceModel, NotificationModel, StoreModel, condition_failed, now_ms
+from .models import (
+    AttemptAttribute,
+    InvoiceModel,
+    NotificationModel,
+    StoreModel,
+    condition_failed,
+    now_ms,
+    transaction,
+)
 from .settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -191,12 +197,6 @@ def _email(invoice: InvoiceModel, event: Event) -> dict:
     return {"subject": f"Invoice {invoice.invoice_id} {headline}", "text": "\n".join(lines) + "\n"}
 
 
-@lru_cache(maxsize=1)
-def _connection() -> Connection:
-    settings = get_settings()
-    return Connection(region=settings.region, host=settings.dynamodb_endpoint)
-
-
 def _outbox(invoice: InvoiceModel, events: list[Event], now: int) -> list[NotificationModel]:
     pending = [(event, delivery) for event in events for delivery in _deliveries(invoice, event, now)]
     return [
@@ -233,12 +233,12 @@ def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int, 
     notifications = _outbox(invoice, events, now)
     try:
         if notifications:
-            with TransactWrite(connection=_connection()) as transaction:
-                transaction.update(
+            with transaction() as writes:
+                writes.update(
                     invoice, [*actions, InvoiceModel.notification_count.add(len(notifications))], condition=condition
                 )
                 for notification in notifications:
-                    transaction.save(notification, condition=NotificationModel.sequence.does_not_exist())
+                    writes.save(notification, condition=NotificationModel.sequence.does_not_exist())
         else:
             invoice.update(actions, condition=condition)
     except (UpdateError, TransactWriteError) as exc:
@@ -260,10 +260,10 @@ def save_created(invoice: InvoiceModel) -> None:
         invoice.save(condition=InvoiceModel.invoice_id.does_not_exist())
         return
     invoice.notification_count = len(notifications)
-    with TransactWrite(connection=_connection()) as transaction:
-        transaction.save(invoice, condition=InvoiceModel.invoice_id.does_not_exist())
+    with transaction() as writes:
+        writes.save(invoice, condition=InvoiceModel.invoice_id.does_not_exist())
         for notification in notifications:
-            transaction.save(notification, condition=NotificationModel.sequence.does_not_exist())
+            writes.save(notification, condition=NotificationModel.sequence.does_not_exist())
     _queue_after_commit(invoice.invoice_id, invoice.created)
 
 

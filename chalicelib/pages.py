@@ -64,12 +64,12 @@ def login(visit: Visit) -> Response:
     form = visit.request.form
     next_path = local_path(form.get("next"))
     try:
-        secret, session = sessions.sign_in(form.get("login", ""), form.get("password", ""), visit.request.source_ip)
-    except (Unauthorized, TooManyRequests) as error:
-        return visit.render(
-            "login.html", status=error.status, error=error.message, next_path=next_path, login=form.get("login", "")
+        secret, session, device_cookie = sessions.sign_in(
+            form.get("login", ""), form.get("password", ""), visit.request.source_ip, visit.device_cookie
         )
-    visit.sign_in(secret, session)
+    except (Unauthorized, TooManyRequests) as error:
+        return visit.form_error("login.html", error, next_path=next_path, login=form.get("login", ""))
+    visit.sign_in(secret, session, device_cookie)
     return visit.redirect(next_path)
 
 
@@ -91,12 +91,13 @@ def change_password(visit: Visit) -> Response:
         sessions.change_password(
             visit.session,
             visit.request.source_ip,
+            visit.device_cookie,
             form.get("current_password", ""),
             form.get("new_password", ""),
             form.get("confirmation", ""),
         )
     except (BadRequest, TooManyRequests) as error:
-        return visit.render("password.html", status=error.status, error=error.message)
+        return visit.form_error("password.html", error)
     return visit.render("password.html", changed=True)
 
 
@@ -140,6 +141,7 @@ def _store_form(store) -> dict:
         "website": store.website or "",
         "invoice_expiration_minutes": str(store.invoice_expiration_minutes),
         "transaction_speed": store.transaction_speed,
+        "gap_limit": str(store.gap_limit),
         "wallet": store.wallet or "",
         "contact_email": store.contact_email or "",
     }
@@ -154,7 +156,10 @@ def store_settings(visit: Visit, store_id: str) -> Response:
     except BadRequest as error:
         # A wallet saved for another network (BITCOIN_NETWORK changed): the merchant must still reach the form.
         return _settings_page(visit, store, form, error=error.message)
-    return _settings_page(visit, store, form, addresses=addresses, saved=saved)
+    # Read one past the limit: enough to tell that the run of unused addresses is longer than it.
+    unused = invoices.unpaid_in_a_row(store.store_id, int(store.gap_limit) + 1)
+    gap_exceeded = unused > store.gap_limit
+    return _settings_page(visit, store, form, addresses=addresses, saved=saved, gap_exceeded=gap_exceeded)
 
 
 @page("/stores/{store_id}", methods=("POST",))
@@ -278,7 +283,7 @@ def public_invoices(visit: Visit, store_id: str) -> Response:
 @page("/api-access-request")
 def pairing_request(visit: Visit) -> Response:
     code = visit.request.query_value("pairingCode") or ""
-    token = _pending_client_request(code)
+    token = _pending_client_request(visit, code)
     return visit.render("pairing.html", token=token, code=code, stores=stores.stores_of(visit.login))
 
 
@@ -286,7 +291,7 @@ def pairing_request(visit: Visit) -> Response:
 def pairing_decision(visit: Visit) -> Response:
     form = visit.request.form
     code = form.get("pairingCode", "")
-    token = _pending_client_request(code)
+    token = _pending_client_request(visit, code)
     decision = form.get("decision")
     if decision == "deny":
         tokens.deny(code)
@@ -298,22 +303,15 @@ def pairing_decision(visit: Visit) -> Response:
     return visit.render("pairing_done.html", token=token, approved=True, store=store)
 
 
-def _pending_client_request(code: str):
+def _pending_client_request(visit: Visit, code: str):
     try:
-        token = tokens.find_pairing(code)
+        return tokens.client_request(code, address=visit.request.source_ip)
     except NotFound:
         raise NotFound(
             "This pairing code is unknown. Check that the link is complete, or ask the application for a new code."
         ) from None
     except BadRequest as error:
         raise BadRequest(f"{error.message}. Ask the application to request a new pairing code.") from None
-    if token.store_id is not None:
-        # A merchant-made code: its client claims it; approving or denying it here would let anyone
-        # holding the code act on another merchant's store.
-        raise BadRequest(
-            "This code was made in a store's Access tokens page for a client to claim: nothing to approve."
-        )
-    return token
 
 
 # Invoices

@@ -21,13 +21,15 @@ from . import sessions
 from .errors import ApiError, Forbidden
 from .invoices import format_btc
 from .models import SessionModel
-from .web import ApiRequest
+from .web import HSTS, ApiRequest
 
 logger = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 SESSION_COOKIE = "paylambda_session"
+# OWASP's device cookie: this browser once signed in to an account (see chalicelib.sessions).
+DEVICE_COOKIE = "paylambda_device"
 # Signs the sign-in form before there is a session (double-submit): a cross-site POST carries no SameSite=Lax cookie.
 LOGIN_CSRF_COOKIE = "paylambda_login_csrf"
 DEFAULT_PAGE = "/stores"
@@ -51,6 +53,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
+    # A year of HTTPS only: a browser that once saw a page never sends its session cookie in clear.
+    "Strict-Transport-Security": HSTS,
 }
 _STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 _ERROR_TITLES = {
@@ -181,9 +185,14 @@ class Visit:
             attributes.append("Secure")
         self._cookies.append("; ".join(attributes))
 
-    def sign_in(self, secret: str, session: SessionModel) -> None:
+    @property
+    def device_cookie(self) -> str | None:
+        return self.request.cookies.get(DEVICE_COOKIE)
+
+    def sign_in(self, secret: str, session: SessionModel, device_cookie: str) -> None:
         self._session, self._session_loaded = session, True
         self.set_cookie(SESSION_COOKIE, secret, max_age=int(sessions.SESSION_TTL.total_seconds()))
+        self.set_cookie(DEVICE_COOKIE, device_cookie, max_age=int(sessions.DEVICE_COOKIE_TTL.total_seconds()))
 
     def sign_out(self) -> None:
         if self.session is not None:
@@ -199,9 +208,10 @@ class Visit:
             headers["Set-Cookie"] = list(self._cookies)
         return Response(body=body, status_code=status, headers=headers)
 
-    def render(self, template: str, status: int = 200, **context) -> Response:
+    def render(self, template: str, status: int = 200, headers: dict[str, str] | None = None, **context) -> Response:
         body = _environment().get_template(template).render(visit=self, **context)
-        return self._response(body, status, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"})
+        headers = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store", **(headers or {})}
+        return self._response(body, status, headers)
 
     def redirect(self, path: str, **query: str) -> Response:
         return self._response("", 303, {"Location": self.url(path, **query), "Cache-Control": "no-store"})
@@ -214,9 +224,13 @@ class Visit:
         # Pages link to each file with its version in the query, so a new version is a new URL.
         return self._response(content, 200, {"Content-Type": content_type, "Cache-Control": "public, max-age=31536000"})
 
-    def error_page(self, status: int, message: str) -> Response:
+    def error_page(self, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
         title = _ERROR_TITLES.get(status, "Error")
-        return self.render("message.html", status=status, title=title, message=message, error=True)
+        return self.render("message.html", status=status, headers=headers, title=title, message=message, error=True)
+
+    def form_error(self, template: str, error: ApiError, **context) -> Response:
+        """A form shown again with the error that refused it (and the error's headers, e.g. Retry-After)."""
+        return self.render(template, status=error.status, headers=error.headers, error=error.message, **context)
 
     def respond(self, view: Callable[[], Response], *, signed_in: bool) -> Response:
         """Run a page's view: sign-in and CSRF checks first, errors as readable pages."""
@@ -229,7 +243,7 @@ class Visit:
                 self.check_csrf(signed_in)
             return view()
         except ApiError as error:
-            return self.error_page(error.status, error.message)
+            return self.error_page(error.status, error.message, error.headers)
         except Exception:
             logger.exception("unhandled error on %s %s", self.request.method, self.request.route_path)
             return self.error_page(500, "Something went wrong on our side. Please try again in a moment.")

@@ -1,30 +1,34 @@
 """Signed-in browsers: server-side sessions with a TTL, their CSRF tokens, and the sign-in throttle.
 
 The session cookie holds a random secret; the table keeps only its SHA-256,
-so reading the table does not let anyone sign in as a merchant. Failed
-sign-ins are counted per account and per client address in a fixed window
-(a TTL item); past the limit, sign-in is refused until the window ends.
+so reading the table does not let anyone sign in as a merchant. Sign-in
+attempts are counted (chalicelib.limits) per account and per client address
+before the password is checked, and given back when it is right; past a
+limit, sign-in is refused until the window ends. A successful sign-in leaves
+a device cookie (OWASP's "Slow Down Online Guessing Attacks with Device
+Cookies"): HMAC-signed with a key made once per deployment and kept in the
+secrets table, it names the login, and a browser presenting it is counted
+against its own cookie rather than the account.
 """
 
+import base64
+import functools
 import hashlib
 import hmac
-import math
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from pynamodb.exceptions import UpdateError
-
-from . import users
-from .errors import BadRequest, TooManyRequests, Unauthorized
-from .models import LoginFailureModel, SessionModel, UserModel, condition_failed, is_expired
+from . import limits, users
+from .errors import BadRequest, Unauthorized
+from .models import SecretModel, SessionModel, UserModel, is_expired
+from .settings import get_settings
 
 SESSION_TTL = timedelta(hours=12)
-FAILURE_WINDOW = timedelta(minutes=15)
-MAX_FAILURES_PER_ACCOUNT = 5
-# Higher than per account: many people may share one address (an office, a mobile carrier's NAT).
-MAX_FAILURES_PER_ADDRESS = 20
+DEVICE_COOKIE_TTL = timedelta(days=365)
+_DEVICE_KEY_NAME = "device-cookie-key"
 _MAX_SECRET_LENGTH = 100
 _MAX_LOGIN_KEY_LENGTH = 100
+_MAX_DEVICE_COOKIE_LENGTH = 400
 
 
 def _hash(secret: str) -> str:
@@ -74,71 +78,90 @@ def end_others(session: SessionModel) -> None:
             other.delete()
 
 
-# The sign-in throttle
+# The sign-in throttle, with OWASP's device cookies
 
 
-def _failure_keys(login: str, address: str) -> list[str]:
-    keys = [f"login#{login.strip().lower()[:_MAX_LOGIN_KEY_LENGTH]}"]
+@functools.cache
+def device_key() -> bytes:
+    """The device cookies' HMAC key, read once per container; the first caller of a deployment makes it."""
+    item = SecretModel(_DEVICE_KEY_NAME)
+    # One UpdateItem makes the key or reads it: racing first callers all get the one that was stored.
+    item.update(actions=[SecretModel.value.set(SecretModel.value | secrets.token_urlsafe(32))])
+    return item.value.encode()
+
+
+def _device_mac(payload: str) -> str:
+    return hmac.new(device_key(), payload.encode(), hashlib.sha256).hexdigest()
+
+
+def _account(login: str) -> str:
+    return login.strip().lower()[:_MAX_LOGIN_KEY_LENGTH]
+
+
+def new_device_cookie(login: str) -> str:
+    """Proof that this browser once signed in to `login`: a random id and the login, signed by the server."""
+    payload = base64.urlsafe_b64encode(f"{secrets.token_urlsafe(16)}:{_account(login)}".encode()).decode()
+    return f"{payload}.{_device_mac(payload)}"
+
+
+def _device_id(device_cookie: str | None, login: str) -> str | None:
+    """The device cookie's id when it is genuine and was issued for this login; None otherwise."""
+    if not device_cookie or len(device_cookie) > _MAX_DEVICE_COOKIE_LENGTH:
+        return None
+    payload, _, mac = device_cookie.rpartition(".")
+    if not payload or not hmac.compare_digest(mac.encode(), _device_mac(payload).encode()):
+        return None
+    device_id, _, cookie_login = base64.urlsafe_b64decode(payload).decode().partition(":")
+    return device_id if cookie_login == _account(login) else None
+
+
+def _attempt(login: str, address: str, device_cookie: str | None) -> list[limits.Count]:
+    """Count a sign-in attempt before its password is checked, and refuse it past a limit.
+
+    A browser holding this account's device cookie counts against its own
+    cookie instead of the account, so guesses from elsewhere never lock the
+    owner out of a known browser.
+    """
+    settings = get_settings()
+    device_id = _device_id(device_cookie, login)
+    if device_id is not None:
+        counts = [limits.count("sign-in-device", device_id, settings.sign_in_failures_per_device)]
+    else:
+        counts = [limits.count("sign-in-account", _account(login), settings.sign_in_failures_per_account)]
     if address:
-        keys.append(f"address#{address}")
-    return keys
+        counts.append(limits.count("sign-in-address", limits.client(address), settings.sign_in_failures_per_address))
+    limits.refuse_over(counts, "Too many failed sign-ins for this account or from this address, so sign-in is paused.")
+    return counts
 
 
-def _limit(key: str) -> int:
-    return MAX_FAILURES_PER_ACCOUNT if key.startswith("login#") else MAX_FAILURES_PER_ADDRESS
-
-
-def check_throttle(login: str, address: str) -> None:
-    """Refuse a sign-in while the account or the address has failed too often in the window."""
-    for counter in LoginFailureModel.batch_get(_failure_keys(login, address)):
-        if not is_expired(counter.expiration) and counter.failures >= _limit(counter.key):
-            minutes = max(1, math.ceil((counter.expiration - datetime.now(UTC)).total_seconds() / 60))
-            raise TooManyRequests(
-                "Too many failed sign-ins for this account or from this address, so sign-in is paused. "
-                f"Try again in {minutes} minute{'s' if minutes > 1 else ''}."
-            )
-
-
-def record_failure(login: str, address: str) -> None:
-    for key in _failure_keys(login, address):
-        counter = LoginFailureModel(key)
-        try:
-            # Counts only within a live window: an expired item may linger until DynamoDB deletes it.
-            counter.update(
-                actions=[LoginFailureModel.failures.add(1)],
-                condition=LoginFailureModel.expiration > datetime.now(UTC),
-            )
-        except UpdateError as exc:
-            if not condition_failed(exc):
-                raise
-            LoginFailureModel(key, failures=1, expiration=FAILURE_WINDOW).save()
-
-
-def _throttled_credentials(login: str, password: str, address: str) -> UserModel | None:
-    """The user these credentials name, checked under the throttle; a wrong one counts as a failure."""
-    check_throttle(login, address)
+def _throttled_credentials(login: str, password: str, address: str, device_cookie: str | None) -> UserModel | None:
+    """The user these credentials name, checked under the throttle; only a wrong one stays counted."""
+    counts = _attempt(login, address, device_cookie)
     user = users.check_credentials(login, password)
-    if user is None:
-        record_failure(login, address)
+    if user is not None:
+        for counted in counts:
+            limits.refund(counted)
     return user
 
 
-def sign_in(login: str, password: str, address: str) -> tuple[str, SessionModel]:
-    """Check the credentials (throttled) and start a session: the cookie's secret and the session."""
-    user = _throttled_credentials(login, password, address)
+def sign_in(login: str, password: str, address: str, device_cookie: str | None) -> tuple[str, SessionModel, str]:
+    """Check the credentials (throttled) and start a session: the cookie's secret, the session, a device cookie."""
+    user = _throttled_credentials(login, password, address, device_cookie)
     if user is None:
         raise Unauthorized("Wrong login or password.")
-    LoginFailureModel(_failure_keys(login, "")[0]).delete()
-    return start(user.login)
+    secret, session = start(user.login)
+    return secret, session, new_device_cookie(user.login)
 
 
-def change_password(session: SessionModel, address: str, current: str, new: str, confirmation: str) -> None:
+def change_password(
+    session: SessionModel, address: str, device_cookie: str | None, current: str, new: str, confirmation: str
+) -> None:
     """Change the signed-in user's password and sign out their other sessions.
 
     The current password is checked under the same throttle as sign-in, so a
     stolen session cookie cannot be used to guess it.
     """
-    user = _throttled_credentials(session.login, current, address)
+    user = _throttled_credentials(session.login, current, address, device_cookie)
     if user is None:
         raise BadRequest("The current password is wrong.")
     if new != confirmation:

@@ -12,6 +12,14 @@ from functools import lru_cache
 
 
 @dataclass(frozen=True)
+class Rate:
+    """At most `count` per `seconds` (a fixed window) for one subject: written "count/seconds"."""
+
+    count: int
+    seconds: int
+
+
+@dataclass(frozen=True)
 class Settings:
     stage: str
     region: str
@@ -44,6 +52,16 @@ class Settings:
     # SQS delays a message by at most 900 s; longer back-offs are reached by re-queueing.
     notification_max_delay_seconds: int
     notification_timeout_seconds: float
+    # Abuse limits (chalicelib.limits). Per address: API Gateway's sourceIp, which the client cannot set.
+    pairing_failures_per_address: Rate
+    # Wrong tries naming one existing code (another client id, a facade it cannot serve); then it is burned.
+    pairing_failures_per_code: Rate
+    pending_tokens_per_address: Rate
+    sign_in_failures_per_account: Rate
+    # Higher than per account: many people may share one address (an office, a mobile carrier's NAT).
+    sign_in_failures_per_address: Rate
+    # A browser holding the account's device cookie counts here instead of per account.
+    sign_in_failures_per_device: Rate
     # The From address of invoice emails (verified in SES); no emails when unset.
     email_sender: str | None
     # An SMTP server to send them through instead of SES (the local stack's sink).
@@ -64,6 +82,11 @@ def _flag(raw: str) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _rate(raw: str) -> Rate:
+    count, _, seconds = raw.partition("/")
+    return Rate(count=int(count), seconds=int(seconds))
+
+
 def _fixed_rates(raw: str) -> dict[str, Decimal]:
     return {code.upper(): Decimal(str(rate)) for code, rate in json.loads(raw).items()}
 
@@ -73,12 +96,13 @@ def get_settings() -> Settings:
     env = os.environ.get
     stage = env("STAGE", "local")
     network = env("BITCOIN_NETWORK", "main")
+    pairing_ttl = int(env("PAIRING_TTL_SECONDS", str(24 * 3600)))
     return Settings(
         stage=stage,
         region=env("AWS_REGION") or env("AWS_DEFAULT_REGION") or "us-east-1",
         dynamodb_endpoint=env("DYNAMODB_ENDPOINT") or None,
         public_base_url=(env("PUBLIC_BASE_URL") or "").rstrip("/") or None,
-        pairing_ttl_seconds=int(env("PAIRING_TTL_SECONDS", str(24 * 3600))),
+        pairing_ttl_seconds=pairing_ttl,
         rate_source=env("RATE_SOURCE", "fixed"),
         fixed_rates=_fixed_rates(
             env("FIXED_RATES", '{"USD": "65000", "EUR": "60000", "GBP": "52000", "JPY": "9750000", "CAD": "89000"}')
@@ -101,4 +125,10 @@ def get_settings() -> Settings:
         email_sender=env("EMAIL_SENDER") or None,
         smtp_host=env("SMTP_HOST") or None,
         smtp_port=int(env("SMTP_PORT", "25")),
+        pairing_failures_per_address=_rate(env("LIMIT_PAIRING_FAILURES_PER_ADDRESS", "20/900")),
+        pairing_failures_per_code=_rate(env("LIMIT_PAIRING_FAILURES_PER_CODE", f"5/{pairing_ttl}")),
+        pending_tokens_per_address=_rate(env("LIMIT_PENDING_TOKENS_PER_ADDRESS", "30/3600")),
+        sign_in_failures_per_account=_rate(env("LIMIT_SIGN_IN_FAILURES_PER_ACCOUNT", "5/900")),
+        sign_in_failures_per_address=_rate(env("LIMIT_SIGN_IN_FAILURES_PER_ADDRESS", "20/900")),
+        sign_in_failures_per_device=_rate(env("LIMIT_SIGN_IN_FAILURES_PER_DEVICE", "10/900")),
     )

@@ -3,18 +3,24 @@
 import secrets
 
 import base58
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 
 from .errors import BadRequest, NotFound
-from .models import StoreModel, condition_failed
+from .fields import http_url, text
+from .models import ClaimModel, StoreModel, condition_failed, failed_conditions, transaction
 from .rates import get_rates
 from .settings import get_settings
-from .web import http_url
 
 # Confirmations that make an invoice `confirmed`, per transaction speed.
 TARGET_CONFIRMATIONS = {"high": 0, "medium": 1, "low-medium": 2, "low": 6}
 TRANSACTION_SPEEDS = tuple(TARGET_CONFIRMATIONS)
 MAX_NAME_LENGTH = 100
+MAX_GAP_LIMIT = 1000
+WALLET_TAKEN = (
+    "This wallet is already used by another store. Give each store a wallet of its own (another account's "
+    "extended public key), so that no payment can ever count for two stores' invoices."
+)
+_NO_WALLET = "This store has no wallet: set its extended public key in the store settings"
 # A day: longer than any checkout needs, short enough that the rate quoted still means something.
 MAX_INVOICE_EXPIRATION_MINUTES = 24 * 60
 
@@ -22,7 +28,7 @@ MAX_INVOICE_EXPIRATION_MINUTES = 24 * 60
 def _check_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
         raise BadRequest(f"store name must be 1 to {MAX_NAME_LENGTH} characters")
-    return name.strip()
+    return text(name, "store name", MAX_NAME_LENGTH).strip()
 
 
 def _check_currency(currency: object) -> str:
@@ -44,6 +50,13 @@ def _check_speed(speed: object) -> str:
     if speed not in TRANSACTION_SPEEDS:
         raise BadRequest(f"transaction speed must be one of {', '.join(TRANSACTION_SPEEDS)}")
     return speed
+
+
+def _check_gap_limit(value: object) -> int:
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_GAP_LIMIT:
+        raise BadRequest(f"gap limit must be a whole number from 1 to {MAX_GAP_LIMIT}")
+    return int(text)
 
 
 def _check_email(email: object) -> str | None:
@@ -76,7 +89,28 @@ def first_addresses(wallet: str, count: int = 5) -> list[str]:
     return _parse_wallet(wallet).addresses(0, count)
 
 
+def _wallet_claim(store_id: str, wallet: str) -> ClaimModel:
+    return ClaimModel(f"wallet#{_parse_wallet(wallet).identity}", store_id=store_id)
+
+
+def _claim_of(store_id: str, wallet: str | None) -> ClaimModel | None:
+    """The claim `store_id` holds on `wallet`; None for no wallet, or one this network cannot read."""
+    if wallet is None:
+        return None
+    try:
+        return _wallet_claim(store_id, wallet)
+    except BadRequest:
+        # Saved while BITCOIN_NETWORK was another one: it cannot be read now, nor have been claimed since.
+        return None
+
+
+def _free_or_mine(store_id: str):
+    # A store saved before wallets were claimed holds none: releasing it, or claiming its own, must still work.
+    return ClaimModel.key.does_not_exist() | (ClaimModel.store_id == store_id)
+
+
 def create_store(owner: str, name: object, default_currency: object = "USD", wallet: str | None = None) -> StoreModel:
+    """A new store; its wallet, if given, is claimed for it first."""
     store = StoreModel(
         base58.b58encode(secrets.token_bytes(16)).decode(),
         owner=owner,
@@ -84,28 +118,69 @@ def create_store(owner: str, name: object, default_currency: object = "USD", wal
         default_currency=_check_currency(default_currency),
         wallet=normalise_wallet(wallet),
     )
+    claim = _claim_of(store.store_id, store.wallet)
+    if claim is not None:
+        # Claimed first, on its own: the store's id is new and random, so its PutItem cannot lose a race.
+        try:
+            claim.save(condition=ClaimModel.key.does_not_exist())
+        except PutError as exc:
+            if condition_failed(exc):
+                raise BadRequest(WALLET_TAKEN) from exc
+            raise
     store.save(condition=StoreModel.store_id.does_not_exist())
     return store
 
 
 def update_settings(store: StoreModel, settings: dict[str, str]) -> StoreModel:
-    """Validate every setting first, then save them together in one UpdateItem.
+    """Validate every setting first, then save them together, claiming a new wallet and releasing the old.
 
     The address counter is left alone even when the wallet changes: an index
     once used is never handed out again, so no two invoices share an address.
+    The update is conditioned on the wallet `store` was read with, so two saves
+    racing cannot leave a claim behind that no store holds.
     """
+    wallet = normalise_wallet(settings.get("wallet"))
     values = [
         (StoreModel.name, _check_name(settings.get("name"))),
         (StoreModel.default_currency, _check_currency(settings.get("default_currency"))),
         (StoreModel.website, http_url(settings.get("website"), "website")),
         (StoreModel.invoice_expiration_minutes, _check_expiration_minutes(settings.get("invoice_expiration_minutes"))),
         (StoreModel.transaction_speed, _check_speed(settings.get("transaction_speed"))),
+        (StoreModel.gap_limit, _check_gap_limit(settings.get("gap_limit", store.gap_limit))),
+        (StoreModel.wallet, wallet),
         (StoreModel.wallet, normalise_wallet(settings.get("wallet"))),
-        (StoreModel.contact_email, _check_email(settings.get("contact_email"))),
+        (StoreModel.contact_email, _check_email(settings.get("contact_email", store.contact_email))),
     ]
-    store.update(
-        actions=[attribute.set(value) if value is not None else attribute.remove() for attribute, value in values]
-    )
+    old_claim, new_claim = _claim_of(store.store_id, store.wallet), _claim_of(store.store_id, wallet)
+    if old_claim is not None and new_claim is not None and old_claim.key == new_claim.key:
+        old_claim = new_claim = None
+    same_wallet = StoreModel.wallet == store.wallet if store.wallet else StoreModel.wallet.does_not_exist()
+    try:
+        with transaction() as writes:
+            # pynamodb sends deletes, then puts, then updates: the new claim is item 0 or 1.
+            if old_claim is not None:
+                writes.delete(old_claim, condition=_free_or_mine(store.store_id))
+            if new_claim is not None:
+                writes.save(new_claim, condition=_free_or_mine(store.store_id))
+            writes.update(
+                store,
+                actions=[
+                    attribute.set(value) if value is not None else attribute.remove() for attribute, value in values
+                ],
+                condition=StoreModel.store_id.exists() & same_wallet,
+            )
+    except TransactWriteError as exc:
+        failed = failed_conditions(exc)
+        position = int(old_claim is not None)
+        if new_claim is not None and len(failed) > position and failed[position]:
+            raise BadRequest(WALLET_TAKEN) from exc
+        if any(failed):
+            raise BadRequest(
+                "The store's wallet was changed meanwhile (in another window?): reload and try again."
+            ) from exc
+        raise
+    for attribute, value in values:
+        setattr(store, attribute.attr_name, value)
     return store
 
 
@@ -114,11 +189,11 @@ def allow_public_invoices(store: StoreModel, allowed: bool) -> None:
     store.update(actions=[StoreModel.anyone_can_invoice.set(allowed)])
 
 
-def get_store(store_id: str) -> StoreModel | None:
+def get_store(store_id: str, consistent: bool = False) -> StoreModel | None:
     if not store_id or len(store_id) > 64:
         return None
     try:
-        return StoreModel.get(store_id)
+        return StoreModel.get(store_id, consistent_read=consistent)
     except StoreModel.DoesNotExist:
         return None
 
@@ -135,20 +210,26 @@ def stores_of(owner: str) -> list[StoreModel]:
     return list(StoreModel.by_owner.query(owner))
 
 
-def reserve_address_index(store_id: str) -> tuple[StoreModel, int]:
-    """Advance the store's address counter atomically; returns the store as updated and the index to use.
+def invoicing_store(store_id: str) -> StoreModel:
+    """The store as an invoice for it is made now (read strongly: its wallet may just have changed)."""
+    store = get_store(store_id, consistent=True)
+    if store is None or not store.wallet:
+        raise BadRequest(_NO_WALLET)
+    return store
 
-    One UpdateItem both reserves the index and reads the store's settings, so
-    invoices created concurrently never share an address.
+
+def reserve_address_index(store: StoreModel) -> int:
+    """Advance the store's address counter atomically and return the index to use.
+
+    Conditioned on the wallet `store` was read with, so the index is that wallet's.
+    Call it last, after every check a request can fail: a reserved index is never
+    handed out again, and each one left unused widens the gap a wallet must look across.
     """
-    store = StoreModel(store_id)
+    reserved = StoreModel(store.store_id)
     try:
-        store.update(
-            actions=[StoreModel.next_address_index.add(1)],
-            condition=StoreModel.store_id.exists() & StoreModel.wallet.exists(),
-        )
+        reserved.update(actions=[StoreModel.next_address_index.add(1)], condition=StoreModel.wallet == store.wallet)
     except UpdateError as exc:
         if condition_failed(exc):
-            raise BadRequest("This store has no wallet: set its extended public key in the store settings") from exc
+            raise BadRequest("This store's wallet was changed meanwhile: create the invoice again") from exc
         raise
-    return store, store.next_address_index - 1
+    return reserved.next_address_index - 1

@@ -5,6 +5,7 @@ output descriptor. Only public keys are ever accepted, so the service can derive
 never spend. embit does all key parsing, derivation and address encoding.
 """
 
+import hashlib
 import re
 
 from embit.bip32 import HARDENED_INDEX
@@ -65,6 +66,11 @@ _BAD_CHECKSUM = (
 )
 
 
+# Bitcoin Core's dust limits (policy.cpp GetDustThreshold at the default 3 sat/vB dust relay fee): an
+# output worth less to the address's script type is not relayed, so no buyer could pay it.
+DUST_LIMITS = {"p2pkh": 546, "p2sh": 540, "p2wpkh": 294, "p2wsh": 330, "p2tr": 330}
+
+
 class Wallet:
     """Derives a store's receive addresses from its public keys. Build one with `Wallet.parse`."""
 
@@ -108,6 +114,22 @@ class Wallet:
         if not _is_int(count) or count < 0 or start + count > HARDENED_INDEX:
             raise BadRequest(f"count must be a whole number from 0 to {HARDENED_INDEX - start}.")
         return [self.address(i) for i in range(start, start + count)]
+
+    @property
+    def dust_limit(self) -> int:
+        """The smallest payment, in satoshis, that Bitcoin relays to this wallet's addresses."""
+        return DUST_LIMITS[self._receive.derive(0).script_pubkey().script_type()]
+
+    @property
+    def identity(self) -> str:
+        """What makes two wallets the same: the keys every receive address is derived from.
+
+        Origins and SLIP-132 prefixes are the merchant's to write and change; a key written as an
+        account xpub with /0/* and the same key's /0 child with /* derive the very same addresses,
+        so the identity is each key's public point and chain code at its last fixed step.
+        """
+        keys = sorted(key.key.key.sec().hex() + key.key.chain_code.hex() for key in self._receive.keys)
+        return hashlib.sha256(",".join(keys).encode()).hexdigest()
 
     def __str__(self) -> str:
         return self._text
@@ -184,13 +206,14 @@ def _receive_branch(descriptor: Descriptor) -> Descriptor:
 
     An address is then one child derivation per key rather than the whole path again.
     """
-    receive = descriptor.branch(0)
+    # embit takes the first branch for None as for 0: that mutant is equivalent.
+    receive = descriptor.branch(0)  # pragma: no mutate
     for key in receive.keys:
         steps = key.allowed_derivation.indexes
         fixed = steps[: steps.index(None)]
         # Giving every key an origin also spares embit, which otherwise derives an extra child per
         # address just to fill in an origin fingerprint.
-        key.origin = KeyOrigin(key.fingerprint, key.derivation + fixed)
+        key.origin = KeyOrigin(key.fingerprint, key.derivation + fixed)  # pragma: no mutate (equivalent: only slower)
         key.key = key.key.derive(fixed)
         key.allowed_derivation = AllowedDerivation(steps[len(fixed) :])
     return receive

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from chalice import Response
 
+from . import fields
 from .errors import ApiError, BadRequest
 from .settings import get_settings
 
@@ -136,6 +137,7 @@ class ApiRequest:
             raise BadRequest("Request body is not valid JSON") from exc
         if not isinstance(parsed, dict):
             raise BadRequest("Request body must be a JSON object")
+        _check_strings(parsed)
         return parsed
 
     @functools.cached_property
@@ -178,22 +180,45 @@ def nest_form_fields(pairs: list[tuple[str, str]]) -> dict:
     return fields
 
 
-def http_url(value: object, name: str) -> str | None:
-    """An absolute http(s) URL as typed (None for an empty value); `name` says which field in the error."""
-    if value is None or value == "":
-        return None
-    parts = urlsplit(value) if isinstance(value, str) and len(value) <= 2000 else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest(f"{name} must be an absolute http(s) URL")
-    return value
+def _check_strings(body: dict) -> None:
+    """Refuse a body holding a string nothing can store (a lone surrogate), naming where it is.
+
+    Every field of every route, read or not, is covered here: a lookup key such as a pairing
+    code fails in DynamoDB's request encoding just as a stored field does. Iterative, since
+    json.loads accepts nesting deeper than the rest of the stack leaves room for.
+    """
+    pending: list[tuple[str, Any]] = [("", body)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if fields.has_lone_surrogate(value):
+                raise BadRequest(f"{path} {fields.LONE_SURROGATE}")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                pending.append((f"{path}.{key}" if path else key, item))
+                pending.append((path or "a field name", key))
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{number}]", item) for number, item in enumerate(value))
 
 
-def json_response(body: Any, status: int = 200) -> Response:
-    return Response(body=json.dumps(body), status_code=status, headers={"Content-Type": "application/json"})
+# A year, as browsers' HSTS preload lists ask. Browsers ignore it over http (RFC 6797 section 8.1),
+# so pages send it always; the API, whose clients are servers, only where it means something.
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def transport_headers(request: ApiRequest) -> dict[str, str]:
+    """Headers every API response gets whatever its route: HSTS when the request came over https."""
+    return {"Strict-Transport-Security": HSTS} if request.scheme == "https" else {}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    # Bodies carry API tokens, invoice tokens and buyers' data: no cache, shared or private, may keep one.
+    headers = {"Content-Type": "application/json", "Cache-Control": "no-store", **(headers or {})}
+    return Response(body=json.dumps(body), status_code=status, headers=headers)
 
 
 def error_response(error: ApiError) -> Response:
-    return json_response({"error": error.message}, error.status)
+    return json_response({"error": error.message}, error.status, error.headers)
 
 
 def api_errors(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -36,6 +36,12 @@ VENDOR_REQUIREMENTS = "requirements-vendor.txt"
 # The oldest botocore the bundle is tested with (tests/test_deploy.py runs it on this one).
 OLDEST_BOTOCORE = "1.29.0"
 LAMBDA_PLATFORM = "manylinux2014_x86_64"
+# embit ships a libsecp256k1 for each platform it knows; Lambda (x86_64, the template's
+# Architectures) loads only this one.
+EMBIT_PREBUILT = "embit/util/prebuilt/"
+EMBIT_LAMBDA_LIBRARY = EMBIT_PREBUILT + "libsecp256k1_linux_x86_64.so"
+# `make run` and the tests: never deployed.
+LOCAL_STAGE = "local"
 _PROJECT_FILES = ("app.py", "requirements.txt", VENDOR_REQUIREMENTS)
 
 
@@ -90,6 +96,28 @@ def add_bytecode(bundle: Path) -> None:
                 archive.write(pyc, name)
 
 
+def drop_other_platforms(bundle: Path) -> None:
+    kept = bundle.with_suffix(".kept")
+    with zipfile.ZipFile(bundle) as source, zipfile.ZipFile(kept, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            if not info.filename.startswith(EMBIT_PREBUILT) or info.filename == EMBIT_LAMBDA_LIBRARY:
+                target.writestr(info, source.read(info))
+    kept.replace(bundle)
+
+
+def check_stage(stage: str) -> None:
+    """A stage deploys only when .chalice/config.json says how; say what is missing otherwise."""
+    stages = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]
+    deployable = sorted(set(stages) - {LOCAL_STAGE})
+    if stage == LOCAL_STAGE:
+        raise SystemExit(f"the {LOCAL_STAGE} stage is for make run; deploy one of {deployable}")
+    if stage not in stages:
+        raise SystemExit(
+            f'no stage {stage!r} in .chalice/config.json (stages: {deployable}): add one under "stages", '
+            f"e.g. a copy of prod with its own STAGE and BITCOIN_NETWORK"
+        )
+
+
 def queue_name(stack: str) -> str:
     return f"{stack}-notifications"
 
@@ -120,6 +148,7 @@ def build(stage: str, out: Path, stack: str | None = None) -> Path:
     """
     from chalicelib.models import ALL_MODELS
 
+    check_stage(stage)
     stack = stack or f"paylambda-{stage}"
     out = out.resolve()
     project = stage_project(out)
@@ -129,6 +158,7 @@ def build(stage: str, out: Path, stack: str | None = None) -> Path:
     merge = out / "merge.json"
     merge.write_text(json.dumps(template.merge_template(chalice_template, ALL_MODELS), indent=2))
     chalice_package(project, stage, stack, out / "package", merge_template=merge)
+    drop_other_platforms(out / "package" / "deployment.zip")
     add_bytecode(out / "package" / "deployment.zip")
     shutil.rmtree(out / "chalice")
     return out / "package"

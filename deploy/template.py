@@ -19,8 +19,9 @@ from pynamodb.models import Model
 
 from . import alarms, guards
 
-GET, BATCH_GET, QUERY = "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"
+GET, QUERY = "dynamodb:GetItem", "dynamodb:Query"
 PUT, UPDATE, DELETE = "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
+CONDITION_CHECK = "dynamodb:ConditionCheckItem"
 SEND = ("sqs:SendMessage",)
 # What Lambda's event source mapping does with the consumer's role (AWSLambdaSQSQueueExecutionRole's actions).
 CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes")
@@ -52,17 +53,23 @@ FUNCTION_ACCESS = {
         tables={
             "USERS_TABLE": (GET, UPDATE),
             "STORES_TABLE": (GET, PUT, UPDATE),
-            "TOKENS_TABLE": (GET, PUT, UPDATE, DELETE),
+            # ConditionCheckItem: a claimed code's maker still active, in the activation transaction.
+            "TOKENS_TABLE": (GET, PUT, UPDATE, DELETE, CONDITION_CHECK),
             # UpdateItem: a resend's transaction.
             "INVOICES_TABLE": (GET, PUT, UPDATE),
             "SESSIONS_TABLE": (GET, PUT, DELETE),
-            "LOGIN_FAILURES_TABLE": (BATCH_GET, PUT, UPDATE, DELETE),
+            # PutItem: a counter's new window; UpdateItem: counting and giving back.
+            "LIMITS_TABLE": (PUT, UPDATE),
+            # UpdateItem: the device cookies' key, made or read in one call.
+            "SECRETS_TABLE": (UPDATE,),
             # PutItem: a resend's transaction; Query: an invoice's notifications.
             "NOTIFICATIONS_TABLE": (PUT, QUERY),
+            # PutItem: a wallet's claim, an address's claim, a client id's store; DeleteItem: a replaced wallet's.
+            "CLAIMS_TABLE": (PUT, DELETE),
         },
         indexes={
             "STORES_TABLE": ("owner-index",),
-            "TOKENS_TABLE": ("sin-index", "pairing-code-index", "store-index"),
+            "TOKENS_TABLE": ("sin-index", "pairing-code-index", "store-index", "minted-by-index"),
             "INVOICES_TABLE": ("store-created-index", "store-status-index", "store-order-index", "store-item-index"),
             "SESSIONS_TABLE": ("login-index",),
         },

@@ -37,7 +37,8 @@ def pos(pair) -> BitIdClient:
 
 @pytest.fixture
 def other_store(user, store):
-    """A second store of the same merchant, with its own address counter."""
+    """A second store of the same merchant, with its own wallet."""
     from chalicelib import stores
+    from tests.conftest import new_wallet
 
-    return stores.create_store(user.login, "Other shop", "EUR", wallet=store.wallet)
+    return stores.create_store(user.login, "Other shop", "EUR", wallet=new_wallet())

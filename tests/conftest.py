@@ -30,15 +30,28 @@ os.environ.update(
         "STAGE": "test",
         "RATE_SOURCE": "fixed",
         "BITCOIN_NETWORK": "main",
+        # Every test's client posts from 127.0.0.1; tests/test_limits.py tries the real limits on its own.
+        "LIMIT_PAIRING_FAILURES_PER_ADDRESS": "1000000/900",
+        "LIMIT_PENDING_TOKENS_PER_ADDRESS": "1000000/3600",
     }
 )
 os.environ.pop("PUBLIC_BASE_URL", None)
 
 PASSWORD = "correct horse battery"
-# The BIP84 test vector account (mnemonic "abandon ... about").
+# The BIP84 test vector account (mnemonic "abandon ... about"). A wallet belongs to one store, so only
+# tests of the wallet alone use it; every test store gets a `new_wallet()`.
 BIP84_ZPUB = (
     "zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs"
 )
+
+
+def new_wallet() -> str:
+    """A wallet no other store has: a BIP84 account zpub of a random seed (a store's wallet is its own)."""
+    from embit.bip32 import HDKey
+    from embit.networks import NETWORKS
+
+    account = HDKey.from_seed(os.urandom(32)).derive("m/84h/0h/0h").to_public()
+    return account.to_base58(NETWORKS["main"]["zpub"])
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +94,7 @@ def user(dynamodb):
 def store(user):
     from chalicelib import stores
 
-    return stores.create_store(user.login, "Test shop", "USD", wallet=BIP84_ZPUB)
+    return stores.create_store(user.login, "Test shop", "USD", wallet=new_wallet())
 
 
 @pytest.fixture
@@ -90,4 +103,4 @@ def other_store(dynamodb):
     from chalicelib import stores, users
 
     owner = users.create_user(f"other-{uuid.uuid4().hex[:10]}", PASSWORD)
-    return stores.create_store(owner.login, "Someone else's shop", "EUR", wallet=BIP84_ZPUB)
+    return stores.create_store(owner.login, "Someone else's shop", "EUR", wallet=new_wallet())

@@ -91,6 +91,9 @@ def test_far_dates_are_fine(merchant, around_midnight):
         ({"limit": "1001"}, "limit"),
         ({"limit": "²"}, "limit"),
         ({"offset": "-1"}, "offset"),
+        ({"offset": "10001"}, "offset"),
+        ({"next": "not a cursor"}, "next"),
+        ({"next": "WyIxIiwgMl0"}, "next"),
     ],
 )
 def test_bad_search_parameters_are_named(merchant, params, field):
@@ -133,6 +136,23 @@ def test_limit_and_offset_page_through_newest_first(merchant, around_midnight):
     assert search(merchant, limit="2", offset="4") == newest_first[4:]
     assert search(merchant, offset="5") == []
     assert search(merchant, limit="0") == newest_first  # 0 means the default, as for BitPay
+
+
+def test_next_continues_a_full_page_where_offset_stops(merchant, around_midnight):
+    newest_first = list(reversed(around_midnight.values()))
+    pages, cursor = [], None
+    while True:
+        response = merchant.get("/invoices", {"limit": "2", **({"next": cursor} if cursor else {})})
+        assert response.status_code == 200, response.text
+        pages.append([invoice["id"] for invoice in response.json()["data"]])
+        cursor = response.json().get("next")
+        if cursor is None:
+            break
+
+    assert pages == [newest_first[:2], newest_first[2:4], newest_first[4:]]
+    # A cursor carries a position only: the query's own store and filter still apply from there.
+    first = merchant.get("/invoices", {"limit": "1"}).json()
+    assert search(merchant, next=first["next"], status="new", limit="2") == newest_first[1:3]
 
 
 def test_search_sees_only_the_stores_invoices(merchant, pair, other_store):

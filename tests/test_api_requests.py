@@ -44,11 +44,12 @@ def dynamodb_calls(monkeypatch) -> DynamoDBCalls:
     return calls
 
 
-def test_signed_create_makes_three_requests(merchant, dynamodb_calls):
+def test_signed_create_makes_five_requests(merchant, dynamodb_calls):
     dynamodb_calls.during(lambda: merchant.post("/invoices", INVOICE))
 
-    # The token, the store's address counter (which also returns its settings), the invoice.
-    assert dynamodb_calls.operations == ["GetItem", "UpdateItem", "PutItem"]
+    # The token; the store, read so that every check runs before an address index is reserved;
+    # the address counter; the address's own claim; the invoice.
+    assert dynamodb_calls.operations == ["GetItem", "GetItem", "UpdateItem", "PutItem", "PutItem"]
 
 
 def test_signed_read_makes_two_requests(merchant, dynamodb_calls):

@@ -9,7 +9,7 @@ import pytest
 
 from chalicelib import users
 from chalicelib.models import StoreModel, TokenModel
-from tests.conftest import BIP84_ZPUB
+from tests.conftest import new_wallet
 from tests.test_auth import Client
 
 
@@ -48,7 +48,7 @@ def test_create_user_refuses_a_password_argument_and_duplicates(login):
 
 def test_store_and_pairing_code_lifecycle(login):
     assert cli("create-user", login, stdin="a long enough password\n").returncode == 0
-    created = cli("create-store", "--owner", login, "--name", "CLI shop", "--currency", "eur", "--wallet", BIP84_ZPUB)
+    created = cli("create-store", "--owner", login, "--name", "CLI shop", "--currency", "eur", "--wallet", new_wallet())
     assert created.returncode == 0, created.stderr
     store_id = created.stdout.strip()
     store = StoreModel.get(store_id)

@@ -27,11 +27,11 @@ from pathlib import Path
 import botocore
 import pytest
 
-from chalicelib import notifications, tokens
+from chalicelib import notifications, sessions, tokens
 from deploy.package import OLDEST_BOTOCORE, ROOT, build
 from deploy.template import FUNCTION_ACCESS, SEND_EMAIL
 from tests.api_fixtures import root_only
-from tests.conftest import BIP84_ZPUB, MOTO_PORT, PASSWORD
+from tests.conftest import MOTO_PORT, PASSWORD, new_wallet
 from tests.lambda_events import DEPLOYMENTS, LambdaClient, LambdaContext, proxy_event, sqs_event
 from tests.pages_support import browser, fresh_address, post_form, sign_in, signed_in
 from tests.payments_support import HOUR, SCHEDULED_EVENT, sats
@@ -138,13 +138,26 @@ def _expected_properties(model) -> dict:
 # What the pinned AWS CLI (requirements-dev.txt) runs as; moto finds a template uploaded to itself by this host name.
 AWS_CLI = str(Path(sys.executable).parent / "aws")
 ACCOUNT = "123456789012"
-# Each one a stack parameter `make deploy` passes when it is given.
+# A value for every stack parameter `make deploy` passes when it is given (the Makefile's STACK_PARAMETERS).
 MAKE_PARAMETERS = {
     "DOMAIN_NAME": ("DomainName", "pay.example.com"),
     "CERTIFICATE_ARN": ("CertificateArn", f"arn:aws:acm:us-east-1:{ACCOUNT}:certificate/0000"),
     "BASE_PATH": ("BasePath", "bitpay"),
     "PUBLIC_BASE_URL": ("PublicBaseUrl", "https://shop.example.com"),
     "LOG_RETENTION_DAYS": ("LogRetentionDays", "90"),
+    "ALARM_EMAIL": ("AlarmEmail", "ops@shop.example.com"),
+    "MONTHLY_BUDGET": ("MonthlyBudget", "25"),
+    "API_RATE_LIMIT": ("ApiRateLimit", "20"),
+    "API_BURST_LIMIT": ("ApiBurstLimit", "40"),
+    "NOTIFICATION_CONCURRENCY": ("NotificationConcurrency", "3"),
+    "RESERVE_WATCHER_CONCURRENCY": ("ReserveWatcherConcurrency", "false"),
+    "ENABLE_WEB_ACL": ("EnableWebAcl", "true"),
+    "WAF_AUTH_REQUESTS_PER_IP": ("WafAuthRequestsPerIp", "50"),
+    "WAF_INVOICE_REQUESTS_PER_IP": ("WafInvoiceRequestsPerIp", "1000"),
+    "ENABLE_BACKUPS": ("EnableBackups", "true"),
+    "BACKUP_COPY_VAULT_ARN": ("BackupCopyVaultArn", f"arn:aws:backup:eu-west-1:{ACCOUNT}:backup-vault:copies"),
+    "ENABLE_TRACING": ("EnableTracing", "true"),
+    "ENABLE_ACCESS_LOGS": ("EnableAccessLogs", "true"),
 }
 
 
@@ -220,8 +233,11 @@ def test_make_changeset_creates_a_change_set_for_every_resource_with_the_paramet
     assert described["StackName"] == "paylambda-prod"
     given = {name: value for name, value in MAKE_PARAMETERS.values()}
     assert {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]} == given
-    # Every parameter `make` passes is one the template declares (the CLI would drop an unknown one silently).
-    assert set(given) <= set(packaged_template["Parameters"])
+    # `make` can set every parameter, and each is one the template declares (the CLI drops unknown ones silently).
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    [pairs] = re.findall(r"^STACK_PARAMETERS = (.*)$", makefile, re.MULTILINE)
+    assert dict(pair.split(":") for pair in pairs.split()) == {var: name for var, (name, _) in MAKE_PARAMETERS.items()}
+    assert set(given) == set(packaged_template["Parameters"])
     changed = {change["ResourceChange"]["LogicalResourceId"] for change in described["Changes"]}
     assert changed == set(packaged_template["Resources"])
 
@@ -409,7 +425,7 @@ def test_all_models_lists_every_model_so_the_template_has_every_table():
 
     defined = {value for value in vars(models).values() if isinstance(value, type) and issubclass(value, Model)}
     assert defined - {Model} == set(models.ALL_MODELS)
-    assert {"NotificationModel", "SessionModel", "LoginFailureModel"} <= {m.__name__ for m in models.ALL_MODELS}
+    assert {"NotificationModel", "SessionModel", "LimitModel"} <= {m.__name__ for m in models.ALL_MODELS}
 
 
 def test_the_consumer_reads_the_queue_every_function_sends_to(template):
@@ -564,8 +580,13 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
 ):
     """Every route family through the handler: BitPay clients (signed proxy events) and a browser (pages)."""
     merchant = Merchant(chalice_app, store)
+    # As in a new container: the first sign-in reads the device cookies' key.
+    sessions.device_key.cache_clear()
     with record_calls() as calls:
         merchant.client.claim(tokens.create_pairing_code(store.store_id, "merchant").pairing_code)
+        status, body = merchant.client.request("POST", "/tokens", payload={"facade": "pos", "token": merchant.token})
+        assert status == 200, body
+        LambdaClient(chalice_app, DEPLOYMENTS[0]).claim(body["data"][0]["pairingCode"])
         invoice = merchant.create_invoice(orderId="o-1", itemCode="mug", notificationURL="https://shop.example/ipn")
         for resource, parameters, query in [
             ("/invoices/{invoice_id}", {"invoice_id": invoice["id"]}, [("token", merchant.token)]),
@@ -595,9 +616,15 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
         elsewhere = signed_in(api_url, user.login)
         session = signed_in(api_url, user.login)
         created = post_form(
-            session, f"{api_url}/stores", f"{api_url}/stores", name="Two", default_currency="EUR", wallet=BIP84_ZPUB
+            session, f"{api_url}/stores", f"{api_url}/stores", name="Two", default_currency="EUR", wallet=new_wallet()
         )
         assert created.status_code == 303
+        two = created.headers["Location"]
+        settings = {"name": "Two", "default_currency": "EUR", "invoice_expiration_minutes": "15"}
+        changed_wallet = post_form(
+            session, two, two, action="save", transaction_speed="medium", wallet=new_wallet(), **settings
+        )
+        assert changed_wallet.status_code == 303, changed_wallet.text
         assert session.get(f"{api_url}/stores/{store.store_id}/tokens").status_code == 200
         assert session.get(f"{api_url}/stores/{store.store_id}/invoices/{invoice['id']}").status_code == 200
         assert session.get(f"{api_url}/invoice", params={"id": invoice["id"]}).status_code == 200
@@ -616,6 +643,12 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
         )
         assert changed.status_code == 200
         assert elsewhere.get(f"{api_url}/stores", allow_redirects=False).status_code == 303
+        tokens_page = f"{api_url}/stores/{store.store_id}/tokens"
+        revoke_form = f"{tokens_page}/revoke?token={tokens.reference(tokens.find(merchant.token))}"
+        revoked = post_form(
+            session, revoke_form, f"{tokens_page}/revoke", token=tokens.reference(tokens.find(merchant.token))
+        )
+        assert revoked.status_code == 303
         assert post_form(session, f"{api_url}/stores", f"{api_url}/logout").status_code == 303
 
     dynamodb, sqs = _split(calls)
@@ -735,6 +768,27 @@ def test_the_bundle_is_small_and_leaves_botocore_to_the_runtime(package):
     assert {name.split("/")[0] for name in files} & RUNTIME_PACKAGES == set()
     assert "pynamodb/models.py" in files
     assert f"coincurve/_libsecp256k1.{tag}-x86_64-linux-gnu.so" in files
+    # embit's libraries for other platforms stay out; Lambda's own is kept.
+    assert [name for name in files if name.startswith("embit/util/prebuilt/")] == [
+        "embit/util/prebuilt/libsecp256k1_linux_x86_64.so"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stage", "says"),
+    [("local", "the local stage is for make run"), ("qa", "no stage 'qa' in .chalice/config.json")],
+)
+def test_a_stage_without_a_deployable_configuration_fails_naming_what_is_missing(stage, says):
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.package", "--stage", stage, "--out", "/nonexistent"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode != 0
+    assert says in result.stderr
+    assert "staging" in result.stderr and "prod" in result.stderr
 
 
 def test_the_bundle_carries_bytecode_lambda_can_use(package):
@@ -796,7 +850,10 @@ def test_the_bundle_serves_requests_on_the_oldest_supported_botocore(bundle, tmp
     result = _run_in_bundle(bundle, runtime, _RUN_IN_BUNDLE, json.dumps(event))
 
     assert result.returncode == 0, result.stderr
-    served = json.loads(result.stdout)
+    *request_lines, last = result.stdout.splitlines()
+    served = json.loads(last)
+    # The request's own log line, from the middleware the bundle's app registers.
+    assert [json.loads(line)["route"] for line in request_lines] == ["/tokens"]
     assert served["botocore"] == [OLDEST_BOTOCORE, str(runtime / "botocore" / "__init__.py")]
     assert served["pynamodb"] == str(bundle / "pynamodb" / "__init__.py")
     assert served["status"] == 200, served["body"]

@@ -12,10 +12,14 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib import notifications
+from chalicelib import notifications, stores
+from chalicelib.errors import BadRequest
+from chalicelib.models import StoreModel
 from chalicelib.payments import BLOCK_TIME_SLACK_MS, Payment, Terms, evaluate, merge
 from chalicelib.settings import get_settings
+from chalicelib.wallet import Wallet
 from tests.api_fixtures import root_only
+from tests.conftest import BIP84_ZPUB
 from tests.payments_support import MINUTE, QUEUE_NAME, sats
 
 CREATED = 1_700_000_000_000
@@ -182,6 +186,32 @@ def test_a_block_exactly_at_the_slack_before_creation_counts_and_one_earlier_doe
     edge = CREATED - BLOCK_TIME_SLACK_MS
     assert look(terms(), [in_block(DUE, edge)], CREATED + MINUTE).paid == DUE
     assert look(terms(), [in_block(DUE, edge - 1)], CREATED + MINUTE).paid == 0
+
+
+# Addresses: the last index there is, and a store that has none to give
+
+
+LAST_INDEX = 2**31 - 1
+
+
+def test_the_last_address_index_is_given_and_the_next_is_refused_by_name():
+    wallet = Wallet.parse(BIP84_ZPUB)
+    assert wallet.addresses(LAST_INDEX, 1) == [wallet.address(LAST_INDEX)]
+    with pytest.raises(BadRequest) as past_the_end:
+        wallet.address(LAST_INDEX + 1)
+    assert past_the_end.value.message == f"Address index must be a whole number from 0 to {LAST_INDEX}."
+    with pytest.raises(BadRequest) as too_many:
+        wallet.addresses(LAST_INDEX - 1, 3)
+    assert too_many.value.message == "count must be a whole number from 0 to 2."
+
+
+@root_only
+def test_a_store_without_a_wallet_reserves_no_address(user, pair):
+    bare = stores.create_store(user.login, "No wallet yet")
+    response = pair("merchant", store_id=bare.store_id).post("/invoices", {"price": 1, "currency": "USD"})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("This store has no wallet: set its extended public key")
+    assert StoreModel.get(bare.store_id).next_address_index in (None, 0)
 
 
 # SQS delays, in seconds, at most 900

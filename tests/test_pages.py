@@ -16,7 +16,8 @@ from bitpay.exceptions import BitPayBitPayError
 from bitpay.key_utils import generate_pem
 from btcpay import BTCPayClient, crypto
 
-from tests.conftest import BIP84_ZPUB, PASSWORD
+from chalicelib.wallet import Wallet
+from tests.conftest import PASSWORD, new_wallet
 from tests.pages_support import (
     browser,
     csrf_token,
@@ -29,7 +30,6 @@ from tests.pages_support import (
 )
 
 XSS = "<script>alert(1)</script>"
-BIP84_FIRST_ADDRESS = "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"
 # BIP32 test vector 1's master private key.
 XPRV = "xprv9s21ZrQH143K3QTDL4LXw2F7HEK3wJUD2nW2nRk4stbPy6cq3jPPqjiChkVvvNKmPGJxWUtg6LnF5kejMRNNU3TGtRBeJgk33yuGBxrMPHi"
 
@@ -119,10 +119,10 @@ def test_a_wrong_password_is_refused_without_a_session(api_url, user):
 
 
 def test_repeated_failures_for_one_account_pause_its_sign_in(api_url, user):
-    from chalicelib.sessions import MAX_FAILURES_PER_ACCOUNT
+    from chalicelib.settings import get_settings
 
     # From a new address each time: the account's own counter is what stops them.
-    for _ in range(MAX_FAILURES_PER_ACCOUNT):
+    for _ in range(get_settings().sign_in_failures_per_account.count):
         assert sign_in(api_url, user.login, "guess", session=browser(fresh_address())).status_code == 401
     paused = sign_in(api_url, user.login, PASSWORD, session=browser(fresh_address()))
     assert paused.status_code == 429
@@ -131,10 +131,10 @@ def test_repeated_failures_for_one_account_pause_its_sign_in(api_url, user):
 
 
 def test_repeated_failures_from_one_address_pause_sign_in_from_it(api_url, user):
-    from chalicelib.sessions import MAX_FAILURES_PER_ADDRESS
+    from chalicelib.settings import get_settings
 
     address = fresh_address()
-    for attempt in range(MAX_FAILURES_PER_ADDRESS):
+    for attempt in range(get_settings().sign_in_failures_per_address.count):
         assert sign_in(api_url, f"nobody-{attempt}", "guess", session=browser(address)).status_code == 401
     assert sign_in(api_url, user.login, session=browser(address)).status_code == 429
     assert sign_in(api_url, user.login, session=browser(fresh_address())).status_code == 303
@@ -182,13 +182,14 @@ def test_changing_the_password(api_url, user, merchant):
 
 
 def test_creating_and_listing_stores(api_url, merchant, user):
+    wallet = new_wallet()
     created = post_form(
-        merchant, f"{api_url}/stores", f"{api_url}/stores", name=XSS, default_currency="eur", wallet=BIP84_ZPUB
+        merchant, f"{api_url}/stores", f"{api_url}/stores", name=XSS, default_currency="eur", wallet=wallet
     )
     assert created.status_code == 303
     store_id = created.headers["Location"].rsplit("/", 1)[1]
     settings = merchant.get(created.headers["Location"])
-    assert settings.status_code == 200 and BIP84_FIRST_ADDRESS in settings.text
+    assert settings.status_code == 200 and Wallet.parse(wallet).address(0) in settings.text
     assert 'value="EUR"' in settings.text
 
     listing = merchant.get(f"{api_url}/stores")
@@ -211,17 +212,18 @@ def test_store_settings_show_the_addresses_before_saving(api_url, merchant, user
 
     store = stores.create_store(user.login, "Fresh shop")
     page = f"{api_url}/stores/{store.store_id}"
+    wallet = new_wallet()
     settings = {
         "name": "Renamed shop",
         "default_currency": "GBP",
         "website": "https://shop.example.com",
         "invoice_expiration_minutes": "30",
         "transaction_speed": "low",
-        "wallet": BIP84_ZPUB,
+        "wallet": wallet,
     }
     preview = post_form(merchant, page, page, action="preview", **settings)
     assert preview.status_code == 200
-    assert BIP84_FIRST_ADDRESS in preview.text and "before saving" in preview.text
+    assert Wallet.parse(wallet).address(0) in preview.text and "before saving" in preview.text
     assert stores.get_store(store.store_id).wallet is None
 
     saved = post_form(merchant, page, page, action="save", **settings)
@@ -254,7 +256,7 @@ def test_bad_store_settings_are_refused_and_nothing_changes(api_url, merchant, s
         "default_currency": "USD",
         "invoice_expiration_minutes": "15",
         "transaction_speed": "medium",
-        "wallet": BIP84_ZPUB,
+        "wallet": store.wallet,
         field: value,
     }
     refused = post_form(merchant, page, page, action="save", **form)
@@ -601,6 +603,7 @@ def test_every_page_forbids_framing_and_inline_script(api_url, merchant, store, 
         page = merchant.get(url)
         assert page.status_code in (200, 404), url
         assert page.headers["X-Frame-Options"] == "DENY"
+        assert page.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
         policy = page.headers["Content-Security-Policy"]
         assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
         assert page.headers["Cache-Control"] == "no-store"

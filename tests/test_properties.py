@@ -9,12 +9,17 @@ later than the expiration): without a block, whether such a payment is late depe
 the watcher saw before, which these tests do not model.
 """
 
+import uuid
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chalicelib import notifications
 from chalicelib.payments import FINAL_STATUSES, Payment, Terms, evaluate, merge
+from chalicelib.rates import get_rates
+from tests.api_fixtures import root_only
+from tests.payments_support import FakeClock, drain, sats
 
 PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -168,3 +173,58 @@ def test_the_threshold_is_the_amount_due_less_at_most_the_tolerance(due, toleran
     assert 0 < terms.threshold <= due
     # Short by no more than the tolerance, rounded in the buyer's favour by less than a satoshi.
     assert due - terms.threshold <= due * tolerance / 100 < due - terms.threshold + 1
+
+
+# The amount due, through the API: the fixed rates' currencies, each with its own decimals; prices from
+# about 1500 satoshis up, above any dust limit.
+_CURRENCY_DECIMALS = {"USD": 2, "EUR": 2, "GBP": 2, "CAD": 2, "JPY": 0}
+prices = st.sampled_from(sorted(_CURRENCY_DECIMALS)).flatmap(
+    lambda currency: st.tuples(
+        st.just(currency),
+        st.decimals(
+            min_value=150 if currency == "JPY" else 1,
+            max_value=10**7,
+            places=_CURRENCY_DECIMALS[currency],
+            allow_nan=False,
+            allow_infinity=False,
+        ),
+    )
+)
+
+
+@root_only
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(price=prices)
+def test_any_price_through_the_api_is_due_rounded_up_to_a_whole_satoshi(merchant, price):
+    currency, amount = price
+    response = merchant.post("/invoices", {"price": str(amount), "currency": currency})
+    assert response.status_code == 200, response.text
+    due = response.json()["data"]["paymentTotals"]["BTC"]
+    # satoshis × (currency per BTC) against the price in currency × 10^8: no float on either side.
+    rate = get_rates().btc_price(currency)
+    assert due * rate >= amount * 10**8 > (due - 1) * rate
+
+
+@root_only
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(failures=st.integers(0, len(notifications.RETRY_DELAYS_MINUTES) + 1))
+def test_any_number_of_failed_deliveries_retry_no_earlier_than_their_delay(
+    shop, chain, watch, clock, ipn_receiver, notifications_queue, failures
+):
+    clock.now = FakeClock().now  # an earlier example's retries moved it on by up to a day
+    path = f"/ipn-{uuid.uuid4().hex}"
+    # Paid at high speed is confirmed on sight: one notification.
+    created = shop.create_invoice(notificationURL=f"{ipn_receiver.url}{path}", transactionSpeed="high")
+    ipn_receiver.fail(path, failures)
+    chain.pay(created["bitcoinAddress"], sats(created))
+    watch()
+    drain(notifications_queue, clock, {created["id"]})
+
+    [notification] = notifications.history(created["id"])
+    times = [attempt["time"] for attempt in notification["attempts"]]
+    retries = len(notifications.RETRY_DELAYS_MINUTES)
+    assert len(times) == min(failures, retries) + 1
+    waits = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    delays = [minutes * MINUTE for minutes in notifications.RETRY_DELAYS_MINUTES[: len(waits)]]
+    assert all(waited >= delay for waited, delay in zip(waits, delays, strict=True))
+    assert notification["state"] == ("delivered" if failures <= retries else "failed")
