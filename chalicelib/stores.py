@@ -148,7 +148,6 @@ def update_settings(store: StoreModel, settings: dict[str, str]) -> StoreModel:
         (StoreModel.transaction_speed, _check_speed(settings.get("transaction_speed"))),
         (StoreModel.gap_limit, _check_gap_limit(settings.get("gap_limit", store.gap_limit))),
         (StoreModel.wallet, wallet),
-        (StoreModel.wallet, normalise_wallet(settings.get("wallet"))),
         (StoreModel.contact_email, _check_email(settings.get("contact_email", store.contact_email))),
     ]
     old_claim, new_claim = _claim_of(store.store_id, store.wallet), _claim_of(store.store_id, wallet)

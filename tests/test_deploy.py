@@ -158,6 +158,7 @@ MAKE_PARAMETERS = {
     "BACKUP_COPY_VAULT_ARN": ("BackupCopyVaultArn", f"arn:aws:backup:eu-west-1:{ACCOUNT}:backup-vault:copies"),
     "ENABLE_TRACING": ("EnableTracing", "true"),
     "ENABLE_ACCESS_LOGS": ("EnableAccessLogs", "true"),
+    "EMAIL_SENDER": ("EmailSender", "payments@shop.example.com"),
 }
 
 
