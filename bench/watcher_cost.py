@@ -2,7 +2,7 @@
 
 Against moto's DynamoDB and the tests' Esplora chain (both on localhost), for a growing
 number of finished invoices and a fixed number still watched, prints the time of one
-watcher run, the Esplora requests it made and the invoices it read.
+watcher run (the planner and the checks it queued), the Esplora requests it made.
 
     PYTHONPATH=. python bench/watcher_cost.py
 """
@@ -23,12 +23,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+MOTO = f"http://127.0.0.1:{_free_port()}"
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "DYNAMODB_ENDPOINT": f"http://127.0.0.1:{_free_port()}",
+        "DYNAMODB_ENDPOINT": MOTO,
+        "AWS_ENDPOINT_URL_SQS": MOTO,
+        "CHECKS_QUEUE": "paylambda-bench-checks",
         "STAGE": "bench",
         "RATE_SOURCE": "fixed",
     }
@@ -38,17 +41,18 @@ os.environ.update(
 def main() -> None:
     import logging
 
+    import boto3
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    port = int(os.environ["DYNAMODB_ENDPOINT"].rsplit(":", 1)[1])
+    port = int(MOTO.rsplit(":", 1)[1])
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
 
     from chalicelib import invoices, stores, tokens, users, watcher
     from chalicelib.auth import Caller
     from chalicelib.esplora import EsploraClient
-    from chalicelib.models import InvoiceModel, create_tables
+    from chalicelib.models import create_tables
     from tests.conftest import BIP84_ZPUB
     from tests.payments_support import ESPLORA_PORT, Chain, EsploraServer, FakeClock
 
@@ -62,10 +66,21 @@ def main() -> None:
     server = EsploraServer(ESPLORA_PORT, chain)
     client = EsploraClient(server.url, concurrency=4)
 
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    checks_url = sqs.create_queue(QueueName=os.environ["CHECKS_QUEUE"])["QueueUrl"]
+
+    def watch() -> None:
+        """A planner run and the checks it queued, as the checkers take them."""
+        watcher.plan(clock.now)
+        while messages := sqs.receive_message(QueueUrl=checks_url, MaxNumberOfMessages=10).get("Messages"):
+            watcher.handle_messages([(m["MessageId"], m["Body"]) for m in messages], clock.now, client)
+            for message in messages:
+                sqs.delete_message(QueueUrl=checks_url, ReceiptHandle=message["ReceiptHandle"])
+
     def run() -> tuple[float, int]:
         chain.requests.clear()
         started = time.perf_counter()
-        watcher.run(now=clock.now, client=client)
+        watch()
         return time.perf_counter() - started, len(chain.requests)
 
     finished = 0
@@ -76,11 +91,11 @@ def main() -> None:
         for invoice in fresh:
             chain.pay(invoice.address, invoice.btc_due_sats)
         chain.mine(6)
-        watcher.run(now=clock.now, client=client)
+        watch()
         finished = target
-        for invoice in InvoiceModel.by_watch.query("main"):
+        for invoice in watcher.watched():
             assert invoice.status == "new", "only the fixed set of unpaid invoices is still watched"
-        while sum(1 for _ in InvoiceModel.by_watch.query("main")) < WATCHED:
+        while sum(1 for _ in watcher.watched()) < WATCHED:
             invoices.create(caller, {"price": "5", "currency": "USD"})
         run()  # warm-up: connections and caches
         samples = [run() for _ in range(9)]

@@ -192,9 +192,9 @@ def authenticate_store_key(request: ApiRequest, store_id: str) -> Caller:
     caller = _signed_identity(request)
     if caller is None:
         raise Unauthorized("Sign this request with the merchant's key (x-identity, x-signature)")
-    token = next(
-        (t for t in tokens.active_for_sin(caller.sin) if t.facade == "merchant" and t.store_id == store_id), None
-    )
+    held = (t for t in tokens.active_for_sin(caller.sin) if t.facade == "merchant" and t.store_id == store_id)
+    # The SIN index may lag a revocation: the token itself is read again, strongly consistent.
+    token = next((found for t in held if (found := tokens.find(t.token)) and found.status == TokenModel.ACTIVE), None)
     if token is None:
         raise Forbidden("The key that signed this request holds no merchant token for this invoice's store")
     return Caller(identity=caller, token=token)

@@ -21,7 +21,7 @@ _SHOWN_AS_THEY_ARE = ("paid", "confirmed", "complete", "expired", "invalid")
 # a buyer who just paid should not wait long to see it, one waiting for a block can.
 POLL_SECONDS = {"awaiting": 5, "partial": 5, "paid": 15, "expired": 15}
 # A checkout that expired keeps asking this long: a payment sent in its last moments is seen
-# by the watcher after the expiry (a minute later, or on its ten-minute late-payment check).
+# by the watcher after the expiry (at the final check a minute later, or on its late-check back-off).
 EXPIRED_POLL_MS = 15 * 60_000
 STATUS_FIELDS = ("status", "exceptionStatus", "btcDue", "btcPaid")
 

@@ -69,6 +69,11 @@ def bitpay_view(code: str) -> dict:
         "minimum": 10.0**-currency.decimals,
         "sanctioned": False,
         "decimals": currency.decimals,
+        # Read unconditionally by the PHP client the legacy BTCPay plugins ship (its setPayoutFields takes
+        # an array, so a missing key is a fatal error); paylambda makes no payouts.
+        "exchangePctFee": 100,
+        "payoutEnabled": False,
+        "payoutFields": [],
     }
     if code == "BTC":
         view["chain"] = "BTC"

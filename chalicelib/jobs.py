@@ -13,22 +13,43 @@ from .settings import get_settings
 
 jobs = Blueprint(__name__)
 logger = logging.getLogger(__name__)
-# The run's summary is the watcher's heartbeat in CloudWatch Logs; the Lambda runtime's root
+# The runs' summaries are the watcher's heartbeat in CloudWatch Logs; the Lambda runtime's root
 # logger passes on what this logger lets through.
 logger.setLevel(logging.INFO)
+# Check messages per checker invocation (each names up to watcher.CHECK_BATCH invoices).
+CHECK_MESSAGES_PER_INVOCATION = 5
 
 
 @jobs.schedule(Rate(1, unit=Rate.MINUTES))
 def watch_payments(event) -> None:
-    from . import notifications, watcher
+    """The planner: queues the invoices due a check (deployed with reserved concurrency 1, no retries)."""
+    from . import watcher
+
+    plan = watcher.plan()
+    logger.info(
+        "watch plan: %d watched, %d open and %d late queued, %d late deferred",
+        plan.watched, len(plan.open), len(plan.late), plan.deferred,
+    )  # fmt: skip
+
+
+@jobs.on_sqs_message(queue=get_settings().checks_queue, batch_size=CHECK_MESSAGES_PER_INVOCATION)
+def check_payments(event) -> dict:
+    """A checker: its messages' invoices against Esplora; SQS delivers again only the messages reported here."""
+    from . import watcher
+
+    redeliver, report = watcher.handle_messages([(record.to_dict()["messageId"], record.body) for record in event])
+    logger.info("watch checks: %s", report)
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in redeliver]}
+
+
+# On its own schedule, so that no watcher trouble (a timed-out or failing check) ever holds it up.
+@jobs.schedule(Rate(1, unit=Rate.MINUTES))
+def sweep_notifications(event) -> None:
+    from . import notifications
     from .models import now_ms
 
-    # The budget comes from the invocation itself, so it follows the timeout the function is deployed with.
-    context = event.context
-    remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else None
-    report = watcher.run(remaining_seconds=remaining)
     requeued = notifications.requeue_overdue(now_ms())
-    logger.info("watcher: %s; notifications re-queued for %d invoices", report, len(requeued))
+    logger.info("notifications re-queued for %d invoices", len(requeued))
 
 
 # One message at a time: a failure then retries only that invoice's message.

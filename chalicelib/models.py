@@ -9,6 +9,7 @@ Times are epoch milliseconds (what BitPay's wire format uses) except TTL
 attributes, which DynamoDB requires in epoch seconds.
 """
 
+import hashlib
 import os
 import time
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -50,9 +51,11 @@ def _meta(table_variable: str, table_suffix: str) -> type:
     return Meta
 
 
-def _index_meta(index_name: str) -> type:
+def _index_meta(index_name: str, projection=None) -> type:
     class Meta:
-        projection = AllProjection()
+        pass
+
+    Meta.projection = projection or AllProjection()
 
     Meta.index_name = index_name
     return Meta
@@ -220,11 +223,24 @@ class InvoicesByItemCode(GlobalSecondaryIndex):
     created = NumberAttribute(range_key=True)
 
 
-class InvoicesWatched(GlobalSecondaryIndex):
-    """Sparse: only invoices still being watched carry `watch_network`, so the watcher's
-    Query costs what the watched invoices cost, never what all invoices ever made do."""
+# The watch list is spread over this many partitions (`watch_partition`), each queried by the planner.
+WATCH_SHARDS = 4
 
-    Meta = _index_meta("watch-index")
+
+def watch_partition(network: str, invoice_id: str) -> str:
+    """The watch index's hash key for an invoice: its network and a shard derived from its id."""
+    shard = int.from_bytes(hashlib.sha256(invoice_id.encode()).digest()[:4], "big") % WATCH_SHARDS
+    return f"{network}#{shard}"
+
+
+class InvoicesWatched(GlobalSecondaryIndex):
+    """Sparse: only invoices still being watched carry `watch_network`, so the planner's
+    Queries cost what the watched invoices cost, never what all invoices ever made do.
+
+    Projects only what the planner decides from; the checker reads the invoice itself.
+    """
+
+    Meta = _index_meta("watch-shard-index", IncludeProjection(["status", "expiration", "checked_after_expiry"]))
     watch_network = UnicodeAttribute(hash_key=True)
     next_check = NumberAttribute(range_key=True)
 
@@ -239,6 +255,8 @@ class PaymentAttribute(MapAttribute):
     first_seen = NumberAttribute()
     block_height = NumberAttribute(null=True)
     block_time = NumberAttribute(null=True)
+    # Absent on payments recorded before lateness was decided on sight.
+    late = BooleanAttribute(null=True)
 
 
 class BuyerAttribute(MapAttribute):
@@ -311,9 +329,13 @@ class InvoiceModel(Model):
     version = VersionAttribute()
     payments = ListAttribute(of=PaymentAttribute, default=list)
     notification_count = NumberAttribute(default=0)
-    # Present while the invoice is watched (see InvoicesWatched).
+    # Present while the invoice is watched (see InvoicesWatched): "network#shard", and the
+    # first moment a check is due (its creation; later checks follow the planner's schedule).
     watch_network = UnicodeAttribute(null=True)
     next_check = NumberAttribute(null=True)
+    # When the chain first answered a check after the expiration: a payment first seen after
+    # that came late (payments.late_on_sight). Until then the invoice gets every run's check.
+    checked_after_expiry = NumberAttribute(null=True)
 
     by_store = InvoicesByStore()
     by_status = InvoicesByStatus()

@@ -287,7 +287,7 @@ def resend(invoice: InvoiceModel, now: int | None = None) -> None:
 
 
 @lru_cache(maxsize=1)
-def _sqs():
+def sqs():
     import boto3  # Only the jobs and the resend route need it; API start-up does not.
 
     # boto3 itself reads AWS_ENDPOINT_URL_SQS, which points the local stack at moto.
@@ -297,13 +297,13 @@ def _sqs():
 @lru_cache(maxsize=1)
 def _queue_url() -> str:
     settings = get_settings()
-    return settings.notifications_queue_url or _sqs().get_queue_url(QueueName=settings.notifications_queue)["QueueUrl"]
+    return settings.notifications_queue_url or sqs().get_queue_url(QueueName=settings.notifications_queue)["QueueUrl"]
 
 
 def enqueue(invoice_id: str, due: int, now: int) -> None:
     """Ask the consumer to deliver the invoice's pending notifications at `due` (ms)."""
     delay = min(max(math.ceil((due - now) / 1000), 0), get_settings().notification_max_delay_seconds)
-    _sqs().send_message(
+    sqs().send_message(
         QueueUrl=_queue_url(), MessageBody=json.dumps({"invoiceId": invoice_id, "due": due}), DelaySeconds=delay
     )
 

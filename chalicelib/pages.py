@@ -192,7 +192,7 @@ def rotate_notification_secret(visit: Visit, store_id: str) -> Response:
 
 def _tokens_page(visit: Visit, store, status: int = 200, **context) -> Response:
     context.setdefault("form", {})
-    store_tokens = [token for token in tokens.for_store(store.store_id) if not api_keys.is_api_key(token)]
+    store_tokens = tokens.for_store(store.store_id)
     return visit.render(
         "tokens.html", status=status, store=store, tokens=store_tokens, reference=tokens.reference, **context
     )

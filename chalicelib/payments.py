@@ -24,10 +24,12 @@ class Payment:
     vout: int
     amount: int
     confirmations: int
-    # When the watcher first saw it (ms); what decides whether it came in time.
+    # When the watcher first saw it (ms).
     first_seen: int
     block_height: int | None = None
     block_time: int | None = None
+    # Decided once, when it is first seen (`merge`), from what was known then.
+    late: bool = False
 
     @property
     def key(self) -> tuple[str, int]:
@@ -35,7 +37,8 @@ class Payment:
 
     @property
     def arrived(self) -> int:
-        """The earliest moment it is known to have existed: a block proves it, even if the watcher was late."""
+        """The earliest moment it is known to have existed (a block proves it): how payments stored
+        before lateness was decided on sight are judged."""
         return min(self.first_seen, self.block_time) if self.block_time is not None else self.first_seen
 
 
@@ -68,10 +71,27 @@ class State:
     watching: bool
 
 
-def merge(terms: Terms, stored: list[Payment], seen: list[Payment], now: int) -> list[Payment]:
-    """The payments that stand after a new look at the chain.
+def late_on_sight(terms: Terms, payment: Payment, now: int, checked_after_expiry: int | None) -> bool:
+    """Whether a payment first seen `now` came after the expiration.
 
-    Keeps each payment's first-seen time. An unconfirmed payment that is no longer
+    The watcher's own lag must never make a buyer late: a payment is late only when
+    a block shows it came after the expiration, or when an earlier check that
+    answered after the expiration (`checked_after_expiry`) did not see it. One found
+    at the first answered check after the expiration without a block is on time.
+    """
+    if now <= terms.expiration:
+        return False
+    if payment.block_time is not None:
+        return payment.block_time > terms.expiration
+    return checked_after_expiry is not None
+
+
+def merge(
+    terms: Terms, stored: list[Payment], seen: list[Payment], now: int, checked_after_expiry: int | None = None
+) -> list[Payment]:
+    """The payments that stand after a new look at the chain (answered at `now`).
+
+    Keeps each payment's first-seen time and lateness. An unconfirmed payment that is no longer
     seen was replaced or dropped from the mempool and leaves the tally; a confirmed
     one is kept even when the answer leaves it out (an Esplora page limit or a
     misbehaving server must not erase money that was paid).
@@ -82,7 +102,11 @@ def merge(terms: Terms, stored: list[Payment], seen: list[Payment], now: int) ->
         if payment.block_time is not None and payment.block_time < terms.created - BLOCK_TIME_SLACK_MS:
             continue  # Funds that were at a reused address before the invoice existed.
         earlier = known.get(payment.key)
-        merged[payment.key] = replace(payment, first_seen=earlier.first_seen if earlier else now)
+        if earlier is not None:
+            merged[payment.key] = replace(payment, first_seen=earlier.first_seen, late=earlier.late)
+        else:
+            late = late_on_sight(terms, payment, now, checked_after_expiry)
+            merged[payment.key] = replace(payment, first_seen=now, late=late)
     for key, payment in known.items():
         if key not in merged and payment.block_height is not None:
             merged[key] = payment
@@ -100,8 +124,8 @@ def full_amount_confirmations(payments: list[Payment], threshold: int) -> int | 
     for confirmations in sorted({payment.confirmations for payment in payments}, reverse=True):
         if sum(payment.amount for payment in payments if payment.confirmations >= confirmations) >= threshold:
             return confirmations
-    # Reached only with no payments and nothing due (a threshold of 0), which no invoice has: any
-    # value here is equivalent for mutation testing.
+    # Reached only with no payments and nothing due (a threshold of 0), which `evaluate` never asks
+    # about: any value here is equivalent for mutation testing.
     return 0  # pragma: no mutate
 
 
@@ -120,24 +144,32 @@ def _path(previous: str, reached: str) -> tuple[str, ...]:
     return _PROGRESS[_PROGRESS.index(previous) + 1 : _PROGRESS.index(reached) + 1]
 
 
-def evaluate(terms: Terms, previous: str, payments: list[Payment], now: int) -> State:
-    on_time = [payment for payment in payments if payment.arrived <= terms.expiration]
-    late = [payment for payment in payments if payment.arrived > terms.expiration]
+def evaluate(terms: Terms, previous: str, payments: list[Payment], now: int, *, expiry_answered: bool = True) -> State:
+    """The state that follows from `payments` at `now`.
+
+    `expiry_answered`: whether the chain has answered a check since the expiration. Until
+    it has, an `expired` status was decided from the clock alone (the chain server was
+    down), and an on-time payment the chain then shows still makes the invoice paid.
+    """
+    on_time = [payment for payment in payments if not payment.late]
+    late = [payment for payment in payments if payment.late]
     paid = sum(payment.amount for payment in payments)
     # Nothing due can never count as paid: invoices.create refuses it, and this holds even if one got stored.
     confirmations = full_amount_confirmations(on_time, terms.threshold) if terms.due > 0 else None
 
     transitions: tuple[str, ...] = ()
     status = previous
-    if previous in _PROGRESS:
-        reached = previous
+    start = "new" if previous == "expired" and not expiry_answered else previous
+    if start in _PROGRESS:
+        reached = start
         if confirmations is not None:
             candidate = _progress_status(confirmations, terms.target_confirmations)
-            reached = max(previous, candidate, key=_PROGRESS.index)
-        transitions = _path(previous, reached)
+            reached = max(start, candidate, key=_PROGRESS.index)
+        transitions = _path(start, reached)
         status = reached
         if status == "new" and now > terms.expiration:
-            status, transitions = "expired", (*transitions, "expired")
+            status = "expired"
+            transitions = (*transitions, "expired") if previous != "expired" else transitions
         elif status in ("paid", "confirmed") and now > terms.watch_until and not confirmations:
             # It was paid (0-conf for "high" speed) but the full amount never got a confirmation.
             status, transitions = "invalid", (*transitions, "invalid")

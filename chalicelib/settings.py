@@ -40,6 +40,11 @@ class Settings:
     esplora_url: str
     esplora_concurrency: int
     esplora_timeout_seconds: float
+    # The queue the watch planner sends due invoices to, read by the checkers.
+    checks_queue: str
+    checks_queue_url: str | None
+    # At most this many checks of invoices past their expiry per planner run (open ones are never capped).
+    late_checks_per_run: int
     # How long after its expiration an invoice is still watched (late payments, confirmations).
     monitoring_window_seconds: int
     # How far short of the amount due a payment may be and still count as paid in full.
@@ -115,6 +120,9 @@ def get_settings() -> Settings:
         esplora_url=(env("ESPLORA_URL") or _DEFAULT_ESPLORA.get(network, "")).rstrip("/"),
         esplora_concurrency=max(1, int(env("ESPLORA_CONCURRENCY", "4"))),
         esplora_timeout_seconds=float(env("ESPLORA_TIMEOUT_SECONDS", "10")),
+        checks_queue=env("CHECKS_QUEUE") or f"paylambda-{stage}-checks",
+        checks_queue_url=env("CHECKS_QUEUE_URL") or None,
+        late_checks_per_run=max(0, int(env("LATE_CHECKS_PER_RUN", "300"))),
         monitoring_window_seconds=int(env("MONITORING_WINDOW_SECONDS", str(24 * 3600))),
         payment_tolerance_percent=Decimal(env("PAYMENT_TOLERANCE_PERCENT", "0")),
         allow_private_notification_urls=_flag(env("ALLOW_PRIVATE_NOTIFICATION_URLS", "false")),

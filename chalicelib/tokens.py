@@ -20,7 +20,7 @@ from datetime import timedelta
 import base58
 from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
 
-from . import limits
+from . import api_keys, limits
 from .errors import BadRequest, NotFound
 from .fields import text
 from .identity import is_valid_sin
@@ -122,7 +122,9 @@ def _wrong_try(token: TokenModel, message: str) -> BadRequest:
 def _revoke_pending(token: TokenModel) -> None:
     try:
         # Conditional: a code claimed a moment ago stays the active token it became.
-        token.update(actions=[TokenModel.status.set(TokenModel.REVOKED)], condition=TokenModel.status == token.PENDING)
+        token.update(
+            actions=[TokenModel.status.set(TokenModel.REVOKED)], condition=TokenModel.status == TokenModel.PENDING
+        )
     except UpdateError as exc:
         if not condition_failed(exc):
             raise
@@ -271,11 +273,11 @@ def active_for_sin(sin: str) -> list[TokenModel]:
 
 
 def for_store(store_id: str) -> list[TokenModel]:
-    """The store's tokens, newest first, active and pending (unexpired) alike."""
+    """The store's tokens, newest first, active and pending (unexpired) alike; not its API key (api_keys)."""
     return [
         token
         for token in TokenModel.by_store.query(store_id, scan_index_forward=False)
-        if token.status != TokenModel.REVOKED and not token.is_expired
+        if token.status != TokenModel.REVOKED and not token.is_expired and not api_keys.is_api_key(token)
     ]
 
 

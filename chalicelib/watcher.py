@@ -1,32 +1,76 @@
-"""The payment watcher: runs every minute, asks Esplora about the invoices still watched, records what changed.
+"""The payment watcher: a planner picks the invoices due a check, checkers check them.
 
-Invoices to watch come from a sparse index (only watched invoices carry its key),
-most overdue first. Each is written with a condition on its version: when two
-watchers (or a watcher re-run after a crash) race, the loser reads the invoice
-again and works it out anew from what it saw, so a payment is never counted twice
-and no update is lost. An invoice that did not change is not written at all.
+The planner (every minute) reads the sharded watch index lazily, only the few
+attributes it decides from, and sends the ids of the invoices due to the checks
+queue in small batches: every invoice still open (before its expiry, or not yet
+answered for since) on every run, so the final check at the expiry decides paid
+or expired; the others (expired, or paid and waiting for confirmations) on a
+back-off computed from their age, at most `late_checks_per_run` of them, after
+the open ones. Its decision needs no state of its own: a late check that finds
+nothing writes nothing.
+
+A checker (on the checks queue, with bounded concurrency) reads its invoices,
+asks Esplora and writes only the fields that changed, with a condition on the
+invoice's version: when two checks race, the loser reads the invoice again and
+works it out anew, so a payment is never counted twice and no update is lost.
+One invoice's failure (Esplora, a throttled write) is logged and its check
+retried by a later message; it never stops the others.
 """
 
+import json
 import logging
-import math
-import time
-from dataclasses import dataclass
+import random
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+from pynamodb.exceptions import PynamoDBException
 
 from . import notifications, payments
 from .esplora import EsploraClient, EsploraError
-from .models import InvoiceModel, PaymentAttribute, now_ms
+from .models import WATCH_SHARDS, InvoiceModel, PaymentAttribute, now_ms
 from .settings import get_settings
 from .stores import TARGET_CONFIRMATIONS
 
 logger = logging.getLogger(__name__)
 
-# An expired invoice is only watched for late payments: every few minutes is enough.
-LATE_PAYMENT_CHECK_MS = 10 * 60_000
+MINUTE_MS = 60_000
+# The planner's schedule (jobs.py): a late check is due in the run that crosses its time.
+RUN_INTERVAL_MS = MINUTE_MS
+# A late invoice is checked every `age / 4`, in powers of two of the shortest interval (so each
+# longer interval's times are times of the shorter ones), up to the longest for its status:
+# money waiting for confirmations is looked at more often than an invoice nobody paid.
+MIN_LATE_INTERVAL_MS = 2 * MINUTE_MS
+MAX_LATE_INTERVAL_MS = {"paid": 4 * MINUTE_MS, "confirmed": 8 * MINUTE_MS}
+DEFAULT_MAX_LATE_INTERVAL_MS = 128 * MINUTE_MS
+# Invoice ids per queue message; the checker takes a few messages per invocation (jobs.py).
+CHECK_BATCH = 20
+SEND_BATCH = 10  # SQS's most messages per SendMessageBatch
+RETRY_DELAY_SECONDS = 30
+MAX_ATTEMPTS = 3
 MAX_CONFLICTS = 3
-# Lambda stops a run at its timeout, so no new check starts once less than this is left: a check
-# already started still has its Esplora requests and its write to finish. What is left waits for
-# the next run, a minute later (.chalice/config.json gives the watcher 60 s, so 40 s of checks).
-FINISH_RESERVE_SECONDS = 20.0
+# What an index item carries (InvoicesWatched's projection and keys).
+_PLANNED_ATTRIBUTES = ["invoice_id", "status", "expiration", "checked_after_expiry"]
+
+
+@dataclass(frozen=True)
+class Watched:
+    """An invoice as the watch index shows it to the planner."""
+
+    invoice_id: str
+    status: str
+    expiration: int
+    checked_after_expiry: int | None
+
+
+@dataclass
+class Plan:
+    open: list[str] = field(default_factory=list)
+    late: list[str] = field(default_factory=list)
+    # Late checks due but left to a later run by the cap.
+    deferred: int = 0
+    watched: int = 0
 
 
 @dataclass
@@ -36,7 +80,120 @@ class Report:
     # Writes lost to another writer and redone: evidence of races, never of double counting.
     conflicts: int = 0
     errors: int = 0
-    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def add(self, other: "Report") -> None:
+        self.checked += other.checked
+        self.changed += other.changed
+        self.conflicts += other.conflicts
+        self.errors += other.errors
+        self.failed += other.failed
+
+
+# Planning
+
+
+def watched(network: str | None = None) -> Iterator[Watched]:
+    """Every watched invoice of the network, page by page, from every shard of the watch index.
+
+    The low-level Query answer is read as it is: building model objects for thousands of
+    items would cost the planner most of its run.
+    """
+    network = network or get_settings().bitcoin_network
+    connection = InvoiceModel._get_connection()
+    # Invoices made before the index was sharded carry the bare network name.
+    for partition in [network, *(f"{network}#{shard}" for shard in range(WATCH_SHARDS))]:
+        start = None
+        while True:
+            page = connection.query(
+                partition,
+                index_name=InvoiceModel.by_watch.Meta.index_name,
+                attributes_to_get=_PLANNED_ATTRIBUTES,
+                exclusive_start_key=start,
+            )
+            for item in page.get("Items", []):
+                checked = item.get("checked_after_expiry")
+                yield Watched(
+                    invoice_id=item["invoice_id"]["S"],
+                    status=item["status"]["S"],
+                    expiration=int(item["expiration"]["N"]),
+                    checked_after_expiry=int(checked["N"]) if checked else None,
+                )
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
+
+
+def late_interval(age_ms: int, status: str) -> int:
+    """How often an invoice `age_ms` past its expiry is checked."""
+    interval = MIN_LATE_INTERVAL_MS
+    while interval * 8 <= age_ms:
+        interval *= 2
+    return min(interval, MAX_LATE_INTERVAL_MS.get(status, DEFAULT_MAX_LATE_INTERVAL_MS))
+
+
+def is_open(invoice: Watched, now: int) -> bool:
+    """Checked on every run: before its expiry, and until the chain has answered a check after it."""
+    return now <= invoice.expiration or invoice.checked_after_expiry is None
+
+
+def late_check_due(invoice: Watched, now: int, window_ms: int) -> bool:
+    age = now - invoice.expiration
+    if age > window_ms:
+        return True  # its last check, which takes it off the watch
+    interval = late_interval(age, invoice.status)
+    return age // interval != (age - RUN_INTERVAL_MS) // interval
+
+
+def plan(now: int | None = None, send: bool = True) -> Plan:
+    """Pick the invoices due a check at `now` and (unless `send` is false) queue them, open ones first."""
+    settings = get_settings()
+    now = now if now is not None else now_ms()
+    window = settings.monitoring_window_seconds * 1000
+    result = Plan()
+    late: list[Watched] = []
+    for invoice in watched(settings.bitcoin_network):
+        result.watched += 1
+        if is_open(invoice, now):
+            result.open.append(invoice.invoice_id)
+        elif late_check_due(invoice, now, window):
+            late.append(invoice)
+    # Which late ones wait when there are too many is left to chance, so no invoice always does;
+    # money waiting for confirmations goes first.
+    random.shuffle(late)
+    late.sort(key=lambda invoice: invoice.status not in MAX_LATE_INTERVAL_MS)
+    result.late = [invoice.invoice_id for invoice in late[: settings.late_checks_per_run]]
+    result.deferred = len(late) - len(result.late)
+    if send:
+        messages = [_message(batch, True) for batch in _chunks(result.open, CHECK_BATCH)]
+        messages += [_message(batch, False) for batch in _chunks(result.late, CHECK_BATCH)]
+        for group in _chunks(messages, SEND_BATCH):
+            _send(group)
+    return result
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _message(invoice_ids: list[str], urgent: bool, attempt: int = 1) -> str:
+    return json.dumps({"invoices": invoice_ids, "open": urgent, "attempt": attempt})
+
+
+@lru_cache(maxsize=1)
+def _checks_queue_url() -> str:
+    settings = get_settings()
+    return settings.checks_queue_url or notifications.sqs().get_queue_url(QueueName=settings.checks_queue)["QueueUrl"]
+
+
+def _send(bodies: list[str], delay: int = 0) -> None:
+    entries = [{"Id": str(number), "MessageBody": body, "DelaySeconds": delay} for number, body in enumerate(bodies)]
+    answer = notifications.sqs().send_message_batch(QueueUrl=_checks_queue_url(), Entries=entries)
+    if answer.get("Failed"):
+        raise RuntimeError(f"the checks queue refused {len(answer['Failed'])} messages: {answer['Failed'][:1]}")
+
+
+# Checking
 
 
 def default_client() -> EsploraClient:
@@ -46,58 +203,98 @@ def default_client() -> EsploraClient:
     )
 
 
-def run(now: int | None = None, client: EsploraClient | None = None, remaining_seconds: float | None = None) -> Report:
-    """One pass over every invoice due a check at `now` (ms, the current time unless given).
-
-    `remaining_seconds`: how long the run may take (the Lambda invocation's time left); no limit when None.
+def handle_messages(
+    messages: list[tuple[str, str]], now: int | None = None, client: EsploraClient | None = None
+) -> tuple[list[str], Report]:
+    """A checker's work for (message id, body) pairs: the ids of the messages SQS must deliver again, and what
+    the checks did. Open invoices are checked first; failed ones go back to the queue in a new message.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    batches = []
+    for message_id, body in messages:
+        try:
+            parsed = json.loads(body)
+            batches.append(
+                (message_id, [str(i) for i in parsed["invoices"]], bool(parsed["open"]), int(parsed["attempt"]))
+            )
+        except (ValueError, TypeError, KeyError):
+            logger.error("dropping a malformed check message: %.200s", body)
+    batches.sort(key=lambda batch: not batch[2])
+    report = check([invoice_id for _, invoice_ids, _, _ in batches for invoice_id in invoice_ids], now, client)
+    failed = set(report.failed)
+    redeliver = []
+    for message_id, invoice_ids, urgent, attempt in batches:
+        retry = [invoice_id for invoice_id in invoice_ids if invoice_id in failed]
+        if not retry:
+            continue
+        if attempt >= MAX_ATTEMPTS:
+            logger.warning("giving up on checking %s until the next plan", retry)
+            continue
+        try:
+            _send([_message(retry, urgent, attempt + 1)], delay=RETRY_DELAY_SECONDS)
+        except Exception:
+            logger.exception("could not queue the retry of %s", retry)
+            redeliver.append(message_id)
+    return redeliver, report
 
-    deadline = math.inf if remaining_seconds is None else time.monotonic() + remaining_seconds - FINISH_RESERVE_SECONDS
+
+def check(invoice_ids: list[str], now: int | None = None, client: EsploraClient | None = None) -> Report:
+    """Check these invoices at `now` (ms, the current time unless given), in this order."""
     settings = get_settings()
     now = now if now is not None else now_ms()
     client = client or default_client()
     report = Report()
-    due = list(InvoiceModel.by_watch.query(settings.bitcoin_network, InvoiceModel.next_check <= now))
-    if not due:
+    # Overlapping plans name an invoice twice; BatchGetItem refuses a key twice, and one check is enough.
+    invoice_ids = list(dict.fromkeys(invoice_ids))
+    if not invoice_ids:
         return report
     try:
         tip = client.tip_height()
     except EsploraError as exc:
-        logger.warning("esplora unavailable, nothing checked: %s", exc)
-        report.errors = len(due)
+        # Expiry is still decided from the clock (and notified); payments wait for an answer.
+        logger.warning("esplora unavailable, expiring from the clock only: %s", exc)
+        tip = None
+    try:
+        found = {invoice.invoice_id: invoice for invoice in InvoiceModel.batch_get(invoice_ids, consistent_read=True)}
+    except PynamoDBException as exc:
+        logger.warning("could not read the invoices to check: %s", exc)
+        report.errors, report.failed = len(invoice_ids), list(invoice_ids)
         return report
-
-    def check(invoice: InvoiceModel) -> tuple[str, int]:
-        if time.monotonic() > deadline:
-            return "skipped", 0
-        return _check(invoice, client, tip, now)
+    # An invoice leaves the watch after its message was sent: nothing to do.
+    due = [found[invoice_id] for invoice_id in invoice_ids if invoice_id in found]
+    due = [invoice for invoice in due if invoice.watch_network is not None]
 
     # Each worker mostly waits on HTTP; the client's own semaphore bounds requests in flight.
     with ThreadPoolExecutor(max_workers=settings.esplora_concurrency) as pool:
-        results = list(pool.map(check, due))
-    outcomes = [outcome for outcome, _ in results]
-    report.conflicts = sum(conflicts for _, conflicts in results)
-    report.checked = sum(1 for outcome in outcomes if outcome in ("changed", "unchanged"))
-    report.changed = outcomes.count("changed")
-    report.errors = outcomes.count("error")
-    report.skipped = outcomes.count("skipped")
+        results = list(pool.map(lambda invoice: _check(invoice, client, tip, now), due))
+    for invoice, (outcome, conflicts) in zip(due, results, strict=True):
+        report.conflicts += conflicts
+        if outcome == "error":
+            report.errors += 1
+            report.failed.append(invoice.invoice_id)
+        else:
+            report.checked += 1
+            report.changed += outcome == "changed"
     return report
 
 
-def _check(invoice: InvoiceModel, client: EsploraClient, tip: int, now: int) -> tuple[str, int]:
-    """What became of the invoice, and how many writes were lost to another writer and redone."""
+def _check(invoice: InvoiceModel, client: EsploraClient, tip: int | None, now: int) -> tuple[str, int]:
+    """What became of the invoice ("changed", "unchanged" or "error"), and how many writes were redone."""
+    seen = None
     try:
-        seen = client.payments_to(invoice.address, tip, now)
+        if tip is not None:
+            seen = client.payments_to(invoice.address, tip, now)
     except EsploraError as exc:
-        # Nothing is concluded from an unanswered question: the invoice is looked at again next run.
         logger.warning("invoice %s not checked: %s", invoice.invoice_id, exc)
+    try:
+        for conflicts in range(MAX_CONFLICTS):
+            outcome = _record(invoice, seen, now)
+            if outcome is not None:
+                # Without an answer the check is still to be done, whatever the clock decided.
+                return (outcome if seen is not None else "error"), conflicts
+            invoice = InvoiceModel.get(invoice.invoice_id, consistent_read=True)
+    except PynamoDBException as exc:
+        logger.warning("invoice %s not recorded: %s", invoice.invoice_id, exc)
         return "error", 0
-    for conflicts in range(MAX_CONFLICTS):
-        outcome = _record(invoice, seen, now)
-        if outcome is not None:
-            return outcome, conflicts
-        invoice = InvoiceModel.get(invoice.invoice_id, consistent_read=True)
     logger.warning("invoice %s kept changing under the watcher; next run", invoice.invoice_id)
     return "error", MAX_CONFLICTS
 
@@ -115,44 +312,57 @@ def terms_of(invoice: InvoiceModel) -> payments.Terms:
 
 
 def stored_payments(invoice: InvoiceModel) -> list[payments.Payment]:
-    return [payments.Payment(**payment.attribute_values) for payment in invoice.payments]
+    stored = []
+    for attribute in invoice.payments:
+        values = dict(attribute.attribute_values)
+        late = values.pop("late", None)
+        payment = payments.Payment(**values)
+        # Recorded before lateness was decided on sight: judged by when it arrived, as it was then.
+        stored.append(replace(payment, late=payment.arrived > invoice.expiration if late is None else late))
+    return stored
 
 
-def _record(invoice: InvoiceModel, seen: list[payments.Payment], now: int) -> str | None:
-    """Write what changed; "changed" or "unchanged", None when another writer got there first."""
+def _record(invoice: InvoiceModel, seen: list[payments.Payment] | None, now: int) -> str | None:
+    """Write what changed; "changed" or "unchanged", None when another writer got there first.
+
+    `seen` is None when Esplora did not answer: then only the clock speaks, and all it may
+    decide is that an unpaid invoice expired.
+    """
     terms = terms_of(invoice)
     stored = stored_payments(invoice)
-    standing = payments.merge(terms, stored, seen, now)
-    state = payments.evaluate(terms, invoice.status, standing, now)
-    received = bool({payment.key for payment in standing} - {payment.key for payment in stored})
-    changed = (
-        standing != stored
-        or state.status != invoice.status
-        or state.exception_status != invoice.exception_status
-        or (not state.watching and invoice.watch_network is not None)
-    )
-    late_check = state.watching and state.status == "expired"
-    if not changed and not late_check:
+    answered_before = invoice.checked_after_expiry
+    standing = stored if seen is None else payments.merge(terms, stored, seen, now, answered_before)
+    state = payments.evaluate(terms, invoice.status, standing, now, expiry_answered=answered_before is not None)
+    if seen is None and state.transitions != ("expired",):
         return "unchanged"
+    checked_after_expiry = answered_before
+    if seen is not None and answered_before is None and now > invoice.expiration:
+        checked_after_expiry = now
+    received = bool({payment.key for payment in standing} - {payment.key for payment in stored})
 
-    # The notifications describe the invoice as it is about to be written.
-    invoice.status = state.status
-    invoice.store_status = f"{invoice.store_id}#{state.status}"
-    invoice.exception_status = state.exception_status
-    invoice.btc_paid_sats = state.paid
-    invoice.payments = [PaymentAttribute(**vars(payment)) for payment in standing]
-    actions = [
-        InvoiceModel.status.set(invoice.status),
-        InvoiceModel.store_status.set(invoice.store_status),
-        InvoiceModel.exception_status.set(invoice.exception_status),
-        InvoiceModel.btc_paid_sats.set(invoice.btc_paid_sats),
-        InvoiceModel.payments.set(invoice.payments),
-    ]
-    if state.watching:
-        actions.append(InvoiceModel.next_check.set(now + LATE_PAYMENT_CHECK_MS if late_check else now))
-    else:
+    # Only the fields that changed; the notifications describe the invoice as it is about to be written.
+    actions = []
+    if state.status != invoice.status:
+        invoice.status = state.status
+        invoice.store_status = f"{invoice.store_id}#{state.status}"
+        actions += [InvoiceModel.status.set(invoice.status), InvoiceModel.store_status.set(invoice.store_status)]
+    if state.exception_status != invoice.exception_status:
+        invoice.exception_status = state.exception_status
+        actions.append(InvoiceModel.exception_status.set(invoice.exception_status))
+    if state.paid != invoice.btc_paid_sats:
+        invoice.btc_paid_sats = state.paid
+        actions.append(InvoiceModel.btc_paid_sats.set(invoice.btc_paid_sats))
+    if standing != stored:
+        invoice.payments = [PaymentAttribute(**vars(payment)) for payment in standing]
+        actions.append(InvoiceModel.payments.set(invoice.payments))
+    if checked_after_expiry != answered_before:
+        invoice.checked_after_expiry = checked_after_expiry
+        actions.append(InvoiceModel.checked_after_expiry.set(checked_after_expiry))
+    if not state.watching:
         actions += [InvoiceModel.watch_network.remove(), InvoiceModel.next_check.remove()]
+    if not actions:
+        return "unchanged"
     events = notifications.events_for(invoice, state.transitions, received)
     if not notifications.commit(invoice, actions, events, now):
         return None
-    return "changed" if changed else "unchanged"
+    return "changed"

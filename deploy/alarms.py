@@ -12,7 +12,7 @@ HAS_EMAIL = "HasAlarmEmail"
 HAS_BUDGET = "HasBudget"
 # (metric, log group's function, pattern, module that logs it, threshold in 5 minutes, what it means)
 LOG_PATTERNS = (
-    ("EsploraUnavailable", "WatchPayments", "esplora unavailable", "chalicelib/watcher.py", 3),
+    ("EsploraUnavailable", "CheckPayments", "esplora unavailable", "chalicelib/watcher.py", 3),
     ("RateSourcesFailed", "APIHandler", "All rate sources failed", "chalicelib/rates.py", 1),
 )
 # An invocation this close to its timeout is one slow dependency away from being cut off.

@@ -131,8 +131,9 @@ def chalice_package(project: Path, stage: str, stack: str, out: Path, merge_temp
     environment = {
         # The region only fills the CLI's client configuration; the template uses AWS::Region.
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        # Chalice imports the app to find its functions: the consumer's queue is named then.
+        # Chalice imports the app to find its functions: the consumers' queues are named then.
         "NOTIFICATIONS_QUEUE": queue_name(stack),
+        "CHECKS_QUEUE": f"{stack}-checks",
     }
     output = _run([*command, str(out)], cwd=project, env=environment)
     # Chalice only warns when a dependency has no Linux wheel and cannot be built; the function would fail.

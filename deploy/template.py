@@ -3,12 +3,12 @@
 `chalice package --merge-template` deep-merges this document into Chalice's
 SAM template. The tables come from the pynamodb models through pynamodb's own
 schema (what `create_tables()` sends to a local DynamoDB), so a model or an
-index cannot exist in the code and be missing on AWS. The notification queue
-is named after the queue Chalice's SQS event source reads. Chalice's first
-template names the functions and their roles: each function gets every
-table's name and the queue's URL in its environment, and a policy of its own
-with only what its code calls (FUNCTION_ACCESS), and may write only to its own
-log group. Alarms (deploy/alarms.py) and limits, backups and options
+index cannot exist in the code and be missing on AWS. The notification and
+checks queues are named after the queues Chalice's SQS event sources read.
+Chalice's first template names the functions and their roles: each function
+gets every table's name and the queues' URLs in its environment, and a policy
+of its own with only what its code calls (FUNCTION_ACCESS), and may write only
+to its own log group. Alarms (deploy/alarms.py) and limits, backups and options
 (deploy/guards.py) are built from the same resources.
 """
 
@@ -19,7 +19,7 @@ from pynamodb.models import Model
 
 from . import alarms, guards
 
-GET, QUERY = "dynamodb:GetItem", "dynamodb:Query"
+GET, BATCH_GET, QUERY = "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"
 PUT, UPDATE, DELETE = "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
 CONDITION_CHECK = "dynamodb:ConditionCheckItem"
 SEND = ("sqs:SendMessage",)
@@ -39,14 +39,16 @@ class Access:
     tables: dict[str, tuple[str, ...]]
     # Query on these indexes of the table.
     indexes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # On the notification queue, and on the watcher's checks queue.
     queue: tuple[str, ...] = ()
     # ses:SendEmail as the stack's EmailSender, and only as it.
     email: bool = False
+    checks: tuple[str, ...] = ()
 
 
 # Per function, as Chalice names them in the template; tests/test_deploy.py records the calls
-# each handler makes and checks this against them both ways. Every function sends to the
-# queue: the API on a resend, the watcher with each change, the consumer to retry later.
+# each handler makes and checks this against them both ways. The API sends to the notification
+# queue on a resend, the checker with each change, the consumer to retry later, the sweep what was lost.
 FUNCTION_ACCESS = {
     # The API and the pages.
     "APIHandler": Access(
@@ -75,12 +77,18 @@ FUNCTION_ACCESS = {
         },
         queue=SEND,
     ),
-    # GetItem: an invoice re-read after another writer changed it first;
-    # UpdateItem on notifications: the sweep moves an overdue one's next attempt.
-    "WatchPayments": Access(
-        tables={"INVOICES_TABLE": (GET, UPDATE), "NOTIFICATIONS_TABLE": (PUT, UPDATE)},
-        indexes={"INVOICES_TABLE": ("watch-index",), "NOTIFICATIONS_TABLE": ("outbox-index",)},
+    # The planner reads the watch index and queues the checks.
+    "WatchPayments": Access(tables={}, indexes={"INVOICES_TABLE": ("watch-shard-index",)}, checks=SEND),
+    # BatchGetItem: a batch's invoices; GetItem: one re-read after another writer changed it first;
+    # PutItem on notifications: a change's transaction. It queues again the checks that failed.
+    "CheckPayments": Access(
+        tables={"INVOICES_TABLE": (GET, BATCH_GET, UPDATE), "NOTIFICATIONS_TABLE": (PUT,)},
         queue=SEND,
+        checks=SEND + CONSUME,
+    ),
+    # Moves an overdue notification's next attempt and queues it again.
+    "SweepNotifications": Access(
+        tables={"NOTIFICATIONS_TABLE": (UPDATE,)}, indexes={"NOTIFICATIONS_TABLE": ("outbox-index",)}, queue=SEND
     ),
     # UpdateItem on stores: the store's signing secret, made on first use (if_not_exists).
     # Only the consumer sends email: an email is a notification it delivers.
@@ -93,6 +101,12 @@ FUNCTION_ACCESS = {
 
 QUEUE_ID = "NotificationsQueue"
 DEAD_LETTER_QUEUE_ID = "NotificationsDeadLetterQueue"
+CHECKS_QUEUE_ID = "ChecksQueue"
+# Which function consumes which queue (Chalice's names).
+NOTIFICATIONS_CONSUMER, CHECKS_CONSUMER = "DeliverNotifications", "CheckPayments"
+# A check message is only worth its plan's minute or so: an older one is dropped, the planner
+# queues the invoice again. No dead-letter queue either: a check is never lost, only replanned.
+CHECKS_RETENTION_SECONDS = 600
 # SQS's name for a queue is at most 80 characters; the dead-letter queue adds this.
 DEAD_LETTER_SUFFIX = "-dlq"
 MAX_QUEUE_NAME = 80 - len(DEAD_LETTER_SUFFIX)
@@ -139,6 +153,36 @@ PARAMETERS = {
         "Default": "",
         "Description": "From address of invoice emails, verified in SES (an address or one of a verified domain); "
         "empty for no emails",
+    },
+    "EsploraUrl": {
+        "Type": "String",
+        "Default": "",
+        "Description": "Esplora-compatible API the watcher asks (your electrs); empty for mempool.space",
+    },
+    "EsploraConcurrency": {
+        "Type": "Number",
+        "Default": "4",
+        "MinValue": 1,
+        "Description": "Esplora requests in flight per checker (times CheckConcurrency in all)",
+    },
+    "CheckConcurrency": {
+        "Type": "Number",
+        "Default": "2",
+        "MinValue": 2,
+        "MaxValue": 1000,
+        "Description": "Checkers running at once at most (the checks queue's MaximumConcurrency)",
+    },
+    "MonitoringWindowSeconds": {
+        "Type": "Number",
+        "Default": "86400",
+        "MinValue": 0,
+        "Description": "How long after expiry an invoice is watched (late payments, confirmations)",
+    },
+    "PaymentTolerancePercent": {
+        "Type": "String",
+        "Default": "0",
+        "AllowedPattern": "^[0-9]{1,2}(\\.[0-9]+)?$",
+        "Description": "Shortfall still accepted as paid in full, in percent",
     },
     "LogRetentionDays": {
         "Type": "Number",
@@ -257,9 +301,10 @@ def access_policy(access: Access, models: tuple[type[Model], ...], role_id: str)
         indexes += [{"Fn::Sub": f"${{{table_logical_id(model)}.Arn}}/index/{name}"} for name in index_names]
     if indexes:
         statements.append({"Effect": "Allow", "Action": [QUERY], "Resource": indexes})
-    if access.queue:
-        queue = {"Fn::GetAtt": [QUEUE_ID, "Arn"]}
-        statements.append({"Effect": "Allow", "Action": list(access.queue), "Resource": [queue]})
+    for queue_id, actions in ((QUEUE_ID, access.queue), (CHECKS_QUEUE_ID, access.checks)):
+        if actions:
+            queue = {"Fn::GetAtt": [queue_id, "Arn"]}
+            statements.append({"Effect": "Allow", "Action": list(actions), "Resource": [queue]})
     if access.email:
         statements.append(SEND_EMAIL)
     return {
@@ -319,26 +364,40 @@ def _role_id(function_id: str, function: dict) -> str:
 _CHALICE_QUEUE_ARN = "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:"
 
 
-def consumed_queue(functions: dict[str, dict]) -> tuple[str, str]:
-    """The function Chalice subscribed to the notification queue, and that queue's name.
+def consumed_queues(functions: dict[str, dict]) -> dict[str, tuple[str, str]]:
+    """Each function Chalice subscribed to a queue: its event source's name, and that queue's name.
 
     Chalice writes the event source's queue as an ARN built from the name the app
-    was configured with (`on_sqs_message(queue=...)`), so the queue made here takes
-    exactly that name.
+    was configured with (`on_sqs_message(queue=...)`), so the queues made here take
+    exactly those names.
     """
-    consumers = [
-        (function_id, event["Properties"]["Queue"])
-        for function_id, function in functions.items()
-        for event in function["Properties"].get("Events", {}).values()
-        if event["Type"] == "SQS"
-    ]
-    if len(consumers) != 1:
-        raise ValueError(f"expected one SQS consumer, the notification queue's; found {consumers}")
-    function_id, queue = consumers[0]
-    arn = queue.get("Fn::Sub") if isinstance(queue, dict) else None
-    if not (isinstance(arn, str) and arn.startswith(_CHALICE_QUEUE_ARN)):
-        raise ValueError(f"{function_id} reads a queue this template does not make: {queue}")
-    return function_id, arn.removeprefix(_CHALICE_QUEUE_ARN)
+    consumers = {}
+    for function_id, function in functions.items():
+        for event_id, event in function["Properties"].get("Events", {}).items():
+            if event["Type"] != "SQS":
+                continue
+            queue = event["Properties"]["Queue"]
+            arn = queue.get("Fn::Sub") if isinstance(queue, dict) else None
+            if not (isinstance(arn, str) and arn.startswith(_CHALICE_QUEUE_ARN)):
+                raise ValueError(f"{function_id} reads a queue this template does not make: {queue}")
+            consumers[function_id] = (event_id, arn.removeprefix(_CHALICE_QUEUE_ARN))
+    if set(consumers) != {NOTIFICATIONS_CONSUMER, CHECKS_CONSUMER}:
+        raise ValueError(f"expected the notification and checks consumers; found {sorted(consumers)}")
+    return consumers
+
+
+def _checks_queue(name: str, checker_timeout: int) -> dict:
+    return {
+        CHECKS_QUEUE_ID: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": name,
+                "VisibilityTimeout": VISIBILITY_TIMEOUT_FACTOR * checker_timeout,
+                "MessageRetentionPeriod": CHECKS_RETENTION_SECONDS,
+                "SqsManagedSseEnabled": True,
+            },
+        }
+    }
 
 
 def _queues(name: str, consumer_timeout: int) -> dict:
@@ -441,19 +500,28 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
         raise ValueError(f"FUNCTION_ACCESS must say what each function calls: {sorted(functions)}")
     # Chalice makes at most one REST API (RestAPI) for an app's routes.
     rest_api_id = next(iter(_resources_of_type(chalice_template, "AWS::Serverless::Api")), None)
-    consumer_id, queue_name = consumed_queue(functions)
+    consumers = consumed_queues(functions)
+    queue_name = consumers[NOTIFICATIONS_CONSUMER][1]
     if len(queue_name) > MAX_QUEUE_NAME:
         raise ValueError(f"queue name {queue_name} is over {MAX_QUEUE_NAME} characters: use a shorter stack name")
     environment = {model.Meta.table_name_variable: {"Ref": table_logical_id(model)} for model in models}
     environment["NOTIFICATIONS_QUEUE"] = {"Fn::GetAtt": [QUEUE_ID, "QueueName"]}
-    # Given, the functions never have to look the queue up (nor be allowed to).
+    # Given, the functions never have to look the queues up (nor be allowed to).
     environment["NOTIFICATIONS_QUEUE_URL"] = {"Ref": QUEUE_ID}
+    environment["CHECKS_QUEUE"] = {"Fn::GetAtt": [CHECKS_QUEUE_ID, "QueueName"]}
+    environment["CHECKS_QUEUE_URL"] = {"Ref": CHECKS_QUEUE_ID}
     environment["PUBLIC_BASE_URL"] = {"Ref": "PublicBaseUrl"}
     # Every function: the emails are written to the outbox wherever the invoice changes.
     environment["EMAIL_SENDER"] = {"Ref": "EmailSender"}
+    environment["ESPLORA_URL"] = {"Ref": "EsploraUrl"}
+    environment["ESPLORA_CONCURRENCY"] = {"Ref": "EsploraConcurrency"}
+    environment["MONITORING_WINDOW_SECONDS"] = {"Ref": "MonitoringWindowSeconds"}
+    environment["PAYMENT_TOLERANCE_PERCENT"] = {"Ref": "PaymentTolerancePercent"}
 
     resources: dict[str, Any] = {table_logical_id(model): table_resource(model) for model in models}
-    resources.update(_queues(queue_name, functions[consumer_id]["Properties"]["Timeout"]))
+    resources.update(_queues(queue_name, functions[NOTIFICATIONS_CONSUMER]["Properties"]["Timeout"]))
+    checks_event, checks_name = consumers[CHECKS_CONSUMER]
+    resources.update(_checks_queue(checks_name, functions[CHECKS_CONSUMER]["Properties"]["Timeout"]))
     roles: dict[str, list[str]] = {}
     for name, function in functions.items():
         role_id = _role_id(name, function)
@@ -470,6 +538,11 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
         resources[name] = {"DependsOn": [policy_id], "Properties": properties}
         # Lambda would create this group itself, but with no expiry and left behind with the stack.
         resources[f"{name}LogGroup"] = _log_group(name)
+    resources[CHECKS_CONSUMER]["Properties"]["Events"][checks_event]["Properties"] = {
+        # The checker answers which messages failed; SQS delivers only those again.
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "ScalingConfig": {"MaximumConcurrency": {"Ref": "CheckConcurrency"}},
+    }
     for role_id, function_ids in roles.items():
         resources[role_id] = _role_policies(role_id, function_ids)
     if rest_api_id is not None:

@@ -1,16 +1,16 @@
 """`make run`: a local DynamoDB and SQS (moto's server, in memory), the tables, an admin account, and `chalice local`.
 
-Beside the API, two threads do what AWS does on a schedule and on queue messages,
-by calling the very handlers AWS calls (`chalicelib/jobs.py`) with AWS-shaped events:
-the payment watcher every minute, and the notification queue's consumer. Invoice emails
-go to an SMTP sink in this process (aiosmtpd) instead of SES: it accepts and logs each
-one, and the invoice's page lists them with their text.
+Beside the API, threads do what AWS does on a schedule and on queue messages, by
+calling the very handlers AWS calls (`chalicelib/jobs.py`) with AWS-shaped events: the
+watch planner and the notification sweep every minute, the checker on the checks queue
+and the consumer of the notification queue.
+Invoice emails go to an SMTP sink in this process (aiosmtpd) instead of SES: it
+accepts and logs each one, and the invoice's page lists them with their text.
 
 Ctrl-C stops all of it. Local data lives in memory only and is gone when it
 stops; durable storage is DynamoDB on AWS.
 """
 
-import json
 import logging
 import os
 import secrets
@@ -26,6 +26,7 @@ DYNAMODB_PORT = int(os.environ.get("LOCAL_DYNAMODB_PORT", "8001"))
 ADMIN_LOGIN = "admin"
 WATCH_INTERVAL_SECONDS = 60
 QUEUE_NAME = "paylambda-local-notifications"
+CHECKS_QUEUE_NAME = "paylambda-local-checks"
 SMTP_PORT = int(os.environ.get("LOCAL_SMTP_PORT", "8025"))
 
 
@@ -48,9 +49,8 @@ def _start_smtp_sink():
     return controller
 
 
-def _watch_forever(stop: threading.Event) -> None:
-    from chalicelib.jobs import watch_payments
-
+def _every(stop: threading.Event, seconds: int, job) -> None:
+    """A scheduled job (the watch planner, the notification sweep) with EventBridge's event."""
     while not stop.is_set():
         event = {
             "version": "0", "id": secrets.token_hex(8), "detail-type": "Scheduled Event", "source": "aws.events",
@@ -58,36 +58,44 @@ def _watch_forever(stop: threading.Event) -> None:
             "region": os.environ["AWS_DEFAULT_REGION"], "resources": [], "detail": {},
         }  # fmt: skip
         try:
-            watch_payments(event, None)
+            job(event, None)
         except Exception:
-            logging.exception("payment watcher run failed")
-        stop.wait(WATCH_INTERVAL_SECONDS)
+            logging.exception("%s failed", job.func.__name__)
+        stop.wait(seconds)
 
 
-def _consume_forever(stop: threading.Event, sqs, queue_url: str) -> None:
-    from chalicelib.jobs import deliver_notifications
-
+def _consume_forever(stop: threading.Event, sqs, queue_url: str, consumer, batch_size: int) -> None:
+    """What Lambda's SQS event source does: hand the consumer its messages and delete those it handled."""
     while not stop.is_set():
         try:
             # A short poll: the local server answers one request at a time (scripts/local_aws.py).
-            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=0)
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch_size, WaitTimeSeconds=0)
         except Exception:
-            logging.exception("notification queue unreadable")
+            logging.exception("queue %s unreadable", queue_url)
             stop.wait(5)
             continue
         if not messages.get("Messages"):
             stop.wait(1)
-        for message in messages.get("Messages", []):
-            record = {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"]}
-            try:
-                deliver_notifications(
-                    {"Records": [{**record, "body": message["Body"], "eventSource": "aws:sqs"}]}, None
-                )
-            except Exception:
-                # As on AWS: the message comes back when its visibility timeout ends.
-                logging.exception("notification delivery failed: %s", json.loads(message["Body"]))
-                continue
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            continue
+        records = [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "eventSource": "aws:sqs",
+            }
+            for m in messages["Messages"]
+        ]
+        try:
+            answer = consumer({"Records": records}, None) or {}
+        except Exception:
+            # As on AWS: the messages come back when their visibility timeout ends.
+            logging.exception("%s failed on %d messages", consumer.func.__name__, len(records))
+            continue
+        failed = {failure["itemIdentifier"] for failure in answer.get("batchItemFailures", [])}
+        for record in records:
+            if record["messageId"] not in failed:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=record["receiptHandle"])
 
 
 def main() -> int:
@@ -100,6 +108,7 @@ def main() -> int:
             # boto3 reads it: the notification queue lives on the same moto server.
             "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{DYNAMODB_PORT}",
             "NOTIFICATIONS_QUEUE": QUEUE_NAME,
+            "CHECKS_QUEUE": CHECKS_QUEUE_NAME,
             "STAGE": "local",
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(SMTP_PORT),
@@ -117,15 +126,21 @@ def main() -> int:
     try:
         import boto3
 
-        from chalicelib import users
+        from chalicelib import jobs, users
         from chalicelib.models import create_tables
         from chalicelib.settings import get_settings
 
         create_tables()
         sqs = boto3.client("sqs", region_name=os.environ["AWS_DEFAULT_REGION"])
         queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
-        threading.Thread(target=_watch_forever, args=(stop,), daemon=True).start()
-        threading.Thread(target=_consume_forever, args=(stop, sqs, queue_url), daemon=True).start()
+        checks_url = sqs.create_queue(QueueName=CHECKS_QUEUE_NAME)["QueueUrl"]
+        for target, args in [
+            (_every, (stop, WATCH_INTERVAL_SECONDS, jobs.watch_payments)),
+            (_every, (stop, WATCH_INTERVAL_SECONDS, jobs.sweep_notifications)),
+            (_consume_forever, (stop, sqs, checks_url, jobs.check_payments, jobs.CHECK_MESSAGES_PER_INVOCATION)),
+            (_consume_forever, (stop, sqs, queue_url, jobs.deliver_notifications, 1)),
+        ]:
+            threading.Thread(target=target, args=args, daemon=True).start()
         if users.get_user(ADMIN_LOGIN) is None:
             password = secrets.token_urlsafe(12)
             users.create_user(ADMIN_LOGIN, password, is_admin=True)

@@ -36,8 +36,10 @@ def _free_port() -> int:
 
 ESPLORA_PORT = _free_port()
 QUEUE_NAME = "paylambda-test-notifications"
+CHECKS_QUEUE_NAME = "paylambda-test-checks"
 os.environ.update(
     {
+        "CHECKS_QUEUE": CHECKS_QUEUE_NAME,
         "ESPLORA_URL": f"http://127.0.0.1:{ESPLORA_PORT}",
         # boto3 reads this one itself: SQS goes to the same moto server as DynamoDB.
         "AWS_ENDPOINT_URL_SQS": os.environ["DYNAMODB_ENDPOINT"],
@@ -183,6 +185,9 @@ class _EsploraHandler(BaseHTTPRequestHandler):
     def do_GET(self):
         chain = self.server.chain
         path = urlsplit(self.path).path
+        if not self.server.admit():
+            return self._send(429, "Too Many Requests", {"Retry-After": "1"})
+        time.sleep(self.server.latency)
         chain.requests.append(path)
         for prefix, statuses in chain.failures.items():
             if path.startswith(prefix) and statuses:
@@ -240,13 +245,35 @@ class _EsploraHandler(BaseHTTPRequestHandler):
 
 
 class EsploraServer(ThreadingHTTPServer):
-    daemon_threads = True
+    """The chain over HTTP; like a public server, it may answer after `latency` seconds and refuse (429)
+    requests beyond `rate_limit` a second."""
 
-    def __init__(self, port: int, chain: Chain):
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, port: int, chain: Chain, latency: float = 0.0, rate_limit: int | None = None):
         super().__init__(("127.0.0.1", port), _EsploraHandler)
         self.chain = chain
+        self.latency = latency
+        self.rate_limit = rate_limit
+        self.refused = 0
+        self._admitted: list[float] = []
+        self._lock = threading.Lock()
         self.url = f"http://127.0.0.1:{port}"
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def admit(self) -> bool:
+        """Whether a request arriving now is within the rate limit (over any sliding second)."""
+        if self.rate_limit is None:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            self._admitted = [moment for moment in self._admitted if moment > now - 1]
+            if len(self._admitted) >= self.rate_limit:
+                self.refused += 1
+                return False
+            self._admitted.append(now)
+            return True
 
 
 class IpnReceiver(ThreadingHTTPServer):
@@ -409,12 +436,42 @@ def shop(api_url, store, chain):
     return pair_merchant(api_url, store)
 
 
-@pytest.fixture
-def watch(clock, esplora):
-    """One watcher run at the test clock's time."""
+def run_watcher(checks: Queue, now: int, client):
+    """One planner run at `now`, and the checkers on every message it queued, at the same time.
+
+    Returns what the checks did (a watcher.Report).
+    """
     from chalicelib import watcher
 
-    return lambda: watcher.run(now=clock.now, client=esplora)
+    watcher.plan(now)
+    report = watcher.Report()
+    while messages := checks.receive_all():
+        _, done = watcher.handle_messages([(m["MessageId"], m["Body"]) for m in messages], now, client)
+        for message in messages:
+            checks.delete(message)
+        report.add(done)
+    return report
+
+
+def run_watcher_handlers(checks: Queue, context=None) -> None:
+    """What AWS runs: the scheduled planner, then the checker's handler on the messages, as the event source
+    hands them over (a message the checker reports failed comes back after its visibility timeout)."""
+    from chalicelib import jobs
+    from tests.lambda_events import sqs_event
+
+    jobs.watch_payments(SCHEDULED_EVENT, context)
+    arn = "arn:aws:sqs:us-east-1:123456789012:" + CHECKS_QUEUE_NAME
+    while messages := checks.receive_all():
+        answer = jobs.check_payments(sqs_event(messages, arn), context)
+        assert answer == {"batchItemFailures": []}, answer
+        for message in messages:
+            checks.delete(message)
+
+
+@pytest.fixture
+def watch(clock, esplora, checks_queue):
+    """One watcher run (planner and checkers) at the test clock's time."""
+    return lambda: run_watcher(checks_queue, clock.now, esplora)
 
 
 @pytest.fixture
@@ -437,18 +494,26 @@ def notifications_queue(dynamodb):
     return Queue(sqs, sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"])
 
 
+@pytest.fixture(scope="session")
+def checks_queue(dynamodb):
+    import boto3
+
+    sqs = boto3.client("sqs", region_name=os.environ["AWS_DEFAULT_REGION"])
+    return Queue(sqs, sqs.create_queue(QueueName=CHECKS_QUEUE_NAME)["QueueUrl"])
+
+
 @pytest.fixture
-def chain(esplora_server, clock, notifications_queue):
+def chain(esplora_server, clock, notifications_queue, checks_queue):
     """A fresh chain on the Esplora server, with no invoice of an earlier test still watched.
 
     Earlier invoices reuse this test's addresses (every test store derives from index 0),
     so they are first run to the end of their watch on an empty chain.
     """
-    from chalicelib import watcher
     from chalicelib.esplora import EsploraClient
 
     esplora_server.chain = Chain(FakeClock())
-    watcher.run(now=clock.now + AFTER_EVERYTHING, client=EsploraClient(esplora_server.url))
+    checks_queue.purge()
+    run_watcher(checks_queue, clock.now + AFTER_EVERYTHING, EsploraClient(esplora_server.url))
     notifications_queue.purge()
     esplora_server.chain = Chain(clock)
     return esplora_server.chain

@@ -50,6 +50,7 @@ def test_signed_create_makes_five_requests(merchant, dynamodb_calls):
     # The token; the store, read so that every check runs before an address index is reserved;
     # the address counter; the address's own claim; the invoice.
     assert dynamodb_calls.operations == ["GetItem", "GetItem", "UpdateItem", "PutItem", "PutItem"]
+    assert dynamodb_calls.consistent_gets == [True, True]
 
 
 def test_signed_read_makes_two_requests(merchant, dynamodb_calls):

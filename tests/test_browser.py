@@ -15,9 +15,8 @@ import pytest
 from bitpay.client import Client as BitPayClient
 from bitpay.key_utils import generate_pem
 
-from chalicelib import jobs
 from tests.conftest import PASSWORD
-from tests.payments_support import SCHEDULED_EVENT, sats
+from tests.payments_support import run_watcher_handlers, sats
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -67,7 +66,7 @@ def _decode_qr(png: bytes) -> list[str]:
 
 
 def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_checkout(
-    chromium, api_url, user, store, chain, screenshots
+    chromium, api_url, user, store, chain, screenshots, checks_queue
 ):
     client = BitPayClient(api_uri=api_url, pem=generate_pem(), tokens={})
     approval_url = f"{api_url}/api-access-request?pairingCode={client.create_token('merchant')}"
@@ -122,7 +121,7 @@ def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_ch
     buyer.on("request", lambda request: "/invoice/status?" in request.url and status_requests.append(request.url))
     buyer.evaluate("window.notReloaded = true")
     chain.pay(invoice["bitcoinAddress"], sats(invoice))
-    jobs.watch_payments(SCHEDULED_EVENT, None)
+    run_watcher_handlers(checks_queue)
     paid = buyer.get_by_text("Payment received, waiting for confirmation.")
     paid.wait_for(timeout=15_000)
     assert buyer.evaluate("window.notReloaded") is True

@@ -34,7 +34,7 @@ from tests.api_fixtures import root_only
 from tests.conftest import MOTO_PORT, PASSWORD, new_wallet
 from tests.lambda_events import DEPLOYMENTS, LambdaClient, LambdaContext, proxy_event, sqs_event
 from tests.pages_support import browser, fresh_address, post_form, sign_in, signed_in
-from tests.payments_support import HOUR, SCHEDULED_EVENT, sats
+from tests.payments_support import HOUR, SCHEDULED_EVENT, run_watcher_handlers, sats
 
 MAX_BUNDLE_BYTES = 5_000_000
 # What a Lambda Python runtime has besides the standard library: none of it may be bundled.
@@ -159,6 +159,11 @@ MAKE_PARAMETERS = {
     "ENABLE_TRACING": ("EnableTracing", "true"),
     "ENABLE_ACCESS_LOGS": ("EnableAccessLogs", "true"),
     "EMAIL_SENDER": ("EmailSender", "payments@shop.example.com"),
+    "ESPLORA_URL": ("EsploraUrl", "https://electrs.shop.example.com"),
+    "ESPLORA_CONCURRENCY": ("EsploraConcurrency", "8"),
+    "CHECK_CONCURRENCY": ("CheckConcurrency", "4"),
+    "MONITORING_WINDOW_SECONDS": ("MonitoringWindowSeconds", "43200"),
+    "PAYMENT_TOLERANCE_PERCENT": ("PaymentTolerancePercent", "0.5"),
 }
 
 
@@ -331,13 +336,24 @@ def _policy_documents(template: dict, role_id: str) -> list[dict]:
 
 
 def _queues(template: dict) -> tuple[str, str]:
-    """(notification queue, its dead-letter queue): the template's only two queues."""
+    """(notification queue, its dead-letter queue): the template's queues besides the checks queue."""
     queues = _resources(template, "AWS::SQS::Queue")
     (queue_id,) = [name for name, queue in queues.items() if "RedrivePolicy" in queue["Properties"]]
     redrive = queues[queue_id]["Properties"]["RedrivePolicy"]
     dead_letter_id = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
-    assert set(queues) == {queue_id, dead_letter_id}
+    assert set(queues) == {queue_id, dead_letter_id, _checks_queue(template)}
     return queue_id, dead_letter_id
+
+
+def _checks_queue(template: dict) -> str:
+    """The watcher's checks queue: the one every function is given as CHECKS_QUEUE_URL."""
+    (reference,) = {
+        json.dumps(function["Properties"]["Environment"]["Variables"]["CHECKS_QUEUE_URL"])
+        for function in _functions(template).values()
+    }
+    queue_id = json.loads(reference)["Ref"]
+    assert template["Resources"][queue_id]["Type"] == "AWS::SQS::Queue"
+    return queue_id
 
 
 def _dynamodb_target(resource, tables: dict[str, type]) -> tuple[str, str | None]:
@@ -357,11 +373,11 @@ def _dynamodb_target(resource, tables: dict[str, type]) -> tuple[str, str | None
 def _grants(template: dict, function_id: str) -> set[tuple[str, str, str | None]]:
     """(action, resource, index name) for every DynamoDB and SQS permission of the function's role.
 
-    The resource is a model's table (or index) or the notification queue; any other
+    The resource is a model's table (or index) or one of the two queues; any other
     resource, or a permission for another service, fails the test.
     """
     tables = _model_tables(template)
-    queue_id, _ = _queues(template)
+    queue_ids = (_queues(template)[0], _checks_queue(template))
     role_id = template["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
     grants = set()
     for document in _policy_documents(template, role_id):
@@ -388,35 +404,41 @@ def _grants(template: dict, function_id: str) -> set[tuple[str, str, str | None]
             assert set(actions) <= (ITEM_LEVEL_ACTIONS if service == "dynamodb" else QUEUE_ACTIONS), actions
             for resource in statement["Resource"]:
                 if service == "sqs":
-                    assert resource == {"Fn::GetAtt": [queue_id, "Arn"]}, resource
-                    target = (queue_id, None)
+                    assert resource in [{"Fn::GetAtt": [queue_id, "Arn"]} for queue_id in queue_ids], resource
+                    target = (resource["Fn::GetAtt"][0], None)
                 else:
                     target = _dynamodb_target(resource, tables)
                 grants |= {(action, *target) for action in actions}
     return grants
 
 
-def _consumer(template: dict) -> tuple[str, dict]:
-    """The function the SQS event source invokes, and that event source."""
+def _consumer(template: dict, queue_name: str = "paylambda-prod-notifications") -> tuple[str, dict]:
+    """The function an SQS event source invokes for the queue, and that event source."""
+    arn = "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:" + queue_name
     [(function_id, event)] = [
         (function_id, event)
         for function_id, function in _functions(template).items()
         for event in function["Properties"].get("Events", {}).values()
-        if event["Type"] == "SQS"
+        if event["Type"] == "SQS" and event["Properties"]["Queue"] == {"Fn::Sub": arn}
     ]
     return function_id, event
 
 
 def test_each_function_may_use_only_the_models_tables_and_indexes_and_the_queue(template):
     queue_id, _ = _queues(template)
+    checks_id = _checks_queue(template)
     consumer_actions = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
     for function_id in _functions(template):
         grants = _grants(template, function_id)
         assert {grant[0] for grant in grants if grant[0].startswith("dynamodb:")}, function_id
-        # Every function sends (a resend, a change, a retry); only the consumer receives.
-        assert ("sqs:SendMessage", queue_id, None) in grants, function_id
+        # All but the planner send notifications (a resend, a change, a retry, a lost one); only the consumer receives.
+        assert (("sqs:SendMessage", queue_id, None) in grants) == (function_id != "WatchPayments"), function_id
         receives = {(action, queue_id, None) for action in consumer_actions} <= grants
         assert receives == (function_id == _consumer(template)[0]), function_id
+        # The planner queues checks, the checker reads them (and queues the ones to retry).
+        assert (("sqs:SendMessage", checks_id, None) in grants) == (function_id in ("WatchPayments", "CheckPayments"))
+        receives = {(action, checks_id, None) for action in consumer_actions} <= grants
+        assert receives == (function_id == _consumer(template, "paylambda-prod-checks")[0] == "CheckPayments")
 
 
 def test_all_models_lists_every_model_so_the_template_has_every_table():
@@ -444,6 +466,9 @@ def test_the_consumer_reads_the_queue_every_function_sends_to(template):
         "Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:paylambda-prod-notifications"
     }
     assert event["Properties"]["BatchSize"] == 1
+    assert _resources(template, "AWS::SQS::Queue")[_checks_queue(template)]["Properties"]["QueueName"] == (
+        "paylambda-prod-checks"
+    )
     for function in _functions(template).values():
         variables = function["Properties"]["Environment"]["Variables"]
         assert variables["NOTIFICATIONS_QUEUE_URL"] == {"Ref": queue_id}
@@ -459,34 +484,35 @@ def test_the_consumer_reads_the_queue_every_function_sends_to(template):
     assert template["Outputs"]["NotificationsDeadLetterQueueUrl"]["Value"] == {"Ref": dead_letter_id}
 
 
-def test_the_watcher_timeout_leaves_time_to_check_and_ends_before_the_next_run(template):
-    from chalicelib.watcher import FINISH_RESERVE_SECONDS
+def test_the_planner_runs_alone_every_minute_and_the_checkers_report_each_message(template):
+    from chalicelib import jobs, watcher
 
-    [watcher] = [
-        function
-        for function in _functions(template).values()
-        if function["Properties"]["Handler"] == "chalicelib.jobs.watch_payments"
-    ]
-    [schedule] = watcher["Properties"]["Events"].values()
-
+    functions = _functions(template)
+    planner = functions["WatchPayments"]["Properties"]
+    [schedule] = planner["Events"].values()
     assert schedule["Properties"]["Schedule"] == "rate(1 minute)"
-    assert FINISH_RESERVE_SECONDS + 30 <= watcher["Properties"]["Timeout"] <= 60
-
-
-def test_the_watcher_takes_its_time_budget_from_the_lambda_context(chalice_app, store, chain):
-    from chalicelib import jobs
-    from chalicelib.models import InvoiceModel
-    from chalicelib.watcher import FINISH_RESERVE_SECONDS
-
-    merchant = Merchant(chalice_app, store)
-    invoice = merchant.create_invoice(transactionSpeed="high")
-    chain.pay(invoice["bitcoinAddress"], sats(invoice))
-
-    # Less time left than a check may need: the run starts none.
-    jobs.watch_payments(SCHEDULED_EVENT, LambdaContext("WatchPayments", FINISH_RESERVE_SECONDS - 1))
-    assert InvoiceModel.get(invoice["id"]).status == "new"
-    jobs.watch_payments(SCHEDULED_EVENT, LambdaContext("WatchPayments", 60))
-    assert InvoiceModel.get(invoice["id"]).status == "confirmed"
+    assert watcher.RUN_INTERVAL_MS == 60_000
+    # Runs never overlap nor are retried (test_consumers_and_the_watcher_cannot_multiply): the next one plans anew.
+    assert _when_enabled(planner["ReservedConcurrentExecutions"]) == 1
+    checker_id, event = _consumer(template, "paylambda-prod-checks")
+    assert checker_id == "CheckPayments"
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "CheckConcurrency"}}
+    assert event["Properties"]["BatchSize"] == jobs.CHECK_MESSAGES_PER_INVOCATION
+    checks = template["Resources"][_checks_queue(template)]["Properties"]
+    assert checks["VisibilityTimeout"] >= 6 * functions[checker_id]["Properties"]["Timeout"]
+    # The sweep has a schedule of its own: lost notifications are found whatever the checks do.
+    [sweep] = functions["SweepNotifications"]["Properties"]["Events"].values()
+    assert sweep["Properties"]["Schedule"] == "rate(1 minute)"
+    for parameter, variable in [
+        ("EsploraUrl", "ESPLORA_URL"),
+        ("EsploraConcurrency", "ESPLORA_CONCURRENCY"),
+        ("MonitoringWindowSeconds", "MONITORING_WINDOW_SECONDS"),
+        ("PaymentTolerancePercent", "PAYMENT_TOLERANCE_PERCENT"),
+    ]:
+        assert parameter in template["Parameters"]
+        for function in functions.values():
+            assert function["Properties"]["Environment"]["Variables"][variable] == {"Ref": parameter}
 
 
 class Merchant:
@@ -516,7 +542,9 @@ def _permissions(service: str, operation: str, params: dict, tables: dict, queue
     """The IAM permissions one AWS call needs, as (action, template resource, index name)."""
     if service == "sqs":
         queue_name = params["QueueName"] if "QueueName" in params else params["QueueUrl"].rsplit("/", 1)[1]
-        return [(f"sqs:{operation}", queues.get(queue_name, queue_name), None)]
+        # IAM has no action of its own for a batch: SendMessage allows SendMessageBatch.
+        action = "SendMessage" if operation == "SendMessageBatch" else operation
+        return [(f"sqs:{action}", queues.get(queue_name, queue_name), None)]
     if service == "sesv2":
         return [(f"ses:{operation}", None, None)]  # SES v2's API shares SES's IAM actions
     if service != "dynamodb":
@@ -534,17 +562,21 @@ def _permissions(service: str, operation: str, params: dict, tables: dict, queue
 
 
 @pytest.fixture
-def record_calls(template, monkeypatch, notifications_queue):
+def record_calls(template, monkeypatch, notifications_queue, checks_queue):
     """`with record_calls() as calls:` every AWS call made meanwhile, in any thread, as the permission it needs."""
     from botocore.client import BaseClient
 
-    from chalicelib import notifications
+    from chalicelib import notifications, watcher
     from chalicelib.settings import get_settings
 
     tables = {model.Meta.table_name: table_id for table_id, model in _model_tables(template).items()}
-    queues = {get_settings().notifications_queue: _queues(template)[0]}
-    # On AWS the functions are given the queue's URL (NOTIFICATIONS_QUEUE_URL); here it is looked up, once.
+    queues = {
+        get_settings().notifications_queue: _queues(template)[0],
+        get_settings().checks_queue: _checks_queue(template),
+    }
+    # On AWS the functions are given the queues' URLs (NOTIFICATIONS_QUEUE_URL...); here they are looked up, once.
     notifications._queue_url()
+    watcher._checks_queue_url()
     recording = threading.Event()
     calls = []
     make_api_call = BaseClient._make_api_call
@@ -658,10 +690,11 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
     assert sqs <= granted_sqs and sqs
 
 
-def test_the_watcher_policy_allows_exactly_what_racing_watcher_runs_call(
-    template, chalice_app, store, chain, record_calls
+def test_the_watcher_policies_allow_exactly_what_overlapping_planners_racing_checkers_and_the_sweep_call(
+    template, chalice_app, store, chain, record_calls, checks_queue
 ):
-    """Two runs at once: the one that loses the race reads the invoice again (GetItem); and the
+    """Two planner runs at once queue every invoice twice; the two checkers that take the messages race,
+    and the loser reads the invoice again (GetItem); an invoice Esplora fails on is queued again; the
     sweep finds a notification whose queue message was lost (UpdateItem on notifications)."""
     from chalicelib import jobs
     from chalicelib.models import NotificationModel
@@ -669,7 +702,7 @@ def test_the_watcher_policy_allows_exactly_what_racing_watcher_runs_call(
     merchant = Merchant(chalice_app, store)
     lost = merchant.create_invoice(notificationURL="https://shop.example/ipn", transactionSpeed="high")
     chain.pay(lost["bitcoinAddress"], sats(lost))
-    jobs.watch_payments(SCHEDULED_EVENT, LambdaContext("WatchPayments", 60))
+    run_watcher_handlers(checks_queue, LambdaContext("CheckPayments", 60))
     # As if its queue message were lost an hour ago: the handlers run at the real time, so the
     # notification goes back an hour rather than a clock forward.
     for notification in NotificationModel.query(lost["id"]):
@@ -679,26 +712,52 @@ def test_the_watcher_policy_allows_exactly_what_racing_watcher_runs_call(
         notificationURL="https://shop.example/ipn", fullNotifications=True, transactionSpeed="high"
     )
     chain.pay(invoice["bitcoinAddress"], sats(invoice))
-    # Neither run hears from Esplora until both have read the invoice.
+    # Neither checker hears from Esplora until both have read the invoice.
     chain.hold(invoice["bitcoinAddress"], parties=2)
+    unanswered = merchant.create_invoice()
+    chain.retry_after = "0"
+    chain.fail_next(f"/address/{unanswered['bitcoinAddress']}", *[429] * 10)
 
     with record_calls() as calls, ThreadPoolExecutor(max_workers=2) as pool:
         runs = [pool.submit(jobs.watch_payments, SCHEDULED_EVENT, LambdaContext("WatchPayments", 60)) for _ in range(2)]
         for run in runs:
             run.result(timeout=30)
+    planner_calls = list(calls)
+    messages = checks_queue.receive_all()
+    assert len(messages) == 2
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:" + checks_queue.url.rsplit("/", 1)[1]
+    with record_calls() as calls, ThreadPoolExecutor(max_workers=2) as pool:
+        checks = [
+            pool.submit(jobs.check_payments, sqs_event([message], queue_arn), LambdaContext("CheckPayments", 60))
+            for message in messages
+        ]
+        assert [check.result(timeout=30) for check in checks] == [{"batchItemFailures": []}] * 2
+    checker_calls = list(calls)
+    for message in messages:
+        checks_queue.delete(message)
+    with record_calls() as calls:
+        jobs.sweep_notifications(SCHEDULED_EVENT, LambdaContext("SweepNotifications", 60))
+    sweep_calls = list(calls)
 
     assert [n["event"]["name"] for n in notifications.history(invoice["id"])] == [
         "invoice_paidInFull",
         "invoice_confirmed",
     ]
-    dynamodb, sqs = _split(calls)
-    granted_dynamodb, granted_sqs = _split(_grants(template, "WatchPayments"))
-    assert dynamodb == granted_dynamodb
-    assert sqs <= granted_sqs and sqs
+    for function_id, made in [
+        ("WatchPayments", planner_calls),
+        ("CheckPayments", checker_calls),
+        ("SweepNotifications", sweep_calls),
+    ]:
+        dynamodb, sqs = _split(made)
+        granted_dynamodb, granted_sqs = _split(_grants(template, function_id))
+        assert dynamodb == granted_dynamodb, function_id
+        # What Lambda's event source mapping calls with the checker's role is not recorded here.
+        sends = {grant for grant in granted_sqs if grant[0] == "sqs:SendMessage"}
+        assert sends <= sqs <= granted_sqs and sqs, function_id
 
 
 def test_the_consumer_policy_allows_exactly_what_a_delivery_calls(
-    template, chalice_app, store, chain, ipn_receiver, notifications_queue, record_calls
+    template, chalice_app, store, chain, ipn_receiver, notifications_queue, checks_queue, record_calls
 ):
     """A delivery the receiver refuses: the attempt is recorded and the retry queued."""
     from chalicelib import jobs
@@ -706,7 +765,7 @@ def test_the_consumer_policy_allows_exactly_what_a_delivery_calls(
     merchant = Merchant(chalice_app, store)
     invoice = merchant.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn", transactionSpeed="high")
     chain.pay(invoice["bitcoinAddress"], sats(invoice))
-    jobs.watch_payments(SCHEDULED_EVENT, LambdaContext("WatchPayments", 60))
+    run_watcher_handlers(checks_queue, LambdaContext("CheckPayments", 60))
     messages = [message for message in notifications_queue.receive_all() if invoice["id"] in message["Body"]]
     ipn_receiver.fail("/ipn", 1)
     queue_arn = "arn:aws:sqs:us-east-1:123456789012:" + notifications_queue.url.rsplit("/", 1)[1]
@@ -890,14 +949,22 @@ def runtime_sdk(tmp_path_factory) -> Path:
     return runtime
 
 
-@pytest.mark.parametrize("function_id", ["WatchPayments", "DeliverNotifications"])
+@pytest.mark.parametrize(
+    "function_id", ["WatchPayments", "CheckPayments", "SweepNotifications", "DeliverNotifications"]
+)
 def test_the_jobs_run_from_the_bundle_as_lambda_imports_them(
     template, bundle, runtime_sdk, function_id, notifications_queue
 ):
     function = template["Resources"][function_id]["Properties"]
     queue_arn = "arn:aws:sqs:us-east-1:123456789012:" + notifications_queue.url.rsplit("/", 1)[1]
     message = {"MessageId": str(uuid.uuid4()), "ReceiptHandle": "handle", "Body": '{"invoiceId": "none", "due": 0}'}
-    event = {"WatchPayments": SCHEDULED_EVENT, "DeliverNotifications": sqs_event([message], queue_arn)}[function_id]
+    check = {**message, "Body": '{"invoices": ["none"], "open": true, "attempt": 1}'}
+    event = {
+        "WatchPayments": SCHEDULED_EVENT,
+        "CheckPayments": sqs_event([check], queue_arn),
+        "SweepNotifications": SCHEDULED_EVENT,
+        "DeliverNotifications": sqs_event([message], queue_arn),
+    }[function_id]
     script = f"sys.argv[1:] = [{function['Handler']!r}]\n" + _INVOKE_HANDLER
 
     result = _run_in_bundle(bundle, runtime_sdk, script, json.dumps([event, function["Timeout"]]))
@@ -978,21 +1045,23 @@ def test_every_function_has_error_throttle_and_near_timeout_alarms(template):
 
 
 def test_the_watcher_heartbeat_alarm_fires_when_runs_stop(template):
-    [watcher_id] = [
+    scheduled = [
         name
         for name, function in _functions(template).items()
         if any(event["Type"] == "Schedule" for event in function["Properties"].get("Events", {}).values())
     ]
-    [heartbeat] = [
-        alarm
-        for alarm in _alarms(template).values()
-        if alarm.get("MetricName") == "Invocations" and _dimension(alarm, "FunctionName") == {"Ref": watcher_id}
-    ]
+    assert sorted(scheduled) == ["SweepNotifications", "WatchPayments"]
+    for function_id in scheduled:
+        [heartbeat] = [
+            alarm
+            for alarm in _alarms(template).values()
+            if alarm.get("MetricName") == "Invocations" and _dimension(alarm, "FunctionName") == {"Ref": function_id}
+        ]
 
-    # No data is what a stopped schedule produces.
-    assert heartbeat["TreatMissingData"] == "breaching"
-    assert (heartbeat["ComparisonOperator"], heartbeat["Threshold"]) == ("LessThanThreshold", 1)
-    assert heartbeat["Period"] * heartbeat["EvaluationPeriods"] <= 15 * 60
+        # No data is what a stopped schedule produces.
+        assert heartbeat["TreatMissingData"] == "breaching"
+        assert (heartbeat["ComparisonOperator"], heartbeat["Threshold"]) == ("LessThanThreshold", 1)
+        assert heartbeat["Period"] * heartbeat["EvaluationPeriods"] <= 15 * 60
 
 
 def test_every_table_has_a_throttle_alarm(template):

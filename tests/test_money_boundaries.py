@@ -19,7 +19,7 @@ from chalicelib.payments import BLOCK_TIME_SLACK_MS, Payment, Terms, evaluate, m
 from chalicelib.settings import get_settings
 from chalicelib.wallet import Wallet
 from tests.api_fixtures import root_only
-from tests.conftest import BIP84_ZPUB
+from tests.conftest import BIP84_ZPUB, new_wallet
 from tests.payments_support import MINUTE, QUEUE_NAME, sats
 
 CREATED = 1_700_000_000_000
@@ -67,6 +67,21 @@ def test_the_amount_due_is_rounded_up_to_a_whole_satoshi(merchant, price, curren
     assert invoice["paymentCodes"]["BTC"]["BIP21"].endswith(f"?amount={(Decimal(due) / 10**8).normalize():f}")
 
 
+@root_only
+def test_an_amount_due_of_exactly_the_dust_limit_is_accepted_and_one_satoshi_less_refused(merchant):
+    # The test wallet's addresses are native segwit: 294 sats. $0.1911 is exactly 294 sats at $65,000.
+    at_the_limit = merchant.post("/invoices", {"price": "0.1911", "currency": "USD"})
+    assert at_the_limit.status_code == 200, at_the_limit.text
+    assert sats(at_the_limit.json()["data"]) == 294
+    below = merchant.post("/invoices", {"price": "0.19", "currency": "USD"})  # 292.3 sats, due 293
+    assert below.status_code == 400
+    # The least price is rounded up too: $0.1911 is asked for as $0.20, never as a price that is refused.
+    assert below.json() == {
+        "error": "price is too small: the amount due must be at least 294 sats (0.00000294 BTC), the smallest "
+        "payment Bitcoin relays to this store's addresses; at the current rate that is 0.20 USD"
+    }
+
+
 # The expiration: a payment that arrives exactly at it is on time.
 
 
@@ -92,6 +107,15 @@ def test_a_late_partial_payment_is_paid_late_not_partial():
 
 def test_an_on_time_partial_payment_stays_partial_once_expired():
     state = look(terms(), [unconfirmed(DUE // 2)], EXPIRATION + 1, stored=[Payment("a", 0, DUE // 2, 0, CREATED)])
+    assert (state.status, state.exception_status) == ("expired", "paidPartial")
+
+
+def test_a_partial_payment_seen_exactly_at_the_expiration_is_partial_not_late():
+    first = look(terms(), [unconfirmed(DUE // 2)], EXPIRATION)
+    state = look(
+        terms(), [unconfirmed(DUE // 2)], EXPIRATION + 1, stored=merge(terms(), [], [unconfirmed(DUE // 2)], EXPIRATION)
+    )
+    assert (first.status, first.exception_status) == ("new", "paidPartial")
     assert (state.status, state.exception_status) == ("expired", "paidPartial")
 
 
@@ -128,6 +152,11 @@ def test_the_watcher_counts_a_payment_mined_after_the_expiration_as_late(shop, c
         "paidLate",
         sats(created),
     )
+
+
+def test_an_invoice_with_nothing_due_is_never_paid():
+    assert look(terms(due=0), [], CREATED + MINUTE).status == "new"
+    assert look(terms(due=1), [unconfirmed(1)], CREATED + MINUTE).status == "paid"
 
 
 # The tolerance: short by exactly the tolerance is paid; an overpayment is judged against the full amount.
@@ -212,6 +241,21 @@ def test_a_store_without_a_wallet_reserves_no_address(user, pair):
     assert response.status_code == 400
     assert response.json()["error"].startswith("This store has no wallet: set its extended public key")
     assert StoreModel.get(bare.store_id).next_address_index in (None, 0)
+
+
+def test_an_index_is_not_reserved_for_a_wallet_changed_since_the_store_was_read(store):
+    # What an invoice being created sees when the merchant saves a new wallet meanwhile: the store
+    # it read still has the old wallet, the table the new one.
+    as_read = stores.invoicing_store(store.store_id)
+    settings = {"name": store.name, "default_currency": "USD", "invoice_expiration_minutes": "15"}
+    stores.update_settings(
+        stores.get_store(store.store_id, consistent=True),
+        {**settings, "transaction_speed": "medium", "wallet": new_wallet()},
+    )
+    with pytest.raises(BadRequest) as changed:
+        stores.reserve_address_index(as_read)
+    assert changed.value.message == "This store's wallet was changed meanwhile: create the invoice again"
+    assert StoreModel.get(store.store_id, consistent_read=True).next_address_index in (None, 0)
 
 
 # SQS delays, in seconds, at most 900

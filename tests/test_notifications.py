@@ -15,7 +15,7 @@ from chalicelib import jobs, notifications, tokens
 from chalicelib.models import NotificationModel
 from chalicelib.settings import get_settings
 from tests.lambda_events import sqs_event
-from tests.payments_support import HOUR, MINUTE, SCHEDULED_EVENT, btc, drain, sats
+from tests.payments_support import HOUR, MINUTE, btc, drain, run_watcher_handlers, sats
 
 NOTIFICATION_FIELDS = {
     "id", "url", "posData", "status", "price", "currency", "invoiceTime", "expirationTime", "currentTime",
@@ -287,12 +287,12 @@ def test_resend_is_refused_without_a_notification_url_or_a_merchant_token(api_ur
     assert forbidden.value.response.status_code == 403
 
 
-def test_the_lambda_handlers_watch_and_deliver(shop, chain, ipn_receiver, notifications_queue):
+def test_the_lambda_handlers_watch_and_deliver(shop, chain, ipn_receiver, notifications_queue, checks_queue):
     """The functions AWS invokes, with the events AWS sends, at the real time."""
     created = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn", transactionSpeed="high")
     chain.pay(created["bitcoinAddress"], sats(created))
 
-    jobs.watch_payments(SCHEDULED_EVENT, None)
+    run_watcher_handlers(checks_queue)
     assert shop.get_invoice(created["id"])["status"] == "confirmed"
 
     for message in notifications_queue.receive_all():

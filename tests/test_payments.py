@@ -12,15 +12,13 @@ import pytest
 import requests
 
 from chalicelib import notifications, watcher
-from chalicelib.models import InvoiceModel
-from chalicelib.settings import get_settings
 from tests.payments_support import HOUR, MINUTE, btc, sats
 
 pytestmark = pytest.mark.parametrize("api_url", [""], indirect=True)
 
 
 def watched_ids() -> set[str]:
-    return {invoice.invoice_id for invoice in InvoiceModel.by_watch.query(get_settings().bitcoin_network)}
+    return {invoice.invoice_id for invoice in watcher.watched()}
 
 
 def assert_state(invoice: dict, status: str, exception, paid: int) -> None:
@@ -223,8 +221,9 @@ def test_two_watchers_racing_never_double_count(shop, chain, esplora, clock, ipn
     chain.hold(address, parties=2)
     reports = []
 
+    # What two overlapping planner runs lead to: two checkers on the same invoice at once.
     def run():
-        reports.append(watcher.run(now=clock.now, client=esplora))
+        reports.append(watcher.check([created["id"]], now=clock.now, client=esplora))
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for thread in threads:
@@ -242,12 +241,13 @@ def test_two_watchers_racing_never_double_count(shop, chain, esplora, clock, ipn
 
 def test_many_watchers_racing_through_a_whole_lifecycle(shop, chain, esplora, clock):
     created = [shop.create_invoice(fullNotifications=True, notificationURL="http://127.0.0.1:9/") for _ in range(4)]
+    ids = [invoice["id"] for invoice in created]
     for invoice in created:
         chain.pay(invoice["bitcoinAddress"], sats(invoice) // 2)
         chain.pay(invoice["bitcoinAddress"], sats(invoice) - sats(invoice) // 2)
 
     def race():
-        threads = [threading.Thread(target=watcher.run, kwargs={"now": clock.now, "client": esplora}) for _ in range(4)]
+        threads = [threading.Thread(target=watcher.check, args=(ids, clock.now, esplora)) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -9,13 +9,16 @@ later than the expiration): without a block, whether such a payment is late depe
 the watcher saw before, which these tests do not model.
 """
 
+import math
 import uuid
 from decimal import Decimal
+from fractions import Fraction
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from chalicelib import notifications
+from chalicelib.invoices import MAX_PRICE, amount_due_sats
 from chalicelib.payments import FINAL_STATUSES, Payment, Terms, evaluate, merge
 from chalicelib.rates import get_rates
 from tests.api_fixtures import root_only
@@ -175,34 +178,57 @@ def test_the_threshold_is_the_amount_due_less_at_most_the_tolerance(due, toleran
     assert due - terms.threshold <= due * tolerance / 100 < due - terms.threshold + 1
 
 
-# The amount due, through the API: the fixed rates' currencies, each with its own decimals; prices from
-# about 1500 satoshis up, above any dust limit.
+# The amount due
+
+
+def _exact_due(price: Decimal, rate: Decimal) -> int:
+    """The fewest whole satoshis worth at least the price, in exact fractions."""
+    return math.ceil(Fraction(price) * 100_000_000 / Fraction(rate))
+
+
+@PROPERTIES
+@given(
+    price=st.decimals(min_value=Decimal("0.00000001"), max_value=MAX_PRICE, places=8),
+    rate=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("1e9"), places=8),
+)
+def test_any_price_at_any_rate_is_due_rounded_up_to_a_whole_satoshi(price, rate):
+    due = amount_due_sats(price, rate)
+    assert due == _exact_due(price, rate)
+    assert due * rate >= price * 100_000_000 > (due - 1) * rate
+
+
+# The fixed rates' currencies, each with its own decimals, from a cent (below any dust limit) up.
 _CURRENCY_DECIMALS = {"USD": 2, "EUR": 2, "GBP": 2, "CAD": 2, "JPY": 0}
+# The test store's wallet is native segwit (p2wpkh).
+DUST_LIMIT = 294
 prices = st.sampled_from(sorted(_CURRENCY_DECIMALS)).flatmap(
     lambda currency: st.tuples(
         st.just(currency),
-        st.decimals(
-            min_value=150 if currency == "JPY" else 1,
-            max_value=10**7,
-            places=_CURRENCY_DECIMALS[currency],
-            allow_nan=False,
-            allow_infinity=False,
-        ),
+        st.one_of(
+            st.decimals(min_value=Decimal(10) ** -_CURRENCY_DECIMALS[currency], max_value=1000, places=2),
+            st.decimals(min_value=1, max_value=10**7, places=_CURRENCY_DECIMALS[currency]),
+        ).map(lambda price, currency=currency: price.quantize(Decimal(10) ** -_CURRENCY_DECIMALS[currency])),
     )
 )
 
 
 @root_only
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(price=prices)
-def test_any_price_through_the_api_is_due_rounded_up_to_a_whole_satoshi(merchant, price):
+def test_any_price_through_the_api_is_due_rounded_up_and_never_below_dust(merchant, price):
     currency, amount = price
-    response = merchant.post("/invoices", {"price": str(amount), "currency": currency})
-    assert response.status_code == 200, response.text
-    due = response.json()["data"]["paymentTotals"]["BTC"]
-    # satoshis × (currency per BTC) against the price in currency × 10^8: no float on either side.
+    assume(amount > 0)
     rate = get_rates().btc_price(currency)
-    assert due * rate >= amount * 10**8 > (due - 1) * rate
+    response = merchant.post("/invoices", {"price": str(amount), "currency": currency})
+    if _exact_due(amount, rate) < DUST_LIMIT:
+        assert response.status_code == 400
+        assert response.json()["error"].startswith(f"price is too small: the amount due must be at least {DUST_LIMIT}")
+    else:
+        assert response.status_code == 200, response.text
+        due = response.json()["data"]["paymentTotals"]["BTC"]
+        # satoshis × (currency per BTC) against the price in currency × 10^8: no float on either side.
+        assert due * rate >= amount * 10**8 > (due - 1) * rate
+        assert due >= DUST_LIMIT
 
 
 @root_only

@@ -56,7 +56,7 @@ def test_the_key_is_stored_hashed_and_shown_once(api_url, merchant_session, stor
     assert stored.api_key == "apikey#" + hashlib.sha256(key.encode()).hexdigest()
     assert TokenModel.get(stored.api_key).store_id == store.store_id
     page = merchant_session.get(f"{api_url}/stores/{store.store_id}/tokens").text
-    assert key not in page and "This store has an API key." in page
+    assert key not in page and stored.api_key not in page and "This store has an API key." in page
 
 
 @root_only
@@ -135,14 +135,19 @@ def test_off_by_default_and_off_again(api_url, merchant_session, store):
 
 
 @root_only
-def test_a_public_invoice_cannot_set_a_notification_url(api_url, merchant_session, store):
+@pytest.mark.parametrize(
+    "field", [{"notificationURL": "https://shop.example/ipn"}, {"notificationEmail": "victim@example.com"}]
+)
+def test_a_public_invoice_cannot_notify_anyone(api_url, merchant_session, store, field):
     allow_anyone(api_url, merchant_session, store)
-    body = {**INVOICE, "orderId": "someone-elses-order", "notificationURL": "https://shop.example/ipn"}
+    body = {**INVOICE, "orderId": "someone-elses-order", **field}
 
     response = requests.post(api_url + "/invoices", params={"storeId": store.store_id}, json=body)
 
     assert response.status_code == 400
-    assert response.json() == {"error": "An invoice created without credentials cannot set notificationURL"}
+    assert response.json() == {
+        "error": "An invoice created without credentials cannot set notificationURL or notificationEmail"
+    }
 
 
 @root_only

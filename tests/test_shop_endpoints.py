@@ -36,6 +36,9 @@ def test_currencies_lists_what_the_rate_source_can_invoice_in(api_url):
         "minimum": 0.01,
         "sanctioned": False,
         "decimals": 2,
+        "exchangePctFee": 100,
+        "payoutEnabled": False,
+        "payoutFields": [],
     }
     btc = next(item for item in items if item["code"] == "BTC")
     assert (btc["decimals"], btc["chain"], btc["minimum"]) == (8, "BTC", 1e-08)
@@ -95,6 +98,16 @@ def test_the_invoices_token_alone_proves_nothing(api_url, merchant, pair, other_
     # Another invoice's token is no token at all.
     other = merchant.post("/invoices", INVOICE).json()["data"]
     assert _resend(merchant, created["id"], other["token"]).status_code == 401
+
+
+@root_only
+def test_a_revoked_merchant_key_cannot_resend_with_the_invoices_token(merchant, store, ipn_receiver):
+    from chalicelib import tokens
+
+    created = merchant.post("/invoices", {**INVOICE, "notificationURL": ipn_receiver.url + "/r"}).json()["data"]
+    tokens.revoke(merchant.token, store.store_id)
+
+    assert _resend(merchant, created["id"], created["token"]).status_code == 403
 
 
 @root_only
@@ -186,3 +199,50 @@ def test_only_a_new_invoice_by_its_merchant_is_cancelled(merchant, pos):
     assert merchant.delete(f"/invoices/{created['id']}", signed=False).status_code == 401
     assert merchant.delete("/invoices/NoSuchInvoice").status_code == 404
     assert merchant.delete(f"/invoices/{created['id']}").status_code == 200
+
+
+_BITPAY8_SCRIPT = """
+import json, sys
+from bitpay.client import Client
+from bitpay.clients.bitpay_client import BitPayClient
+from bitpay.models.invoice.invoice import Invoice
+from bitpay.utils.token_container import TokenContainer
+
+base_url, pem_path, merchant_token = sys.argv[1:]
+container = TokenContainer()
+container.add_merchant(merchant_token)
+client = Client(BitPayClient(base_url + "/", open(pem_path).read()), container)
+first = client.create_invoice(Invoice(price=4, currency="USD", notification_url=sys.stdin.read().strip()))
+second = client.create_invoice(Invoice(price=5, currency="USD", guid="b8-cancel"))
+report = {
+    "currencies": sorted(client.get_currencies()),
+    "notified": client.request_invoice_notifications(first.id, first.token),
+    "cancelled": client.cancel_invoice(first.id).model_dump(mode="json", by_alias=True, exclude_none=True),
+    "by_guid": client.cancel_invoice_by_guid("b8-cancel").model_dump(mode="json", by_alias=True, exclude_none=True),
+}
+json.dump(report, sys.stdout)
+"""
+
+
+@root_only
+def test_bitpay8_cancels_resends_and_reads_currencies(api_url, merchant, ipn_receiver, bitpay8_path, tmp_path):  # noqa: F811
+    key_file = tmp_path / "client.pem"
+    key_file.write_text(merchant.pem)
+
+    completed = subprocess.run(
+        [sys.executable, "-c", _BITPAY8_SCRIPT, api_url, str(key_file), merchant.token],
+        input=ipn_receiver.url + "/b8",
+        env={"PYTHONPATH": str(bitpay8_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    from chalicelib.rates import get_rates
+
+    assert report["currencies"] == get_rates().currencies()
+    assert report["notified"] is True
+    for name in ("cancelled", "by_guid"):
+        assert (report[name]["status"], report[name]["isCancelled"]) == ("expired", True), name

@@ -222,6 +222,12 @@ def test_placeholders_are_filled_in_redirect_and_notification_urls(merchant):
 
 
 @root_only
+def test_close_url_is_taken_as_typed(merchant):
+    # BTCPay fills placeholders in the redirect and notification URLs only.
+    assert create(merchant, closeURL="https://shop.example/{OrderId}")["closeURL"] == "https://shop.example/{OrderId}"
+
+
+@root_only
 def test_placeholders_in_the_host_are_still_checked(merchant, store):
     # No orderId: the URL filled is https:///x, which has no host.
     response = merchant.post("/invoices", {**INVOICE, "redirectURL": "https://{OrderId}/x"})
