@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from functools import lru_cache
 from itertools import islice
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import base58
@@ -20,7 +21,15 @@ from . import shapes
 from .auth import Caller
 from .errors import BadRequest, NotFound
 from .fields import http_url
-from .models import BuyerAttribute, ClaimModel, InvoiceModel, condition_failed, now_ms, watch_partition
+from .models import (
+    BuyerAttribute,
+    ClaimModel,
+    InvoiceModel,
+    condition_failed,
+    now_ms,
+    query_read_only,
+    watch_partition,
+)
 from .rates import get_rates
 from .settings import get_settings
 from .stores import TARGET_CONFIRMATIONS, invoicing_store, reserve_address_index
@@ -377,8 +386,8 @@ def _start_key(cursor: str, index, key: str) -> dict:
     }
 
 
-def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
-    """The store's invoices, newest first, filtered through the most selective index."""
+def search(store_id: str, params: dict[str, str]) -> list[SimpleNamespace]:
+    """The store's invoices, newest first, filtered through the most selective index (for views only)."""
     start = _parse_date(params["dateStart"], "dateStart", end=False) if params.get("dateStart") else 0
     end = _parse_date(params["dateEnd"], "dateEnd", end=True) if params.get("dateEnd") else 2**53
     if start > end:
@@ -403,13 +412,16 @@ def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
         if value:
             condition = attribute == value
             filter_condition = condition if filter_condition is None else filter_condition & condition
-    results = index.query(
-        key,
+    # Read-only records, not models: pynamodb's decoding of a page costs more than the rest of the route.
+    results = query_read_only(
+        InvoiceModel,
+        offset + limit,
+        hash_key=key,
+        index_name=index.Meta.index_name,
         range_key_condition=InvoiceModel.created.between(start, end),
         filter_condition=filter_condition,
         scan_index_forward=False,
-        limit=offset + limit,
-        last_evaluated_key=_start_key(params["next"], index, key) if params.get("next") else None,
+        exclusive_start_key=_start_key(params["next"], index, key) if params.get("next") else None,
     )
     # Skipped as they stream past: a deep offset costs reads, not memory.
     return list(islice(results, offset, None))
