@@ -10,13 +10,18 @@ from typing import Any
 
 from chalice import Blueprint, CORSConfig
 
-from . import auth, currencies, invoices, tokens
+from . import auth, currencies, invoices, openapi, shapes, tokens
 from .errors import BadRequest, Forbidden, Unauthorized
 from .models import TokenModel
 from .rates import currency_name, get_rates
-from .web import API_CONTENT_TYPES, ApiRequest, api_errors, json_response, transport_headers
+from .web import API_CONTENT_TYPES, ApiRequest, api_errors, chalice_errors, json_response, transport_headers
 
 api = Blueprint(__name__)
+api.register_middleware(chalice_errors, "http")
+
+
+# What the API serves, as declared in `shapes`: the OpenAPI document describes these.
+ROUTES: list[shapes.Operation] = []
 
 
 # Pay buttons on a shop's own pages call these from the browser.
@@ -25,7 +30,11 @@ _CORS_PATHS = ("/invoices", "/rates", "/currencies")
 
 
 def api_route(path: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
-    """Register `view(request, **uri_params) -> body` as a JSON route with the API's error handling."""
+    """Register `view(request, **uri_params) -> body` as a JSON route with the API's error handling.
+
+    Each route must be declared in `shapes` (KeyError otherwise), so none is missing from the document.
+    """
+    ROUTES.extend(shapes.operation(method, path) for method in methods)
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         cors = _CORS if path in _CORS_PATHS else None
@@ -52,17 +61,18 @@ def api_route(path: str, methods: tuple[str, ...] = ("GET",)) -> Callable:
 
 @api_route("/tokens", methods=("POST",))
 def create_token(request: ApiRequest) -> dict:
-    body = request.json
-    if "pairingCode" in body:
-        token = tokens.claim(body["pairingCode"], body.get("id"), address=request.source_ip)
+    body = shapes.read(shapes.TOKEN_FIELDS, request.json)
+    # Sent at all, even empty, a pairingCode makes this a claim: an unknown code is a 404.
+    if "pairingCode" in request.json:
+        token = tokens.claim(body["pairingCode"], body["id"], address=request.source_ip)
     elif _asks_for_its_own_store(request, body):
         minter = _merchant_token(request)
         token = tokens.create_pairing_code(
-            minter.store_id, body.get("facade", "pos"), body.get("label"), minted_by=minter.token
+            minter.store_id, body["facade"] or "pos", body["label"], minted_by=minter.token
         )
     else:
         token = tokens.request_pairing(
-            body["id"], body.get("facade", "merchant"), body.get("label"), address=request.source_ip
+            body["id"], body["facade"] or "merchant", body["label"], address=request.source_ip
         )
     return {"data": [tokens.pairing_view(token)]}
 
@@ -72,7 +82,7 @@ def _asks_for_its_own_store(request: ApiRequest, body: dict) -> bool:
 
     Anything else naming an id is a client-side pairing request, even with stale signature headers.
     """
-    return "id" not in body or ("token" in body and auth.optional_identity(request) is not None)
+    return body["id"] is None or (body["token"] is not None and auth.optional_identity(request) is not None)
 
 
 def _merchant_token(request: ApiRequest) -> TokenModel:
@@ -221,3 +231,14 @@ def invoice_status(request: ApiRequest) -> dict:
     if not invoice_id:
         raise BadRequest("id (the invoice id) is required")
     return checkout.poll(invoices.get_public(invoice_id), request.base_url)
+
+
+@functools.cache
+def _document() -> dict:
+    return openapi.document(tuple(ROUTES))
+
+
+@api_route("/openapi.json")
+def openapi_document(request: ApiRequest) -> dict:
+    """Public: the OpenAPI document, made once per process; its server is where it was asked for."""
+    return {**_document(), "servers": [{"url": request.base_url}]}

@@ -15,10 +15,10 @@ import base58
 from pynamodb.constants import NUMBER, STRING
 from pynamodb.exceptions import PutError
 
+from . import shapes
 from .auth import Caller
 from .errors import BadRequest, NotFound
 from .fields import http_url
-from .fields import text as text_field
 from .models import BuyerAttribute, ClaimModel, InvoiceModel, condition_failed, now_ms, watch_partition
 from .rates import get_rates
 from .settings import get_settings
@@ -30,42 +30,25 @@ DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 # An offset is read and thrown away item by item; past this, a page's `next` cursor goes deeper.
 MAX_OFFSET = 10_000
 _DAY_MS = 24 * 3600 * 1000
-_TEXT_LIMITS = {"orderid": 100, "itemdesc": 1000, "itemcode": 100, "posdata": 10_000, "guid": 100}
-# Request field (lower-cased) -> (model attribute, name in error messages).
-_URL_FIELDS = {
-    "notificationurl": ("notification_url", "notificationURL"),
-    "redirecturl": ("redirect_url", "redirectURL"),
-    "closeurl": ("close_url", "closeURL"),
+# Shape field -> model attribute, for the fields stored as they are read.
+_STORED_AS = {
+    "orderId": "order_id",
+    "itemDesc": "item_desc",
+    "itemCode": "item_code",
+    "guid": "guid",
+    "posData": "pos_data",
+    "notificationEmail": "notification_email",
+    "fullNotifications": "full_notifications",
+    "extendedNotifications": "extended_notifications",
+    "physical": "physical",
+    "buyer": "buyer",
 }
-_BOOLEAN_FIELDS = {
-    "fullnotifications": ("full_notifications", "fullNotifications"),
-    "extendednotifications": ("extended_notifications", "extendedNotifications"),
-    "physical": ("physical", "physical"),
-}
-# Nested BitPay names, flat legacy names and BTCPay's names for the buyer's fields.
-_BUYER_FIELDS = {
-    "name": "name", "buyername": "name",
-    "address1": "address1", "buyeraddress1": "address1",
-    "address2": "address2", "buyeraddress2": "address2",
-    "locality": "locality", "city": "locality", "buyercity": "locality",
-    "region": "region", "state": "region", "buyerstate": "region",
-    "postalcode": "postalCode", "zip": "postalCode", "buyerzip": "postalCode",
-    "country": "country", "buyercountry": "country",
-    "email": "email", "buyeremail": "email",
-    "phone": "phone", "buyerphone": "phone",
-}  # fmt: skip
-_MAX_BUYER_FIELD = 200
-# Free text that shops write over several lines (fields.text allows tabs and line breaks there).
-_MULTILINE_FIELDS = ("itemdesc", "posdata")
+_URL_FIELDS = {"notificationURL": "notification_url", "redirectURL": "redirect_url", "closeURL": "close_url"}
 _TRAPS = [InvalidOperation, DivisionByZero, Overflow]
 # Filled in redirectURL and notificationURL, as BTCPay does.
 _PLACEHOLDER = re.compile(r"\{(?:orderid|invoiceid)\}", re.IGNORECASE)
 _PLACEHOLDER_FIELDS = {"redirect_url": "redirectURL", "notification_url": "notificationURL"}
 _PRIVATE_FIELDS = ("posData", "buyer", "notificationURL", "notificationEmail", "token", "guid", "orderId", "itemCode")
-
-
-def _text(fields: dict, key: str, name: str, limit: int) -> str | None:
-    return text_field(fields.get(key), name, limit, multiline=key in _MULTILINE_FIELDS)
 
 
 # Digits with an optional fraction and a short exponent (how JSON writes a float such as 1e-05):
@@ -104,9 +87,8 @@ def _tax_included(value: object, price: Decimal) -> Decimal:
     return tax
 
 
-def _transaction_speed(fields: dict) -> str | None:
+def _transaction_speed(speed: object) -> str | None:
     """One of BitPay's speeds; anything else (plugins send "default") leaves the store's own speed."""
-    speed = fields.get("transactionspeed")
     return speed.strip().lower() if isinstance(speed, str) and speed.strip().lower() in TARGET_CONFIRMATIONS else None
 
 
@@ -137,80 +119,31 @@ def _check_dust(due_sats: int, wallet, rate: Decimal, currency: str) -> None:
     )
 
 
-def _boolean(value: object, name: str) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, bool):
-        return value
-    # "1" and "0" are how PHP's http_build_query writes true and false in a form body.
-    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-        return value.lower() in ("true", "1")
-    raise BadRequest(f"{name} must be true or false")
-
-
-def _buyer(fields: dict) -> dict:
-    nested = fields.get("buyer")
-    if nested is not None and not isinstance(nested, dict):
-        raise BadRequest("buyer must be an object")
-    sources = [(key.lower(), value) for key, value in (nested or {}).items()] + list(fields.items())
-    buyer: dict = {}
-    for key, value in sources:
-        name = _BUYER_FIELDS.get(key)
-        if name is not None and name not in buyer:
-            text = _text({key: value}, key, f"buyer {name}", _MAX_BUYER_FIELD)
-            if text is not None:
-                buyer[name] = text
-    notify = (nested or {}).get("notify", fields.get("buyernotify"))
-    if notify is not None:
-        buyer["notify"] = _boolean(notify, "buyer notify")
-    if "email" in buyer and "@" not in buyer["email"]:
-        raise BadRequest("buyer email is not an email address")
-    return buyer
-
-
-def _pos_data(value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return _text({"posdata": value}, "posdata", "posData", _TEXT_LIMITS["posdata"])
-    # Some plugins send posData as an object; BitPay's models want a string.
-    return _text({"posdata": json.dumps(value)}, "posdata", "posData", _TEXT_LIMITS["posdata"])
-
-
 def parse_request(body: dict) -> dict:
     """The invoice fields of a BitPay create-invoice body, validated; unknown fields are ignored."""
-    fields = {key.lower(): value for key, value in body.items() if isinstance(key, str)}
-    price = _price(fields.get("price"))
-    currency = fields.get("currency")
-    if not isinstance(currency, str) or not currency.strip():
+    fields = shapes.read(shapes.INVOICE_FIELDS, body)
+    price = _price(fields["price"])
+    currency = fields["currency"].strip().upper()
+    if not currency:
         raise BadRequest("currency is required (ISO 4217 code, e.g. USD)")
-    currency = currency.strip().upper()
     if not get_rates().is_known(currency):
         raise BadRequest(f"currency {currency} is not supported")
-    email = _text(fields, "notificationemail", "notificationEmail", 254)
-    if email is not None and "@" not in email:
-        raise BadRequest("notificationEmail is not an email address")
-    parsed = {
-        "price": price,
-        "tax_included": _tax_included(fields.get("taxincluded"), price),
-        "currency": currency,
-        "transaction_speed": _transaction_speed(fields),
-        "order_id": _text(fields, "orderid", "orderId", _TEXT_LIMITS["orderid"]),
-        "item_desc": _text(fields, "itemdesc", "itemDesc", _TEXT_LIMITS["itemdesc"]),
-        "item_code": _text(fields, "itemcode", "itemCode", _TEXT_LIMITS["itemcode"]),
-        "guid": _text(fields, "guid", "guid", _TEXT_LIMITS["guid"]),
-        "pos_data": _pos_data(fields.get("posdata")),
-        "notification_email": email,
-        "buyer": _buyer(fields),
-    }
-    for key, (attribute, name) in _URL_FIELDS.items():
-        value = fields.get(key)
+    parsed = {attribute: fields[name] for name, attribute in _STORED_AS.items()}
+    for name, attribute in _URL_FIELDS.items():
+        value = fields[name]
         if attribute in _PLACEHOLDER_FIELDS and isinstance(value, str):
             # Checked as it will be once `create` fills its placeholders.
             parsed[attribute] = value if http_url(fill_placeholders(value, "0", "0"), name) else None
         else:
             parsed[attribute] = http_url(value, name)
-    for key, (attribute, name) in _BOOLEAN_FIELDS.items():
-        parsed[attribute] = _boolean(fields.get(key), name)
-    return parsed
+    return {
+        **parsed,
+        "price": price,
+        "tax_included": _tax_included(fields["taxIncluded"], price),
+        "currency": currency,
+        "transaction_speed": _transaction_speed(fields["transactionSpeed"]),
+        "buyer": parsed["buyer"] or {},
+    }
 
 
 def fill_placeholders(template: str, invoice_id: str, order_id: str | None) -> str:

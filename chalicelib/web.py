@@ -221,6 +221,17 @@ def error_response(error: ApiError) -> Response:
     return json_response({"error": error.message}, error.status, error.headers)
 
 
+def chalice_errors(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """Chalice's own refusals (415 for a media type the route does not take) in the API's `{"error": ...}` form.
+
+    An HTTP middleware: Chalice answers these before any view runs, as `{"Code": ..., "Message": ...}`.
+    """
+    response = get_response(event)
+    if isinstance(response.body, dict) and set(response.body) == {"Code", "Message"}:
+        response.body = {"error": response.body["Message"]}
+    return response
+
+
 def api_errors(view: Callable[..., Any]) -> Callable[..., Any]:
     """Turn domain errors into `{"error": ...}` responses; anything else is a logged 500."""
 

@@ -1,6 +1,9 @@
 """Every route of the API answers the same with and without a trailing slash (btcpay-python adds one)."""
 
 import pytest
+import requests
+
+from tests.api_fixtures import root_only
 
 INVOICE = {"price": 10, "currency": "USD", "orderId": "A-1", "guid": "route-check"}
 GET_ROUTES = [
@@ -48,3 +51,11 @@ def test_post_tokens_with_and_without_trailing_slash(merchant, path):
 
     assert response.status_code == 200
     assert response.json()["data"][0]["facade"] == "pos"
+
+
+@root_only
+def test_a_media_type_the_api_does_not_take_is_refused_in_the_api_error_form(merchant, api_url):
+    response = requests.post(f"{api_url}/invoices", data="<invoice/>", headers={"Content-Type": "application/xml"})
+
+    assert response.status_code == 415
+    assert response.json() == {"error": "Unsupported media type: application/xml"}

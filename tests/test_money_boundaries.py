@@ -19,7 +19,7 @@ from chalicelib.payments import BLOCK_TIME_SLACK_MS, Payment, Terms, evaluate, m
 from chalicelib.settings import get_settings
 from chalicelib.wallet import Wallet
 from tests.api_fixtures import root_only
-from tests.conftest import BIP84_ZPUB
+from tests.conftest import BIP84_ZPUB, new_wallet
 from tests.payments_support import MINUTE, QUEUE_NAME, sats
 
 CREATED = 1_700_000_000_000
@@ -241,6 +241,21 @@ def test_a_store_without_a_wallet_reserves_no_address(user, pair):
     assert response.status_code == 400
     assert response.json()["error"].startswith("This store has no wallet: set its extended public key")
     assert StoreModel.get(bare.store_id).next_address_index in (None, 0)
+
+
+def test_an_index_is_not_reserved_for_a_wallet_changed_since_the_store_was_read(store):
+    # What an invoice being created sees when the merchant saves a new wallet meanwhile: the store
+    # it read still has the old wallet, the table the new one.
+    as_read = stores.invoicing_store(store.store_id)
+    settings = {"name": store.name, "default_currency": "USD", "invoice_expiration_minutes": "15"}
+    stores.update_settings(
+        stores.get_store(store.store_id, consistent=True),
+        {**settings, "transaction_speed": "medium", "wallet": new_wallet()},
+    )
+    with pytest.raises(BadRequest) as changed:
+        stores.reserve_address_index(as_read)
+    assert changed.value.message == "This store's wallet was changed meanwhile: create the invoice again"
+    assert StoreModel.get(store.store_id, consistent_read=True).next_address_index in (None, 0)
 
 
 # SQS delays, in seconds, at most 900
