@@ -87,9 +87,12 @@ deploy: upload
 		--enable-termination-protection
 	@$(AWS) cloudformation describe-stacks --region $(REGION) --stack-name $(STACK) $(OUTPUTS) --output text
 
-# make admin ARGS="create-user alice --admin": the CLI against the stack's tables.
+# make admin ARGS="list-stores --owner admin": the CLI against make run's storage (no AWS account);
+# make admin STAGE=prod ARGS="create-user alice --admin": against the stack's tables. Only a STAGE
+# given (other than local) reaches AWS.
+ADMIN_TARGET = $(if $(filter-out file,$(origin STAGE)),$(if $(filter-out local,$(STAGE)),deployed,local),local)
 admin: install
-	$(BIN)/python -m deploy.admin --stack $(STACK) $(if $(REGION),--region $(REGION)) $(ARGS)
+	$(BIN)/python -m deploy.admin $(if $(filter local,$(ADMIN_TARGET)),--local,--stack $(STACK) $(if $(REGION),--region $(REGION))) $(ARGS)
 
 # Deletes the stack (make destroy CONFIRM=paylambda-prod); its DynamoDB tables are kept (DeletionPolicy).
 destroy:

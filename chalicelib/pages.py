@@ -15,7 +15,7 @@ from .errors import BadRequest, NotFound, ServiceUnavailable, TooManyRequests, U
 from .identity import InvalidKey, is_valid_sin, sin_from_public_key
 from .models import now_ms
 from .rendering import Visit, local_path
-from .web import API_CONTENT_TYPES, ApiRequest
+from .web import API_CONTENT_TYPES, ApiRequest, error_response, transport_headers
 
 pages = Blueprint(__name__)
 
@@ -36,6 +36,22 @@ def page(path: str, methods: tuple[str, ...] = ("GET",), *, signed_in: bool = Tr
         return view
 
     return register
+
+
+@pages.route("/{proxy+}", methods=["GET"], content_types=API_CONTENT_TYPES)
+def not_found() -> Response:
+    """Every GET no route serves (a mistyped or stale link): a page for a browser, the API's error otherwise.
+
+    API Gateway would answer `{"message": "Missing Authentication Token"}` with a 403; more
+    specific routes always win over this greedy one, so it serves only what nothing else does.
+    """
+    request = ApiRequest.from_chalice(pages.current_request)
+    if "text/html" in request.headers.get("accept", ""):
+        visit = Visit(request)
+        return visit.respond(lambda: visit.error_page(404, "There is no page at this address."), signed_in=False)
+    response = error_response(NotFound(f"No such resource: {request.route_path}"))
+    response.headers.update(transport_headers(request))
+    return response
 
 
 @page("/static/{name}", signed_in=False)

@@ -183,6 +183,11 @@ def update_settings(store: StoreModel, settings: dict[str, str]) -> StoreModel:
     return store
 
 
+def set_wallet(store: StoreModel, wallet: str | None) -> StoreModel:
+    """Change the wallet alone (the CLI): every other setting as saved, through the same checks and claims."""
+    return update_settings(store, {**store.attribute_values, "wallet": wallet})
+
+
 def allow_public_invoices(store: StoreModel, allowed: bool) -> None:
     """BTCPay's "anyone can create invoice": unsigned POST /invoices?storeId= makes invoices for the store."""
     store.update(actions=[StoreModel.anyone_can_invoice.set(allowed)])
