@@ -59,7 +59,8 @@ STACK_PARAMETERS = DOMAIN_NAME:DomainName CERTIFICATE_ARN:CertificateArn BASE_PA
 	WAF_INVOICE_REQUESTS_PER_IP:WafInvoiceRequestsPerIp ENABLE_BACKUPS:EnableBackups \
 	BACKUP_COPY_VAULT_ARN:BackupCopyVaultArn ENABLE_TRACING:EnableTracing ENABLE_ACCESS_LOGS:EnableAccessLogs \
 	ESPLORA_URL:EsploraUrl ESPLORA_CONCURRENCY:EsploraConcurrency CHECK_CONCURRENCY:CheckConcurrency \
-	MONITORING_WINDOW_SECONDS:MonitoringWindowSeconds PAYMENT_TOLERANCE_PERCENT:PaymentTolerancePercent
+	MONITORING_WINDOW_SECONDS:MonitoringWindowSeconds PAYMENT_TOLERANCE_PERCENT:PaymentTolerancePercent \
+	EMAIL_SENDER:EmailSender
 parameter = $(if $(filter-out undefined,$(origin $(1))),$(2)=$($(1)))
 PARAMETERS = $(strip $(foreach pair,$(STACK_PARAMETERS),$(call parameter,$(word 1,$(subst :, ,$(pair))),$(word 2,$(subst :, ,$(pair))))))
 CFN_DEPLOY = $(AWS) cloudformation deploy --region $(REGION) --template-file $(DIST)/packaged.yaml \
@@ -92,9 +93,12 @@ deploy: upload
 		--enable-termination-protection
 	@$(AWS) cloudformation describe-stacks --region $(REGION) --stack-name $(STACK) $(OUTPUTS) --output text
 
-# make admin ARGS="create-user alice --admin": the CLI against the stack's tables.
+# make admin ARGS="list-stores --owner admin": the CLI against make run's storage (no AWS account);
+# make admin STAGE=prod ARGS="create-user alice --admin": against the stack's tables. Only a STAGE
+# given (other than local) reaches AWS.
+ADMIN_TARGET = $(if $(filter-out file,$(origin STAGE)),$(if $(filter-out local,$(STAGE)),deployed,local),local)
 admin: install
-	$(BIN)/python -m deploy.admin --stack $(STACK) $(if $(REGION),--region $(REGION)) $(ARGS)
+	$(BIN)/python -m deploy.admin $(if $(filter local,$(ADMIN_TARGET)),--local,--stack $(STACK) $(if $(REGION),--region $(REGION))) $(ARGS)
 
 # Deletes the stack (make destroy CONFIRM=paylambda-prod); its DynamoDB tables are kept (DeletionPolicy).
 destroy:

@@ -5,6 +5,7 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from functools import lru_cache
@@ -174,11 +175,23 @@ def _wallet(text: str):
     return Wallet.parse(text, get_settings().bitcoin_network)
 
 
-def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceModel:
+def _save_new(invoice: InvoiceModel) -> None:
+    invoice.save(condition=InvoiceModel.invoice_id.does_not_exist())
+
+
+def create(
+    caller: Caller,
+    body: dict,
+    base_url: str | None = None,
+    save: Callable[[InvoiceModel], None] = _save_new,
+    conflicts: tuple[type[Exception], ...] = (PutError,),
+) -> InvoiceModel:
     """A new invoice for the caller's store, at a fresh receive address, watched from now on.
 
     `base_url` is where the API was reached: notifications, sent later without a
-    request to take it from, link to the invoice there.
+    request to take it from, link to the invoice there. `save` writes it (the API's
+    also writes its invoice_created notification in the same transaction), raising
+    one of `conflicts` when its id is taken.
 
     Everything a request can fail on (its fields, a retried guid, the store's wallet,
     the rate, the dust limit) is checked before the address index is reserved, so
@@ -227,6 +240,7 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
         store_order_id=f"{store.store_id}#{fields['order_id']}" if fields["order_id"] else None,
         store_item_code=f"{store.store_id}#{fields['item_code']}" if fields["item_code"] else None,
         base_url=base_url,
+        contact_email=store.contact_email,
         watch_network=watch_partition(get_settings().bitcoin_network, invoice_id),
         next_check=created,
         **{
@@ -250,8 +264,8 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
             ) from exc
         raise
     try:
-        invoice.save(condition=InvoiceModel.invoice_id.does_not_exist())
-    except PutError as exc:
+        save(invoice)
+    except conflicts as exc:
         if fields["guid"] and condition_failed(exc):
             # The same guid created at the same moment by another request: that one won.
             return _retried(caller, InvoiceModel.get(invoice_id, consistent_read=True))

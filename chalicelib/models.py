@@ -286,6 +286,10 @@ class StoreModel(SharedConnectionModel):
     api_key = UnicodeAttribute(null=True)
     # Unsigned POST /invoices?storeId= may create invoices (BTCPay's "anyone can create invoice").
     anyone_can_invoice = BooleanAttribute(default=False)
+    # Gets the emails of paid, confirmed, complete and late or partly paid invoices.
+    contact_email = UnicodeAttribute(null=True)
+    # Signs every notification (X-Paylambda-Signature); made on first use, rotated from the settings page.
+    notification_secret = UnicodeAttribute(null=True)
 
     by_owner = StoresByOwner()
 
@@ -457,6 +461,10 @@ class InvoiceModel(SharedConnectionModel):
     guid = UnicodeAttribute(null=True)
     notification_url = UnicodeAttribute(null=True)
     notification_email = UnicodeAttribute(null=True)
+    # The store's contact email when the invoice was made: its emails go there too.
+    contact_email = UnicodeAttribute(null=True)
+    # Why the merchant marked it invalid (or complete) by hand.
+    mark_reason = UnicodeAttribute(null=True)
     redirect_url = UnicodeAttribute(null=True)
     close_url = UnicodeAttribute(null=True)
     full_notifications = BooleanAttribute(default=False)

@@ -73,8 +73,13 @@ def end(session: SessionModel) -> None:
 
 def end_others(session: SessionModel) -> None:
     """Sign the account out everywhere but here (after a password change)."""
-    for other in SessionModel.by_login.query(session.login):
-        if other.session_hash != session.session_hash:
+    end_all(session.login, keep=session)
+
+
+def end_all(login: str, keep: SessionModel | None = None) -> None:
+    """Sign the account out everywhere (but `keep`)."""
+    for other in SessionModel.by_login.query(login):
+        if keep is None or other.session_hash != keep.session_hash:
             other.delete()
 
 

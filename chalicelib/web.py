@@ -52,7 +52,8 @@ class ApiRequest:
         query = [(name, value) for name in query_params for value in query_params.getlist(name)]
         route_path = request.path
         for name, value in (request.uri_params or {}).items():
-            route_path = route_path.replace("{" + name + "}", value)
+            # A greedy `{name+}` (the catch-all route) gets the rest of the path under `name`.
+            route_path = route_path.replace("{" + name + "}", value).replace("{" + name + "+}", value)
         path = request.context.get("path") or route_path
         if path.endswith("/") and not route_path.endswith("/"):
             route_path += "/"

@@ -9,21 +9,52 @@ API Gateway reports it (`chalice local` always says 127.0.0.1).
 
 import threading
 from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, urlparse
 
 from chalice.config import Config
 from chalice.local import (
     ChaliceRequestHandler,
+    LambdaEventConverter,
     LocalChalice,
     LocalDevServer,
     LocalGateway,
+    MatchResult,
+    RouteMatcher,
     ThreadedHTTPServer,
     create_local_server,
 )
 
 
+class _GreedyRouteMatcher(RouteMatcher):
+    """API Gateway's matching with greedy `/prefix/{name+}` routes, which `chalice local` matches as one segment.
+
+    Any other route that matches wins; a greedy one gets the rest of the path, under `name` as API Gateway
+    names it in pathParameters (without the plus).
+    """
+
+    def __init__(self, route_urls: list[str]):
+        self.greedy = [route for route in route_urls if route.endswith("+}")]
+        super().__init__([route for route in route_urls if route not in self.greedy])
+
+    def match_route(self, url: str) -> MatchResult:
+        try:
+            return super().match_route(url)
+        except ValueError:
+            parsed = urlparse(url)
+            for route in self.greedy:
+                prefix, _, variable = route.rpartition("/")
+                rest = parsed.path.removeprefix(prefix + "/").rstrip("/")
+                if parsed.path.startswith(prefix + "/") and rest:
+                    return MatchResult(route, {variable[1:-2]: rest}, parse_qs(parsed.query, keep_blank_values=True))
+            raise
+
+
 class _PrefixedGateway(LocalGateway):
     def __init__(self, app_object, config, prefix: str, source_ip: str):
         super().__init__(app_object, config)
+        self.event_converter = LambdaEventConverter(
+            _GreedyRouteMatcher(list(app_object.routes)), app_object.api.binary_types
+        )
         self._prefix = prefix
         self._source_ip = source_ip
 
