@@ -157,8 +157,16 @@ _INVOICE_FACADES = ("pos", "merchant")
 
 @api_route("/invoices", methods=("POST",))
 def create_invoice(request: ApiRequest) -> dict:
+    from . import notifications  # its invoice_created notification is written with it
+
     caller = auth.authenticate_invoice_creator(request)
-    invoice = invoices.create(caller, request.fields, base_url=request.base_url)
+    invoice = invoices.create(
+        caller,
+        request.fields,
+        base_url=request.base_url,
+        save=notifications.save_created,
+        conflicts=notifications.CREATION_CONFLICTS,
+    )
     view = invoices.public_view if caller.facade == "public" else invoices.full_view
     return {"facade": f"{caller.facade}/invoice", "data": view(invoice, request.base_url)}
 

@@ -11,16 +11,12 @@ import base64
 import binascii
 import hashlib
 import secrets
-from functools import lru_cache
 
 import base58
-from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
-from pynamodb.transactions import TransactWrite
 
 from .errors import BadRequest
-from .models import StoreModel, TokenModel, condition_failed
-from .settings import get_settings
+from .models import StoreModel, TokenModel, condition_failed, transaction
 
 # Item keys in the tokens table; "#" is not in base58, so no token value has this form.
 PREFIX = "apikey#"
@@ -57,24 +53,18 @@ def find(key: str) -> TokenModel | None:
     return item
 
 
-@lru_cache(maxsize=1)
-def _connection() -> Connection:
-    settings = get_settings()
-    return Connection(region=settings.region, host=settings.dynamodb_endpoint)
-
-
 def _replace(store: StoreModel, new_item: TokenModel | None) -> None:
     """Point the store at `new_item` (None: at no key) and revoke its old key, all or nothing."""
     old = store.api_key
     unchanged = StoreModel.api_key.does_not_exist() if old is None else StoreModel.api_key == old
     try:
-        with TransactWrite(connection=_connection()) as transaction:
+        with transaction() as writes:
             action = StoreModel.api_key.set(new_item.token) if new_item else StoreModel.api_key.remove()
-            transaction.update(store, [action], condition=unchanged)
+            writes.update(store, [action], condition=unchanged)
             if new_item is not None:
-                transaction.save(new_item, condition=TokenModel.token.does_not_exist())
+                writes.save(new_item, condition=TokenModel.token.does_not_exist())
             if old is not None:
-                transaction.update(TokenModel(old), [TokenModel.status.set(TokenModel.REVOKED)])
+                writes.update(TokenModel(old), [TokenModel.status.set(TokenModel.REVOKED)])
     except TransactWriteError as exc:
         if condition_failed(exc):
             raise BadRequest("The store's API key changed meanwhile; reload the page and try again") from exc

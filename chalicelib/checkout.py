@@ -9,7 +9,7 @@ browser's script knows nothing about states or wording.
 
 import functools
 
-from . import invoices, stores
+from . import invoices, stores, watcher
 from .errors import NotFound
 from .models import InvoiceModel
 from .rendering import render_fragment
@@ -17,9 +17,11 @@ from .rendering import render_fragment
 # What the buyer is told, by invoice status (exceptionStatus refines "new").
 PAYABLE_STATES = ("awaiting", "partial")
 _SHOWN_AS_THEY_ARE = ("paid", "confirmed", "complete", "expired", "invalid")
-# Seconds before an open checkout asks again, by state. The watcher looks once a minute;
-# a buyer who just paid should not wait long to see it, one waiting for a block can.
-POLL_SECONDS = {"awaiting": 5, "partial": 5, "paid": 15, "expired": 15}
+# Seconds before an open checkout asks again. The region changes only when the watcher writes, so it
+# follows the watcher's schedule: an open invoice is looked at once a run (a minute), and asked for
+# twice a run; sooner once part of a payment is seen, since the rest usually follows in moments.
+WAITING_POLL_SECONDS = (watcher.RUN_INTERVAL_MS // 1000) // 2
+PARTLY_PAID_POLL_SECONDS = 20
 # A checkout that expired keeps asking this long: a payment sent in its last moments is seen
 # by the watcher after the expiry (at the final check a minute later, or on its late-check back-off).
 EXPIRED_POLL_MS = 15 * 60_000
@@ -46,11 +48,20 @@ def state(view: dict) -> str:
 def poll_seconds(view: dict) -> int | None:
     """When the page should ask again; None once nothing the buyer would see can change."""
     current = state(view)
-    if current == "expired" and (
-        view.get("exceptionStatus") == "paidLate" or view["currentTime"] > view["expirationTime"] + EXPIRED_POLL_MS
-    ):
+    past_expiry = view["currentTime"] - view["expirationTime"]
+    if current == "awaiting":
+        return WAITING_POLL_SECONDS
+    if current == "partial":
+        return PARTLY_PAID_POLL_SECONDS
+    if current == "expired" and (view.get("exceptionStatus") == "paidLate" or past_expiry > EXPIRED_POLL_MS):
         return None
-    return POLL_SECONDS.get(current)
+    if current not in ("paid", "expired"):
+        return None
+    if past_expiry < watcher.RUN_INTERVAL_MS:
+        # Still checked on every run (the final check at the expiry decides paid or expired).
+        return WAITING_POLL_SECONDS if current == "expired" else watcher.RUN_INTERVAL_MS // 1000
+    # Then on the watcher's late checks: waiting for a block, or for a payment sent too late.
+    return watcher.late_interval(past_expiry, view["status"]) // 1000
 
 
 def seconds_left(view: dict) -> int:

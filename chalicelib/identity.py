@@ -62,7 +62,16 @@ def is_valid_sin(sin: object) -> bool:
 
 
 def verify_signature(public_key: bytes, message: bytes, signature_hex: str) -> bool:
-    """True when `signature_hex` (DER) signs SHA256(message) with `public_key`.
+    """True when `signature_hex` (DER) signs SHA256(message) with `public_key`."""
+    return signs_one_of(public_key, [message], b"", signature_hex)
+
+
+def signs_one_of(public_key: bytes, prefixes: list[bytes], body: bytes, signature_hex: str) -> bool:
+    """True when `signature_hex` (DER) signs SHA256(prefix + body) for one of `prefixes` with `public_key`.
+
+    The key and signature are parsed once for all prefixes (a request's candidate URLs), and the
+    body is fed to each hash as it is, never copied behind each URL. SHA-256 takes the URL first,
+    so each candidate still reads the body: callers bound it first (ApiRequest.check_body_size).
 
     Client libraries built on python-ecdsa or elliptic emit high-S signatures
     about half the time; libsecp256k1 accepts only low-S, so S is normalised
@@ -77,5 +86,9 @@ def verify_signature(public_key: bytes, message: bytes, signature_hex: str) -> b
     except (ValueError, TypeError):
         return False
     lib.secp256k1_ecdsa_signature_normalize(GLOBAL_CONTEXT.ctx, signature, signature)
-    digest = hashlib.sha256(message).digest()
-    return bool(lib.secp256k1_ecdsa_verify(GLOBAL_CONTEXT.ctx, signature, digest, key.public_key))
+    for prefix in prefixes:
+        digest = hashlib.sha256(prefix)
+        digest.update(body)
+        if lib.secp256k1_ecdsa_verify(GLOBAL_CONTEXT.ctx, signature, digest.digest(), key.public_key):
+            return True
+    return False

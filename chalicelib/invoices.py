@@ -5,10 +5,12 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from functools import lru_cache
 from itertools import islice
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import base58
@@ -19,7 +21,15 @@ from . import shapes
 from .auth import Caller
 from .errors import BadRequest, NotFound
 from .fields import http_url
-from .models import BuyerAttribute, ClaimModel, InvoiceModel, condition_failed, now_ms, watch_partition
+from .models import (
+    BuyerAttribute,
+    ClaimModel,
+    InvoiceModel,
+    condition_failed,
+    now_ms,
+    query_read_only,
+    watch_partition,
+)
 from .rates import get_rates
 from .settings import get_settings
 from .stores import TARGET_CONFIRMATIONS, invoicing_store, reserve_address_index
@@ -165,11 +175,23 @@ def _wallet(text: str):
     return Wallet.parse(text, get_settings().bitcoin_network)
 
 
-def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceModel:
+def _save_new(invoice: InvoiceModel) -> None:
+    invoice.save(condition=InvoiceModel.invoice_id.does_not_exist())
+
+
+def create(
+    caller: Caller,
+    body: dict,
+    base_url: str | None = None,
+    save: Callable[[InvoiceModel], None] = _save_new,
+    conflicts: tuple[type[Exception], ...] = (PutError,),
+) -> InvoiceModel:
     """A new invoice for the caller's store, at a fresh receive address, watched from now on.
 
     `base_url` is where the API was reached: notifications, sent later without a
-    request to take it from, link to the invoice there.
+    request to take it from, link to the invoice there. `save` writes it (the API's
+    also writes its invoice_created notification in the same transaction), raising
+    one of `conflicts` when its id is taken.
 
     Everything a request can fail on (its fields, a retried guid, the store's wallet,
     the rate, the dust limit) is checked before the address index is reserved, so
@@ -218,6 +240,7 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
         store_order_id=f"{store.store_id}#{fields['order_id']}" if fields["order_id"] else None,
         store_item_code=f"{store.store_id}#{fields['item_code']}" if fields["item_code"] else None,
         base_url=base_url,
+        contact_email=store.contact_email,
         watch_network=watch_partition(get_settings().bitcoin_network, invoice_id),
         next_check=created,
         **{
@@ -241,8 +264,8 @@ def create(caller: Caller, body: dict, base_url: str | None = None) -> InvoiceMo
             ) from exc
         raise
     try:
-        invoice.save(condition=InvoiceModel.invoice_id.does_not_exist())
-    except PutError as exc:
+        save(invoice)
+    except conflicts as exc:
         if fields["guid"] and condition_failed(exc):
             # The same guid created at the same moment by another request: that one won.
             return _retried(caller, InvoiceModel.get(invoice_id, consistent_read=True))
@@ -405,35 +428,42 @@ def _query(store_id: str, params: dict[str, str]) -> dict:
     }
 
 
-def search(store_id: str, params: dict[str, str]) -> list[InvoiceModel]:
-    """The store's invoices, newest first, filtered through the most selective index."""
+def _read_only(query: dict, most: int, exclusive_start_key: dict | None = None) -> Iterator[SimpleNamespace]:
+    # Read-only records, not models: pynamodb's decoding of a page costs more than the rest of the route.
+    return query_read_only(
+        InvoiceModel,
+        most,
+        hash_key=query["key"],
+        index_name=query["index"].Meta.index_name,
+        range_key_condition=query["range_key_condition"],
+        filter_condition=query["filter_condition"],
+        scan_index_forward=False,
+        exclusive_start_key=exclusive_start_key,
+    )
+
+
+def search(store_id: str, params: dict[str, str]) -> list[SimpleNamespace]:
+    """The store's invoices, newest first, filtered through the most selective index (for views only)."""
     query = _query(store_id, params)
     limit = _page_size(params)
     offset = _whole_number(params.get("offset"), "offset", 0, MAX_OFFSET)
-    index, key = query.pop("index"), query.pop("key")
-    results = index.query(
-        key,
-        **query,
-        scan_index_forward=False,
-        limit=offset + limit,
-        last_evaluated_key=_start_key(params["next"], index, key) if params.get("next") else None,
-    )
+    start = _start_key(params["next"], query["index"], query["key"]) if params.get("next") else None
     # Skipped as they stream past: a deep offset costs reads, not memory.
-    return list(islice(results, offset, None))
+    return list(islice(_read_only(query, offset + limit, start), offset, None))
 
 
-def matching(store_id: str, params: dict[str, str], most: int) -> list[InvoiceModel]:
+def matching(store_id: str, params: dict[str, str], most: int) -> list[SimpleNamespace]:
     """Up to `most` of the invoices `search` pages through, newest first (an export)."""
-    query = _query(store_id, params)
-    index, key = query.pop("index"), query.pop("key")
-    return list(index.query(key, **query, scan_index_forward=False, limit=most))
+    return list(_read_only(_query(store_id, params), most))
 
 
 def count(store_id: str, params: dict[str, str], most: int) -> int:
     """How many invoices match, counting at most `most` (a Query that returns no items, never a Scan)."""
     query = _query(store_id, params)
-    index, key = query.pop("index"), query.pop("key")
-    return index.count(key, **query, limit=most)
+    return query["index"].count(
+        query["key"], range_key_condition=query["range_key_condition"], filter_condition=query["filter_condition"],
+        limit=most,
+    )  # fmt: skip
 
 
 def of_store(store_id: str, invoice_id: str) -> InvoiceModel | None:

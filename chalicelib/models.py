@@ -10,12 +10,20 @@ attributes, which DynamoDB requires in epoch seconds.
 """
 
 import hashlib
+import json
 import os
+import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cache
+from operator import itemgetter
+from types import SimpleNamespace
+from typing import Any
 
+from botocore.parsers import ResponseParserFactory
 from pynamodb.attributes import (
+    Attribute,
     BooleanAttribute,
     ListAttribute,
     MapAttribute,
@@ -24,7 +32,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     VersionAttribute,
 )
-from pynamodb.connection import Connection
+from pynamodb.connection import Connection, TableConnection
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
@@ -61,15 +69,165 @@ def _index_meta(index_name: str, projection=None) -> type:
     return Meta
 
 
-@lru_cache(maxsize=1)
-def _connection() -> Connection:
-    settings = get_settings()
-    return Connection(region=settings.region, host=settings.dynamodb_endpoint)
+_shared_lock = threading.RLock()
+_shared: Connection | None = None
+_raw: Connection | None = None
+
+
+def shared_connection() -> Connection:
+    """The process's one DynamoDB connection, under every model and every transaction.
+
+    Each botocore session and client costs ~120 ms CPU and 11 MiB to build, most of a cold start
+    when every model builds its own. Clients are thread-safe, sessions are not: both are built once,
+    under a lock.
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            settings = get_settings()
+            connection = Connection(region=settings.region, host=settings.dynamodb_endpoint)
+            connection.client  # noqa: B018 (builds the session and client now, under the lock)
+            _shared = connection
+        return _shared
+
+
+class _JsonAnswers:
+    """A parser that leaves a successful answer as the JSON DynamoDB sent (errors parse as usual).
+
+    botocore's parser walks every attribute value through the service's shapes: for a page of
+    100 invoices it costs ten times a plain JSON decode, for a result `read_only` rebuilds anyway.
+    """
+
+    def __init__(self, modelled: Any):
+        self._modelled = modelled
+
+    def parse(self, response: dict, shape: Any) -> dict:
+        if response["status_code"] >= 300:
+            return self._modelled.parse(response, shape)
+        parsed = json.loads(response["body"]) if response["body"] else {}
+        parsed["ResponseMetadata"] = {"HTTPStatusCode": response["status_code"], "HTTPHeaders": response["headers"]}
+        return parsed
+
+
+class _JsonAnswersFactory(ResponseParserFactory):
+    def create_parser(self, protocol_name: str) -> _JsonAnswers:
+        return _JsonAnswers(super().create_parser(protocol_name))
+
+
+def raw_connection() -> Connection:
+    """A connection whose answers stay DynamoDB JSON, for read-only routes that decode with `read_only`.
+
+    Its client comes from the shared session (and knows every model's table through it).
+    """
+    global _raw
+    with _shared_lock:
+        if _raw is None:
+            shared = shared_connection()
+            session = shared.session
+            modelled = session.get_component("response_parser_factory")
+            session.register_component("response_parser_factory", _JsonAnswersFactory())
+            try:
+                client = session.create_client(
+                    "dynamodb", shared.region, endpoint_url=shared.host, config=shared.client.meta.config
+                )
+            finally:
+                session.register_component("response_parser_factory", modelled)
+            connection = Connection(region=shared.region, host=shared.host)
+            connection._client, connection._tables = client, shared._tables
+            _raw = connection
+        return _raw
+
+
+def _number(value: dict) -> int | float:
+    text = value["N"]
+    # pynamodb decodes numbers with json.loads: an int when it is one, else a float.
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _decoder(attribute: Attribute) -> Callable[[dict], Any]:
+    """How to read one attribute's DynamoDB JSON value as pynamodb's deserialize would."""
+    if isinstance(attribute, MapAttribute) and type(attribute) is not MapAttribute:
+        model = type(attribute)
+        return lambda value: read_only(model, value["M"])
+    if isinstance(attribute, ListAttribute) and attribute.element_type is not None:
+        element = _decoder(attribute.element_type())
+        return lambda value: [element(item) for item in value["L"]]
+    if isinstance(attribute, UnicodeAttribute):
+        return itemgetter("S")
+    if isinstance(attribute, BooleanAttribute):
+        return itemgetter("BOOL")
+    if type(attribute) in (NumberAttribute, VersionAttribute):
+        return _number
+    return lambda value: attribute.deserialize(attribute.get_value(value))
+
+
+@cache
+def _plan(model: type) -> tuple[tuple[str, str, Callable[[dict], Any], Any], ...]:
+    """Each attribute's name, name in DynamoDB, decoder and default: worked out once per model."""
+    return tuple(
+        (name, attribute.attr_name, _decoder(attribute), attribute.default)
+        for name, attribute in model.get_attributes().items()
+    )
+
+
+def read_only(model: type, item: dict[str, dict]) -> SimpleNamespace:
+    """An item (or map) straight from DynamoDB JSON, as pynamodb's `from_raw_data` would read it
+    (defaults for absent attributes, the same types), but as a plain record: for views, never saved."""
+    values: dict[str, Any] = {}
+    for name, stored_name, decode, default in _plan(model):
+        value = item.get(stored_name)
+        if value and "NULL" not in value:
+            values[name] = decode(value)
+        else:
+            values[name] = default() if callable(default) else default
+    record = SimpleNamespace(**values)
+    record.attribute_values = values
+    return record
+
+
+def query_read_only(model: type[Model], limit: int, **query: Any) -> Iterator[SimpleNamespace]:
+    """`limit` items of a Query (pynamodb's Connection.query arguments), as `read_only` records,
+    page after page until the limit or the end."""
+    model._get_connection()  # puts the table's schema on the shared connection
+    connection = raw_connection()
+    start = query.pop("exclusive_start_key", None)
+    while limit > 0:
+        page = connection.query(model.Meta.table_name, limit=limit, exclusive_start_key=start, **query)
+        for item in page.get("Items", []):
+            limit -= 1
+            yield read_only(model, item)
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return
+
+
+class SharedConnectionModel(Model):
+    """A model whose table connection speaks through `shared_connection()`."""
+
+    _table_lock = threading.Lock()
+
+    @classmethod
+    def _get_connection(cls) -> TableConnection:
+        table = cls._connection
+        if table is None or table.table_name != cls.Meta.table_name:
+            with cls._table_lock:
+                table = cls._connection
+                if table is None or table.table_name != cls.Meta.table_name:
+                    # pynamodb's own builds the table's schema and a connection of its own, not yet
+                    # used (its client is made on first use); the schema moves to the shared one.
+                    table = super()._get_connection()
+                    connection = shared_connection()
+                    connection.add_meta_table(table.get_meta_table())
+                    table.connection = connection
+        return table
 
 
 def transaction() -> TransactWrite:
     """`with transaction() as t:` writes that all happen or none do (DynamoDB TransactWriteItems)."""
-    return TransactWrite(connection=_connection())
+    return TransactWrite(connection=shared_connection())
 
 
 def failed_conditions(error: PynamoDBException) -> list[bool]:
@@ -92,7 +250,7 @@ def is_expired(expiration: datetime | None) -> bool:
     return expiration is not None and expiration <= datetime.now(UTC)
 
 
-class UserModel(Model):
+class UserModel(SharedConnectionModel):
     Meta = _meta("USERS_TABLE", "users")
 
     login = UnicodeAttribute(hash_key=True)
@@ -107,7 +265,7 @@ class StoresByOwner(GlobalSecondaryIndex):
     created = NumberAttribute(range_key=True)
 
 
-class StoreModel(Model):
+class StoreModel(SharedConnectionModel):
     Meta = _meta("STORES_TABLE", "stores")
 
     store_id = UnicodeAttribute(hash_key=True)
@@ -128,6 +286,10 @@ class StoreModel(Model):
     api_key = UnicodeAttribute(null=True)
     # Unsigned POST /invoices?storeId= may create invoices (BTCPay's "anyone can create invoice").
     anyone_can_invoice = BooleanAttribute(default=False)
+    # Gets the emails of paid, confirmed, complete and late or partly paid invoices.
+    contact_email = UnicodeAttribute(null=True)
+    # Signs every notification (X-Paylambda-Signature); made on first use, rotated from the settings page.
+    notification_secret = UnicodeAttribute(null=True)
 
     by_owner = StoresByOwner()
 
@@ -156,7 +318,7 @@ class TokensByMinter(GlobalSecondaryIndex):
     minted_by = UnicodeAttribute(hash_key=True)
 
 
-class TokenModel(Model):
+class TokenModel(SharedConnectionModel):
     """An API token, and while it is pending, the pairing request behind it.
 
     A client-requested pairing has a SIN and waits for a person to approve it
@@ -268,7 +430,7 @@ class BuyerAttribute(MapAttribute):
     notify = BooleanAttribute(null=True)
 
 
-class InvoiceModel(Model):
+class InvoiceModel(SharedConnectionModel):
     Meta = _meta("INVOICES_TABLE", "invoices")
 
     invoice_id = UnicodeAttribute(hash_key=True)
@@ -299,6 +461,10 @@ class InvoiceModel(Model):
     guid = UnicodeAttribute(null=True)
     notification_url = UnicodeAttribute(null=True)
     notification_email = UnicodeAttribute(null=True)
+    # The store's contact email when the invoice was made: its emails go there too.
+    contact_email = UnicodeAttribute(null=True)
+    # Why the merchant marked it invalid (or complete) by hand.
+    mark_reason = UnicodeAttribute(null=True)
     redirect_url = UnicodeAttribute(null=True)
     close_url = UnicodeAttribute(null=True)
     full_notifications = BooleanAttribute(default=False)
@@ -341,7 +507,7 @@ class SessionsByLogin(GlobalSecondaryIndex):
     login = UnicodeAttribute(hash_key=True)
 
 
-class SessionModel(Model):
+class SessionModel(SharedConnectionModel):
     """A signed-in browser. The cookie carries a secret whose SHA-256 is the key,
     so the table alone does not let anyone take over a session."""
 
@@ -356,7 +522,7 @@ class SessionModel(Model):
     by_login = SessionsByLogin()
 
 
-class LimitModel(Model):
+class LimitModel(SharedConnectionModel):
     """One fixed-window abuse counter (chalicelib.limits): key "<limit>#<subject>", e.g. "sign-in-account#alice"."""
 
     Meta = _meta("LIMITS_TABLE", "limits")
@@ -367,7 +533,7 @@ class LimitModel(Model):
     expiration = TTLAttribute()
 
 
-class SecretModel(Model):
+class SecretModel(SharedConnectionModel):
     """Server-side secrets made once per deployment (the device cookies' HMAC key); never sent to anyone."""
 
     Meta = _meta("SECRETS_TABLE", "secrets")
@@ -392,7 +558,7 @@ class AttemptAttribute(MapAttribute):
     duration_ms = NumberAttribute()
 
 
-class NotificationModel(Model):
+class NotificationModel(SharedConnectionModel):
     """One IPN for an invoice, numbered in the order it must be delivered, with every attempt made."""
 
     Meta = _meta("NOTIFICATIONS_TABLE", "notifications")
@@ -420,7 +586,7 @@ class NotificationModel(Model):
     by_outbox = NotificationsOutbox()
 
 
-class ClaimModel(Model):
+class ClaimModel(SharedConnectionModel):
     """Something only one owner may ever use, claimed by a conditional PutItem on its own key.
 
     "address#bc1q...": the receive address of one invoice, written in the invoice's own

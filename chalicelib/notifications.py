@@ -1,33 +1,50 @@
-"""Instant payment notifications (IPN): what BitPay posts to an invoice's notificationURL, delivered reliably.
+"""Notifications: what BTCPay posts to an invoice's notificationURL and emails, delivered reliably.
 
-Which changes notify follows BitPay: `confirmed` always, every status change with
-fullNotifications, the `{event, data}` form (and the receivedPayment event) with
-extendedNotifications, which implies full notifications.
+Which events notify, and in which form, follows BTCPay's legacy API (BitpayIPNSender):
+`confirmed` always gets a plain body (the invoice's fields); fullNotifications adds a plain
+body for the status events; extendedNotifications (which implies full notifications) adds
+the `{event, data}` body for every event, as well as the plain ones. Shops such as the
+WooCommerce plugin ask for both and act on the plain body only.
 
-Delivery is at least once, in order per invoice. A notification is written in the
-same DynamoDB transaction as the invoice change that caused it (an outbox), then an
-SQS message names the invoice; the consumer posts that invoice's pending
-notifications in sequence, stops at the first failure and asks SQS to come back
-when its back-off ends. Every attempt is recorded. A sweep re-queues any invoice
-whose message was lost, so a crash between the transaction and SQS loses nothing.
+An email is a notification too, to `mailto:` the invoice's notificationEmail and the
+store's contact email, for the events a merchant acts on.
+
+Delivery is at least once. A notification is written in the same DynamoDB transaction as
+the invoice change that caused it (an outbox), then an SQS message names the invoice; the
+consumer posts that invoice's pending notifications, first deliveries in order, and retries
+each failed one on its own schedule, so a refused notification holds none back. Every
+attempt is recorded. A sweep re-queues any invoice whose message was lost, so a crash
+between the transaction and SQS loses nothing. Every post carries X-Paylambda-Signature,
+an HMAC-SHA256 of the exact body with the store's secret.
 """
 
+import hashlib
+import hmac
 import http.client
 import ipaddress
 import json
 import logging
 import math
+import secrets
 import socket
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 
-from . import invoices
+from . import invoices, mail
 from .errors import BadRequest, ServiceUnavailable
-from .models import AttemptAttribute, InvoiceModel, NotificationModel, condition_failed, now_ms, transaction
+from .models import (
+    AttemptAttribute,
+    InvoiceModel,
+    NotificationModel,
+    StoreModel,
+    condition_failed,
+    now_ms,
+    transaction,
+)
 from .settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -40,6 +57,8 @@ LEASE_MS = 2 * 60_000
 OVERDUE_MS = 15 * 60_000
 MAX_SWEEP = 100
 MAX_RESPONSE_BYTES = 64 * 1024
+SIGNATURE_HEADER = "X-Paylambda-Signature"
+MAILTO = "mailto:"
 _OUTBOX = "pending"
 
 
@@ -51,21 +70,55 @@ class Event:
     status: str
 
 
-_STATUS_EVENTS = {
-    "paid": (1003, "invoice_paidInFull"),
-    "expired": (1004, "invoice_expired"),
-    "confirmed": (1005, "invoice_confirmed"),
-    "complete": (1006, "invoice_completed"),
-    "invalid": (1013, "invoice_failedToConfirm"),
-}
+# BTCPay's InvoiceEvent codes and names.
+CREATED = (1001, "invoice_created")
 RECEIVED_PAYMENT = (1002, "invoice_receivedPayment")
+PAID_IN_FULL = (1003, "invoice_paidInFull")
+EXPIRED = (1004, "invoice_expired")
+CONFIRMED = (1005, "invoice_confirmed")
+COMPLETED = (1006, "invoice_completed")
+MARKED_INVALID = (1008, "invoice_markedInvalid")
+PAID_AFTER_EXPIRATION = (1009, "invoice_paidAfterExpiration")
 MANUALLY_NOTIFIED = (1012, "invoice_manuallyNotified")
+FAILED_TO_CONFIRM = (1013, "invoice_failedToConfirm")
+EXPIRED_PAID_PARTIAL = (2000, "invoice_expiredPaidPartial")
+MARKED_COMPLETE = (2008, "invoice_markedComplete")
+
+_STATUS_EVENTS = {
+    "paid": PAID_IN_FULL,
+    "expired": EXPIRED,
+    "confirmed": CONFIRMED,
+    "complete": COMPLETED,
+    "invalid": FAILED_TO_CONFIRM,
+}
+# The events that get a plain body with fullNotifications (BTCPay's list); confirmed always does.
+_FULL_EVENTS = {
+    event[0]
+    for event in (
+        PAID_IN_FULL,
+        EXPIRED,
+        COMPLETED,
+        MARKED_INVALID,
+        FAILED_TO_CONFIRM,
+        EXPIRED_PAID_PARTIAL,
+        MARKED_COMPLETE,
+    )
+}
+# The events a merchant is emailed about (money arrived, settled, or needs a look), and how the subject says it.
+_EMAIL_HEADLINES = {
+    PAID_IN_FULL[0]: "is paid (not confirmed yet)",
+    CONFIRMED[0]: "is confirmed",
+    COMPLETED[0]: "is complete",
+    MARKED_COMPLETE[0]: "was marked complete",
+    EXPIRED_PAID_PARTIAL[0]: "expired, partly paid",
+    PAID_AFTER_EXPIRATION[0]: "was paid after it expired",
+}
 
 # BitPay's IPN body: the invoice fields a receiver needs, before it re-fetches the invoice.
 _NOTIFICATION_FIELDS = (
     "id", "url", "posData", "status", "price", "currency", "invoiceTime", "expirationTime", "currentTime",
     "exceptionStatus", "paymentSubtotals", "paymentTotals", "exchangeRates", "amountPaid", "orderId",
-    "btcPrice", "btcPaid", "rate",
+    "btcPrice", "btcPaid", "btcDue", "rate",
 )  # fmt: skip
 _BUYER_FIELDS = {
     "name": "buyerName", "address1": "buyerAddress1", "address2": "buyerAddress2", "locality": "buyerCity",
@@ -75,18 +128,28 @@ _BUYER_FIELDS = {
 
 
 def events_for(invoice: InvoiceModel, transitions: tuple[str, ...], received_payment: bool) -> list[Event]:
-    """The notifications BitPay would send for these status changes of the invoice."""
-    if not invoice.notification_url:
-        return []
-    full = invoice.full_notifications or invoice.extended_notifications
-    events = [Event(*_STATUS_EVENTS[status], status) for status in transitions if status == "confirmed" or full]
-    if received_payment and not transitions and invoice.extended_notifications:
-        events.append(Event(*RECEIVED_PAYMENT, invoice.status))
+    """The events of these status changes of the invoice, which holds the state about to be written.
+
+    As BTCPay: receivedPayment on every payment (before the paidInFull it may bring), the
+    status events in order, expiredPaidPartial after an expiry with a partial payment, and
+    paidAfterExpiration when a payment reaches an expired invoice.
+    """
+    events = [Event(*RECEIVED_PAYMENT, invoice.status)] if received_payment else []
+    for status in transitions:
+        events.append(Event(*_STATUS_EVENTS[status], status))
+        if status == "expired" and invoice.exception_status == "paidPartial":
+            events.append(Event(*EXPIRED_PAID_PARTIAL, status))
+    if received_payment and invoice.status == "expired" and invoice.exception_status == "paidLate":
+        events.append(Event(*PAID_AFTER_EXPIRATION, invoice.status))
     return events
 
 
+def _full_view(invoice: InvoiceModel) -> dict:
+    return invoices.full_view(invoice, invoice.base_url or get_settings().public_base_url or "")
+
+
 def notification_view(invoice: InvoiceModel, status: str, now: int) -> dict:
-    view = invoices.full_view(invoice, invoice.base_url or get_settings().public_base_url or "")
+    view = _full_view(invoice)
     body = {key: view[key] for key in _NOTIFICATION_FIELDS if key in view}
     body["status"] = status
     body["currentTime"] = now
@@ -97,11 +160,67 @@ def notification_view(invoice: InvoiceModel, status: str, now: int) -> dict:
     return body
 
 
-def _body(invoice: InvoiceModel, event: Event, now: int) -> str:
-    view = notification_view(invoice, event.status, now)
-    if invoice.extended_notifications:
-        return json.dumps({"event": {"code": event.code, "name": event.name}, "data": view})
-    return json.dumps(view)
+def _deliveries(invoice: InvoiceModel, event: Event, now: int) -> list[tuple[str, str]]:
+    """(url, body) of each notification the event sends: plain before extended, as BTCPay posts them."""
+    deliveries = []
+    if invoice.notification_url:
+        view = notification_view(invoice, event.status, now)
+        extended = invoice.extended_notifications
+        full = invoice.full_notifications or extended
+        # A manual resend goes out once, in the invoice's own form.
+        plain = event.code == CONFIRMED[0] or (full and event.code in _FULL_EVENTS)
+        plain = plain or (event.code == MANUALLY_NOTIFIED[0] and not extended)
+        if plain:
+            deliveries.append((invoice.notification_url, json.dumps(view)))
+        if extended:
+            wrapped = {"event": {"code": event.code, "name": event.name}, "data": view}
+            deliveries.append((invoice.notification_url, json.dumps(wrapped)))
+    recipients = list(dict.fromkeys(filter(None, (invoice.notification_email, invoice.contact_email))))
+    if recipients and event.code in _EMAIL_HEADLINES and mail.enabled():
+        deliveries.append((MAILTO + ",".join(recipients), json.dumps(_email(invoice, event))))
+    return deliveries
+
+
+def _email(invoice: InvoiceModel, event: Event) -> dict:
+    view = _full_view(invoice)
+    headline = _EMAIL_HEADLINES[event.code]
+    lines = [
+        f"Invoice {invoice.invoice_id} {headline}.",
+        "",
+        f"Price: {invoice.price} {invoice.currency}",
+        f"Paid: {view['btcPaid']} BTC, still due: {view['btcDue']} BTC",
+        f"Status: {event.status}" + (f" ({invoice.exception_status})" if invoice.exception_status else ""),
+    ]
+    if invoice.order_id:
+        lines.append(f"Order: {invoice.order_id}")
+    lines.append(f"Invoice: {view['url']}")
+    return {"subject": f"Invoice {invoice.invoice_id} {headline}", "text": "\n".join(lines) + "\n"}
+
+
+def _outbox(invoice: InvoiceModel, events: list[Event], now: int) -> list[NotificationModel]:
+    pending = [(event, delivery) for event in events for delivery in _deliveries(invoice, event, now)]
+    return [
+        NotificationModel(
+            invoice.invoice_id,
+            invoice.notification_count + number,
+            store_id=invoice.store_id,
+            event_code=event.code,
+            event_name=event.name,
+            url=url,
+            body=body,
+            created=now,
+            outbox=_OUTBOX,
+            next_attempt=now,
+        )
+        for number, (event, (url, body)) in enumerate(pending, start=1)
+    ]
+
+
+def _queue_after_commit(invoice_id: str, now: int) -> None:
+    try:
+        enqueue(invoice_id, due=now, now=now)
+    except Exception:
+        logger.exception("could not queue notifications of %s; the sweep will", invoice_id)
 
 
 def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int, condition=None) -> bool:
@@ -111,21 +230,7 @@ def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int, 
     from the table, since the write is conditioned on it (and on `condition`, when given).
     False when another writer changed the invoice first: the caller reads it again and decides anew.
     """
-    notifications = [
-        NotificationModel(
-            invoice.invoice_id,
-            invoice.notification_count + number,
-            store_id=invoice.store_id,
-            event_code=event.code,
-            event_name=event.name,
-            url=invoice.notification_url,
-            body=_body(invoice, event, now),
-            created=now,
-            outbox=_OUTBOX,
-            next_attempt=now,
-        )
-        for number, event in enumerate(events, start=1)
-    ]
+    notifications = _outbox(invoice, events, now)
     try:
         if notifications:
             with transaction() as writes:
@@ -141,11 +246,28 @@ def commit(invoice: InvoiceModel, actions: list, events: list[Event], now: int, 
             return False
         raise
     if notifications:
-        try:
-            enqueue(invoice.invoice_id, due=now, now=now)
-        except Exception:
-            logger.exception("could not queue notifications of %s; the sweep will", invoice.invoice_id)
+        _queue_after_commit(invoice.invoice_id, now)
     return True
+
+
+def save_created(invoice: InvoiceModel) -> None:
+    """Save a new invoice with its invoice_created notifications, all or nothing.
+
+    Raises PutError or TransactWriteError (a failed condition) when the id is taken.
+    """
+    notifications = _outbox(invoice, [Event(*CREATED, invoice.status)], invoice.created)
+    if not notifications:
+        invoice.save(condition=InvoiceModel.invoice_id.does_not_exist())
+        return
+    invoice.notification_count = len(notifications)
+    with transaction() as writes:
+        writes.save(invoice, condition=InvoiceModel.invoice_id.does_not_exist())
+        for notification in notifications:
+            writes.save(notification, condition=NotificationModel.sequence.does_not_exist())
+    _queue_after_commit(invoice.invoice_id, invoice.created)
+
+
+CREATION_CONFLICTS = (PutError, TransactWriteError)
 
 
 def resend(invoice: InvoiceModel, now: int | None = None) -> None:
@@ -235,20 +357,31 @@ def requeue_overdue(now: int) -> list[str]:
 
 
 def deliver_pending(invoice_id: str, now: int) -> int | None:
-    """Post the invoice's pending notifications in order; when to come back, or None when none is left."""
+    """Attempt the invoice's due notifications; when to come back, or None when none is left.
+
+    First deliveries go out in order: one never tried waits for those before it. A retry
+    waits only for its own time, so a notification the shop keeps refusing holds none back.
+    """
     pending = NotificationModel.query(
         invoice_id, filter_condition=NotificationModel.state == NotificationModel.PENDING, consistent_read=True
     )
+    come_back: list[int] = []
     for notification in pending:
-        if notification.next_attempt > now:
-            return notification.next_attempt
+        first = not notification.attempts
         lease = now + LEASE_MS
-        if not _claim(notification, now, lease):
+        if notification.next_attempt > now:
+            come_back.append(notification.next_attempt)
+        elif not _claim(notification, now, lease):
             # Another consumer is delivering it; look again once its lease would have ended.
-            return lease
-        if not _attempt(notification, now, lease):
-            return notification.next_attempt
-    return None
+            come_back.append(lease)
+        else:
+            retry_at = _attempt(notification, now, lease)
+            if retry_at is not None:
+                come_back.append(retry_at)
+            continue
+        if first:
+            break
+    return min(come_back, default=None)
 
 
 def _claim(notification: NotificationModel, now: int, lease: int) -> bool:
@@ -265,16 +398,25 @@ def _claim(notification: NotificationModel, now: int, lease: int) -> bool:
     return True
 
 
-def _attempt(notification: NotificationModel, now: int, lease: int) -> bool:
-    """One delivery attempt, recorded; True when the notification is done with (delivered or given up)."""
+def _send(notification: NotificationModel) -> tuple[int | None, str | None]:
+    if notification.url.startswith(MAILTO):
+        email = json.loads(notification.body)
+        return None, mail.send(notification.url[len(MAILTO) :].split(","), email["subject"], email["text"])
     settings = get_settings()
-    started = time.monotonic()
-    status, error = post_json(
+    body = notification.body.encode()
+    return post_json(
         notification.url,
-        notification.body.encode(),
+        body,
         timeout=settings.notification_timeout_seconds,
         allow_private=settings.allow_private_notification_urls,
+        headers={SIGNATURE_HEADER: sign(signing_secret(notification.store_id), body)},
     )
+
+
+def _attempt(notification: NotificationModel, now: int, lease: int) -> int | None:
+    """One delivery attempt, recorded; when to try again, None when it is done with (delivered or given up)."""
+    started = time.monotonic()
+    status, error = _send(notification)
     attempt = AttemptAttribute(
         time=now, status=status, error=error, duration_ms=int((time.monotonic() - started) * 1000)
     )
@@ -284,10 +426,10 @@ def _attempt(notification: NotificationModel, now: int, lease: int) -> bool:
         NotificationModel.attempts.set(NotificationModel.attempts.append([attempt])),
         NotificationModel.lease_until.remove(),
     ]
+    retry_at = None
     if error and failures <= len(RETRY_DELAYS_MINUTES):
-        next_attempt = now + RETRY_DELAYS_MINUTES[failures - 1] * 60_000
-        actions.append(NotificationModel.next_attempt.set(next_attempt))
-        done = False
+        retry_at = now + RETRY_DELAYS_MINUTES[failures - 1] * 60_000
+        actions.append(NotificationModel.next_attempt.set(retry_at))
     else:
         state = NotificationModel.FAILED if error else NotificationModel.DELIVERED
         actions += [
@@ -295,7 +437,6 @@ def _attempt(notification: NotificationModel, now: int, lease: int) -> bool:
             NotificationModel.outbox.remove(),
             NotificationModel.next_attempt.remove(),
         ]
-        done = True
     try:
         notification.update(actions, condition=NotificationModel.lease_until == lease)
     except UpdateError as exc:
@@ -303,10 +444,44 @@ def _attempt(notification: NotificationModel, now: int, lease: int) -> bool:
             raise
         # Our lease ran out and another consumer took over; its record stands.
         logger.warning("lease on notification %s/%s lost", notification.invoice_id, notification.sequence)
-    return done
+        return None
+    return retry_at
 
 
-def post_json(url: str, payload: bytes, *, timeout: float, allow_private: bool) -> tuple[int | None, str | None]:
+# Signatures
+
+
+def sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def signing_secret(store_id: str) -> str:
+    """The store's notification secret, made on first use.
+
+    One conditional UpdateItem (if_not_exists) rather than a read and a write: two first
+    uses at once agree on one secret. Read at each post, so a rotation applies at once.
+    """
+    store = StoreModel(store_id)
+    store.update(
+        [StoreModel.notification_secret.set(StoreModel.notification_secret | _new_secret())],
+        condition=StoreModel.store_id.exists(),
+    )
+    return store.notification_secret
+
+
+def rotate_signing_secret(store_id: str) -> None:
+    StoreModel(store_id).update(
+        [StoreModel.notification_secret.set(_new_secret())], condition=StoreModel.store_id.exists()
+    )
+
+
+def post_json(
+    url: str, payload: bytes, *, timeout: float, allow_private: bool, headers: dict[str, str] | None = None
+) -> tuple[int | None, str | None]:
     """POST `payload` to `url`: (HTTP status, None) on a 2xx answer, else (status or None, what went wrong).
 
     Redirects are not followed: a redirect could lead to an address the guard refused.
@@ -330,7 +505,10 @@ def post_json(url: str, payload: bytes, *, timeout: float, allow_private: bool) 
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
         connection.request(
-            "POST", path, body=payload, headers={"Content-Type": "application/json", "User-Agent": "paylambda-ipn"}
+            "POST",
+            path,
+            body=payload,
+            headers={"Content-Type": "application/json", "User-Agent": "paylambda-ipn", **(headers or {})},
         )
         response = connection.getresponse()
         response.read(MAX_RESPONSE_BYTES)
@@ -393,6 +571,12 @@ def history(invoice_id: str) -> list[dict]:
             "sequence": notification.sequence,
             "event": {"code": notification.event_code, "name": notification.event_name},
             "url": notification.url,
+            # An email's recipients, subject and text, as sent.
+            "email": (
+                {"to": notification.url[len(MAILTO) :].split(","), **json.loads(notification.body)}
+                if notification.url.startswith(MAILTO)
+                else None
+            ),
             "state": notification.state,
             "created": notification.created,
             "nextAttempt": notification.next_attempt,

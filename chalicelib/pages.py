@@ -140,7 +140,16 @@ def create_store(visit: Visit) -> Response:
 
 
 def _settings_page(visit: Visit, store, form: dict, status: int = 200, **context) -> Response:
-    return visit.render("store_settings.html", status=status, store=store, form=form, **context)
+    from . import notifications
+
+    return visit.render(
+        "store_settings.html",
+        status=status,
+        store=store,
+        form=form,
+        notification_secret=notifications.signing_secret(store.store_id),
+        **context,
+    )
 
 
 def _store_form(store) -> dict:
@@ -152,6 +161,7 @@ def _store_form(store) -> dict:
         "transaction_speed": store.transaction_speed,
         "gap_limit": str(store.gap_limit),
         "wallet": store.wallet or "",
+        "contact_email": store.contact_email or "",
     }
 
 
@@ -183,6 +193,15 @@ def save_store_settings(visit: Visit, store_id: str) -> Response:
         stores.update_settings(store, form)
     except BadRequest as error:
         return _settings_page(visit, store, form, status=400, error=error.message)
+    return visit.redirect(f"/stores/{store.store_id}", saved="1")
+
+
+@page("/stores/{store_id}/notification-secret", methods=("POST",))
+def rotate_notification_secret(visit: Visit, store_id: str) -> Response:
+    from . import notifications
+
+    store = stores.owned_store(visit.login, store_id)
+    notifications.rotate_signing_secret(store.store_id)
     return visit.redirect(f"/stores/{store.store_id}", saved="1")
 
 
@@ -387,13 +406,15 @@ def export_invoices(visit: Visit, store_id: str) -> Response:
 
 
 def _invoice_page(visit: Visit, store, invoice, status: int = 200, **context) -> Response:
-    from . import notifications  # the delivery code loads with the first invoice page, not at start-up
+    from . import marking, notifications  # the delivery code loads with the first invoice page, not at start-up
 
     return visit.render(
         "invoice.html",
         status=status,
         store=store,
         invoice=invoices.full_view(invoice, visit.request.base_url),
+        mark_reason=invoice.mark_reason,
+        can_mark={status: marking.can_mark(invoice, status) for status in ("complete", "invalid")},
         notifications=notifications.history(invoice.invoice_id),
         **context,
     )
@@ -403,7 +424,8 @@ def _invoice_page(visit: Visit, store, invoice, status: int = 200, **context) ->
 def invoice_detail(visit: Visit, store_id: str, invoice_id: str) -> Response:
     store = stores.owned_store(visit.login, store_id)
     invoice = _owned_invoice(store, invoice_id)
-    return _invoice_page(visit, store, invoice, resent=visit.request.query_value("resent"))
+    query = visit.request.query_value
+    return _invoice_page(visit, store, invoice, resent=query("resent"), marked=query("marked"))
 
 
 @page("/stores/{store_id}/invoices/{invoice_id}/notifications", methods=("POST",))
@@ -417,6 +439,22 @@ def resend_notification(visit: Visit, store_id: str, invoice_id: str) -> Respons
     except (BadRequest, ServiceUnavailable) as error:
         return _invoice_page(visit, store, invoice, status=error.status, error=error.message)
     return visit.redirect(f"/stores/{store.store_id}/invoices/{invoice.invoice_id}", resent="1")
+
+
+@page("/stores/{store_id}/invoices/{invoice_id}/mark", methods=("POST",))
+def mark_invoice(visit: Visit, store_id: str, invoice_id: str) -> Response:
+    from . import marking
+
+    store = stores.owned_store(visit.login, store_id)
+    invoice = _owned_invoice(store, invoice_id)
+    form = visit.request.form
+    try:
+        marked = marking.mark(invoice, form.get("status", ""), form.get("reason"))
+    except (BadRequest, ServiceUnavailable) as error:
+        # Read again: a try that lost a race had already changed the object.
+        invoice = _owned_invoice(store, invoice_id)
+        return _invoice_page(visit, store, invoice, status=error.status, mark_error=error.message)
+    return visit.redirect(f"/stores/{store.store_id}/invoices/{invoice.invoice_id}", marked=marked.status)
 
 
 # The buyer's checkout

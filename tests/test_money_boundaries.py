@@ -182,6 +182,29 @@ def test_one_satoshi_over_is_an_overpayment_and_one_satoshi_is_a_partial_payment
     assert look(terms(), [unconfirmed(1)], CREATED + MINUTE).exception_status == "paidPartial"
 
 
+@pytest.fixture
+def one_percent_tolerance():
+    before = os.environ.get("PAYMENT_TOLERANCE_PERCENT")
+    os.environ["PAYMENT_TOLERANCE_PERCENT"] = "1"
+    get_settings.cache_clear()
+    yield
+    if before is None:
+        del os.environ["PAYMENT_TOLERANCE_PERCENT"]
+    else:
+        os.environ["PAYMENT_TOLERANCE_PERCENT"] = before
+    get_settings.cache_clear()
+
+
+@root_only
+def test_the_watcher_applies_the_configured_tolerance(one_percent_tolerance, shop, chain, watch):
+    created = shop.create_invoice()
+    short = sats(created) - sats(created) // 100
+    chain.pay(created["bitcoinAddress"], short)
+    watch()
+    invoice = shop.get_invoice(created["id"])
+    assert (invoice["status"], invoice["exceptionStatus"], invoice["amountPaid"]) == ("paid", False, short)
+
+
 # The confirmation target and the six confirmations of `complete`
 
 

@@ -1,17 +1,19 @@
 """Posting one notification: what counts as delivered, and the guard against server-side request forgery."""
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from chalicelib.notifications import post_json
+from chalicelib.settings import get_settings
 
 
 @pytest.fixture
 def receiver():
     """Answers every POST with the status (and Location) the test sets."""
-    answers = {"status": 200, "location": None}
+    answers = {"status": 200, "location": None, "delay": 0.0}
     bodies = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -19,6 +21,7 @@ def receiver():
             bodies.append(
                 (self.path, self.headers["Content-Type"], self.rfile.read(int(self.headers["Content-Length"])))
             )
+            time.sleep(answers["delay"])
             self.send_response(answers["status"])
             if answers["location"]:
                 self.send_header("Location", answers["location"])
@@ -48,6 +51,14 @@ def test_any_2xx_is_delivered(receiver, status):
 def test_other_answers_are_failures(receiver, status):
     receiver.answers["status"] = status
     assert post_json(f"{receiver.url}/ipn", b"{}", timeout=2, allow_private=True) == (status, f"HTTP {status}")
+
+
+def test_a_receiver_slower_than_the_timeout_is_a_failure(receiver):
+    # Shops fetch the invoice again before they answer: the deployed wait is 30 s, a test's is shorter.
+    assert get_settings().notification_timeout_seconds == 30
+    receiver.answers["delay"] = 1.0
+    status, error = post_json(f"{receiver.url}/ipn", b"{}", timeout=0.2, allow_private=True)
+    assert (status, error) == (None, "TimeoutError: timed out")
 
 
 def test_redirects_are_not_followed(receiver):

@@ -15,35 +15,47 @@ from chalicelib import jobs, notifications, tokens
 from chalicelib.models import NotificationModel
 from chalicelib.settings import get_settings
 from tests.lambda_events import sqs_event
-from tests.payments_support import HOUR, MINUTE, drain, run_watcher_handlers, sats
+from tests.payments_support import HOUR, MINUTE, btc, drain, run_watcher_handlers, sats
 
 NOTIFICATION_FIELDS = {
     "id", "url", "posData", "status", "price", "currency", "invoiceTime", "expirationTime", "currentTime",
     "exceptionStatus", "buyerFields", "paymentSubtotals", "paymentTotals", "exchangeRates", "amountPaid",
-    "orderId", "transactionCurrency", "btcPrice", "btcPaid", "rate",
+    "orderId", "transactionCurrency", "btcPrice", "btcPaid", "btcDue", "rate",
 }  # fmt: skip
 
 
 pytestmark = pytest.mark.parametrize("api_url", [""], indirect=True)
 
 
-def test_failing_receiver_gets_every_notification_once_in_order(
+def form(body: dict) -> tuple:
+    """A body as (event code, status) in the extended form, ("plain", status) in the plain one."""
+    return (body["event"]["code"], body["data"]["status"]) if "event" in body else ("plain", body["status"])
+
+
+def test_a_refused_notification_is_retried_on_its_own_and_holds_none_back(
     shop, chain, watch, clock, ipn_receiver, notifications_queue
 ):
     full = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/full", fullNotifications=True)
     extended = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/extended", extendedNotifications=True)
     ids = {full["id"], extended["id"]}
-    ipn_receiver.fail("/full", 2)
-    ipn_receiver.fail("/extended", 3)
+    drain(notifications_queue, clock, ids)
+    ipn_receiver.received.clear()  # the extended invoice's invoice_created
+    ipn_receiver.fail("/full", 1)
+    ipn_receiver.fail("/extended", 2)
 
     started = clock.now
     for invoice in (full, extended):
         chain.pay(invoice["bitcoinAddress"], sats(invoice))
     watch()
     drain(notifications_queue, clock, ids, until=clock.now)
-    assert sorted((path, status) for path, status, _ in ipn_receiver.received) == [("/extended", 500), ("/full", 500)]
+    assert sorted((path, status) for path, status, _ in ipn_receiver.received) == [
+        ("/extended", 200),
+        ("/extended", 500),
+        ("/extended", 500),
+        ("/full", 500),
+    ]
 
-    # The next changes happen while the first notifications wait for their retry: they must wait too.
+    # The next changes happen while the first notifications wait for their retry: they go out at once.
     clock.advance(30_000)
     chain.mine()
     watch()
@@ -51,25 +63,56 @@ def test_failing_receiver_gets_every_notification_once_in_order(
     chain.mine(5)
     watch()
     drain(notifications_queue, clock, ids, until=clock.now)
-    assert len(ipn_receiver.received) == 2
+    assert [body["status"] for body in ipn_receiver.accepted("/full")] == ["confirmed", "complete"]
 
     drain(notifications_queue, clock, ids)
-    assert [body["status"] for body in ipn_receiver.accepted("/full")] == ["paid", "confirmed", "complete"]
-    assert [(body["event"], body["data"]["status"]) for body in ipn_receiver.accepted("/extended")] == [
-        ({"code": 1003, "name": "invoice_paidInFull"}, "paid"),
-        ({"code": 1005, "name": "invoice_confirmed"}, "confirmed"),
-        ({"code": 1006, "name": "invoice_completed"}, "complete"),
+    assert [body["status"] for body in ipn_receiver.accepted("/full")] == ["confirmed", "complete", "paid"]
+    # First deliveries in order (receivedPayment, paidInFull plain then extended, ...); the retries after.
+    assert [(form(body), status) for path, status, body in ipn_receiver.received if path == "/extended"] == [
+        ((1002, "paid"), 500),
+        (("plain", "paid"), 500),
+        ((1003, "paid"), 200),
+        (("plain", "confirmed"), 200),
+        ((1005, "confirmed"), 200),
+        (("plain", "complete"), 200),
+        ((1006, "complete"), 200),
+        ((1002, "paid"), 200),
+        (("plain", "paid"), 200),
     ]
-    assert [status for path, status, _ in ipn_receiver.received if path == "/full"] == [500, 500, 200, 200, 200]
+    assert [status for path, status, _ in ipn_receiver.received if path == "/full"] == [500, 200, 200, 200]
 
     first_attempts = notifications.history(full["id"])[0]["attempts"]
     assert [(a["time"] - started, a["status"], a["error"]) for a in first_attempts] == [
         (0, 500, "HTTP 500"),
-        (1 * MINUTE, 500, "HTTP 500"),
-        (5 * MINUTE, 200, None),
+        (1 * MINUTE, 200, None),
     ]
     assert all(n["state"] == "delivered" for i in ids for n in notifications.history(i))
     assert notifications_queue.receive_all() == []
+
+
+def test_a_first_delivery_leased_by_another_consumer_holds_back_the_ones_after_it(
+    shop, chain, watch, clock, ipn_receiver, notifications_queue
+):
+    """First deliveries go out in order even when two consumers handle the invoice at once."""
+    created = shop.create_invoice(notificationURL=f"{ipn_receiver.url}/ipn", fullNotifications=True)
+    chain.pay(created["bitcoinAddress"], sats(created))
+    watch()
+    chain.mine()
+    watch()  # paid, then confirmed: two first deliveries
+    notifications_queue.purge()
+    ipn_receiver.delay = 0.5
+    first = threading.Thread(target=notifications.deliver_pending, args=(created["id"], clock.now))
+    first.start()
+    while NotificationModel.get(created["id"], 1, consistent_read=True).lease_until is None:
+        pass  # until the first consumer holds the paid notification
+    come_back = notifications.deliver_pending(created["id"], clock.now)
+    # The second consumer left the confirmed notification alone while the paid one was in flight.
+    assert first.is_alive()
+    assert NotificationModel.get(created["id"], 2, consistent_read=True).attempts == []
+    first.join(timeout=30)
+    ipn_receiver.delay = 0
+    assert come_back == clock.now + notifications.LEASE_MS
+    assert [body["status"] for body in ipn_receiver.accepted("/ipn")] == ["paid", "confirmed"]
 
 
 def test_without_full_notifications_only_confirmed_is_sent(
@@ -99,6 +142,7 @@ def test_without_full_notifications_only_confirmed_is_sent(
     )
     assert (body["amountPaid"], body["transactionCurrency"], body["exceptionStatus"]) == (sats(created), "BTC", False)
     assert body["paymentTotals"] == {"BTC": sats(created)}
+    assert (body["btcPaid"], body["btcDue"]) == (btc(sats(created)), "0.00000000")
     assert shop.get_invoice(created["id"])["transactions"][0]["txid"] == txid
 
 
@@ -116,10 +160,19 @@ def test_expired_partial_and_failed_to_confirm_notify_with_extended_notification
     watch()
     drain(notifications_queue, clock, {partial["id"], unconfirmed["id"]})
 
+    # Extended implies full: the plain body as well for the expiry events, not for receivedPayment.
     assert [
-        (body["event"]["code"], body["data"]["status"], body["data"]["exceptionStatus"])
-        for body in ipn_receiver.accepted("/partial")
-    ] == [(1002, "new", "paidPartial"), (1004, "expired", "paidPartial")]
+        (*form(body), (body.get("data") or body)["exceptionStatus"]) for body in ipn_receiver.accepted("/partial")
+    ] == [
+        (1001, "new", False),
+        (1002, "new", "paidPartial"),
+        ("plain", "expired", "paidPartial"),
+        (1004, "expired", "paidPartial"),
+        ("plain", "expired", "paidPartial"),
+        (2000, "expired", "paidPartial"),
+    ]
+    plain_expiry = ipn_receiver.accepted("/partial")[2]
+    assert plain_expiry["btcDue"] == btc(sats(partial) - 1_000)
     assert [body["status"] for body in ipn_receiver.accepted("/unconfirmed")] == ["paid", "invalid"]
 
 
@@ -208,7 +261,8 @@ def test_merchant_resends_a_notification(api_url, shop, chain, watch, clock, ipn
 
     assert btcpay._signed_post_request(f"/invoices/{created['id']}/notifications", {}) == "Success"
     drain(notifications_queue, clock, {created["id"]})
-    [resent] = ipn_receiver.accepted("/ipn")
+    [created_event, resent] = ipn_receiver.accepted("/ipn")
+    assert created_event["event"] == {"code": 1001, "name": "invoice_created"}
     assert resent["event"] == {"code": 1012, "name": "invoice_manuallyNotified"}
     assert resent["data"]["id"] == created["id"]
     assert resent["data"]["status"] == "new"

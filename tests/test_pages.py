@@ -243,6 +243,8 @@ def test_store_settings_show_the_addresses_before_saving(api_url, merchant, user
         ("invoice_expiration_minutes", "0", "from 1 to 1440"),
         ("transaction_speed", "instant", "transaction speed must be one of high, medium, low-medium, low"),
         ("website", "javascript:alert(1)", "website must be an absolute http(s) URL"),
+        ("contact_email", "a@shop.example, b@shop.example", "The contact email is not an email address"),
+        ("contact_email", "owner@shop.example\r\nBcc: x@spam.example", "The contact email is not an email address"),
     ],
 )
 def test_bad_store_settings_are_refused_and_nothing_changes(api_url, merchant, store, field, value, message):
