@@ -461,9 +461,12 @@ def mark_invoice(visit: Visit, store_id: str, invoice_id: str) -> Response:
 
 
 def _checkout(visit: Visit, invoice_id: str) -> Response:
-    view, store_name = checkout.find(invoice_id, visit.request.base_url)
+    view, store = checkout.find(invoice_id, visit.request.base_url)
     return visit.render(
-        "checkout.html", invoice=view, store_name=store_name, status_region=checkout.status_region(view)
+        "checkout.html",
+        invoice=view,
+        store_name=store.name if store else "",
+        status_region=checkout.status_region(view, store),
     )
 
 
