@@ -28,8 +28,14 @@ lint: install
 mutate: install
 	$(BIN)/python scripts/mutate.py $(MODULES)
 
+# Every script, then one table of their figures (bench/_figures.py); fails if any script did.
+BENCH_OUT = test-output/bench
 bench: install
-	for script in bench/*.py; do PYTHONPATH=. $(BIN)/python $$script || exit 1; done
+	mkdir -p $(BENCH_OUT); rm -f $(BENCH_OUT)/output.txt $(BENCH_OUT)/failed
+	for script in bench/[!_]*.py; do \
+		(PYTHONPATH=. $(BIN)/python $$script || touch $(BENCH_OUT)/failed) | tee -a $(BENCH_OUT)/output.txt; done
+	$(BIN)/python bench/_figures.py < $(BENCH_OUT)/output.txt
+	test ! -e $(BENCH_OUT)/failed
 
 # Deploying to AWS (README, "Deploy to AWS"): make deploy STAGE=prod
 STAGE ?= prod

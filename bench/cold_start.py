@@ -21,6 +21,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _figures import figure  # noqa: E402
+
 # Measured on main before the models shared one botocore client: two runs of this script on the
 # loaded 2-core dev box gave medians of 781 and 876 ms, and 81.0 and 80.5 MiB.
 BASELINE_CPU_MS = 830.0
@@ -140,6 +143,23 @@ def main() -> int:
     print(f"cold start (import app + first signed GET + first POST), median of {args.samples} fresh interpreters")
     print(f"  CPU  {cpu:6.0f} ms   target <= {target_cpu:.0f} ms (60 % of baseline)  baseline {BASELINE_CPU_MS:.0f} ms")
     print(f"  RSS  {rss:6.1f} MiB  target <= {TARGET_RSS_MIB} MiB  baseline {BASELINE_RSS_MIB:.1f} MiB")
+    method = "fresh interpreter: import app + first signed GET + POST, process CPU / VmHWM, moto apart"
+    figure(
+        "cold start CPU",
+        f"{cpu:.0f} ms",
+        f"<= {target_cpu:.0f} ms",
+        f"{BASELINE_CPU_MS:.0f} ms",
+        cpu <= target_cpu,
+        method,
+    )
+    figure(
+        "cold start RSS",
+        f"{rss:.1f} MiB",
+        f"<= {TARGET_RSS_MIB} MiB",
+        f"{BASELINE_RSS_MIB:.1f} MiB",
+        rss <= TARGET_RSS_MIB,
+        method,
+    )
     return 0 if cpu <= target_cpu and rss <= TARGET_RSS_MIB else 1
 
 

@@ -236,8 +236,8 @@ def bench() -> int:
     invoices, payments, unit = build(clock, chain)
     print(f"setup: {len(invoices)} watched invoices written in {time.perf_counter() - started:.0f} s")
     writes = Writes()
-    writes.listen(InvoiceModel._get_connection().connection.client)
-    writes.listen(models._connection().client)
+    # Every model and transaction speaks through this one client.
+    writes.listen(models.shared_connection().client)
     address_of = {invoice.invoice_id: invoice.address for invoice in invoices}
 
     print(f"{'cycle':>5} {'open':>5} {'late':>5} {'deferred':>8} {'plan s':>7} {'plan CPU':>8} {'invocations':>11} "

@@ -99,6 +99,8 @@ def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_ch
     buyer_context = chromium.new_context(**PHONE)
     buyer_context.grant_permissions(["clipboard-read", "clipboard-write"])
     buyer = _page_with_error_log(buyer_context, errors)
+    # The page's own clock, to move it on to its next poll (the region asks every 30 s while awaiting).
+    buyer.clock.install()
     buyer.goto(invoice["url"])
     qr = buyer.locator("svg.qr")
     assert qr.is_visible()
@@ -122,6 +124,7 @@ def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_ch
     buyer.evaluate("window.notReloaded = true")
     chain.pay(invoice["bitcoinAddress"], sats(invoice))
     run_watcher_handlers(checks_queue)
+    buyer.clock.fast_forward(int(buyer.locator(".status-region").get_attribute("data-poll-seconds")) * 1000)
     paid = buyer.get_by_text("Payment received, waiting for confirmation.")
     paid.wait_for(timeout=15_000)
     assert buyer.evaluate("window.notReloaded") is True
