@@ -114,14 +114,14 @@ def main() -> None:
     def render_checkout() -> str:
         return (
             Visit(request)
-            .render("checkout.html", invoice=view, store_name="Shop", status_region=checkout.status_region(view))
+            .render("checkout.html", invoice=view, store_name="Shop", status_region=checkout.status_region(view, None))
             .body
         )
 
     uri = view["paymentCodes"]["BTC"]["BIP21"]
     first = timed(render_checkout, 1)
     qr = timed(lambda: checkout.qr_svg.__wrapped__(uri), 50)
-    region = timed(lambda: checkout.status_region(view), 50)
+    region = timed(lambda: checkout.status_region(view, None), 50)
     warm = timed(render_checkout, 50)
     print(f"checkout page, first render (imports, template compile): {first * 1000:7.2f} ms")
     print(f"checkout page, warm render (QR code cached): {warm * 1000:7.2f} ms (first/warm x{first / warm:.1f})")

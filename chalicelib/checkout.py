@@ -11,7 +11,7 @@ import functools
 
 from . import invoices, stores, watcher
 from .errors import NotFound
-from .models import InvoiceModel
+from .models import InvoiceModel, StoreModel
 from .rendering import render_fragment
 
 # What the buyer is told, by invoice status (exceptionStatus refines "new").
@@ -28,14 +28,25 @@ EXPIRED_POLL_MS = 15 * 60_000
 STATUS_FIELDS = ("status", "exceptionStatus", "btcDue", "btcPaid")
 
 
-def find(invoice_id: str, base_url: str) -> tuple[dict, str]:
-    """The invoice's public view and the name of the store it pays, which the buyer should recognise."""
+# The buyer is done here (paid, or too late): the checkout offers the way back to the shop.
+RETURN_STATES = ("paid", "confirmed", "complete", "expired")
+
+
+def find(invoice_id: str, base_url: str) -> tuple[dict, StoreModel | None]:
+    """The invoice's public view and the store it pays, whose name the buyer should recognise."""
     try:
         invoice = invoices.get_public(invoice_id)
     except NotFound:
         raise NotFound("There is no invoice with this id. Check the link you were given.") from None
-    store = stores.get_store(invoice.store_id)
-    return invoices.public_view(invoice, base_url), store.name if store else ""
+    return invoices.public_view(invoice, base_url), stores.get_store(invoice.store_id)
+
+
+def return_link(view: dict, store: StoreModel | None) -> dict | None:
+    """ "Return to {store}" once the buyer is done: the invoice's redirectURL, else the store's website."""
+    url = view.get("redirectURL") or (store.website if store else None)
+    if state(view) not in RETURN_STATES or not url:
+        return None
+    return {"url": url, "name": store.name if store else "the shop"}
 
 
 def state(view: dict) -> str:
@@ -87,7 +98,7 @@ def qr_svg(uri: str) -> str:
     )
 
 
-def status_region(view: dict) -> str:
+def status_region(view: dict, store: StoreModel | None) -> str:
     """The checkout page's status region (HTML) for an invoice's public view."""
     current = state(view)
     uri = view["paymentCodes"]["BTC"]["BIP21"]
@@ -102,10 +113,13 @@ def status_region(view: dict) -> str:
         time_left=format_duration(seconds_left(view)),
         payment_uri=uri,
         qr_svg=qr_svg(uri) if current in PAYABLE_STATES else "",
+        return_to=return_link(view, store),
     )
 
 
 def poll(invoice: InvoiceModel, base_url: str) -> dict:
     """What the checkout page polls: the invoice's status fields, and its status region rendered anew."""
     view = invoices.public_view(invoice, base_url)
-    return {**{field: view[field] for field in STATUS_FIELDS}, "statusRegion": status_region(view)}
+    # The store is read only once the region links back to it: an open checkout's polls cost one read.
+    store = stores.get_store(invoice.store_id) if state(view) in RETURN_STATES else None
+    return {**{field: view[field] for field in STATUS_FIELDS}, "statusRegion": status_region(view, store)}

@@ -5,7 +5,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from functools import lru_cache
@@ -386,16 +386,21 @@ def _start_key(cursor: str, index, key: str) -> dict:
     }
 
 
-def search(store_id: str, params: dict[str, str]) -> list[SimpleNamespace]:
-    """The store's invoices, newest first, filtered through the most selective index (for views only)."""
+# exceptionStatus values a search can ask for; "none" is an invoice without one.
+EXCEPTION_STATUSES = ("paidPartial", "paidOver", "paidLate", "none")
+
+
+def _query(store_id: str, params: dict[str, str]) -> dict:
+    """The Query that finds the store's invoices matching `params`, through the most selective index."""
     start = _parse_date(params["dateStart"], "dateStart", end=False) if params.get("dateStart") else 0
     end = _parse_date(params["dateEnd"], "dateEnd", end=True) if params.get("dateEnd") else 2**53
     if start > end:
         # DynamoDB refuses a BETWEEN whose bounds are reversed.
         raise BadRequest("dateEnd must not be before dateStart")
-    limit = _page_size(params)
-    offset = _whole_number(params.get("offset"), "offset", 0, MAX_OFFSET)
     status, order_id, item_code = params.get("status"), params.get("orderId"), params.get("itemCode")
+    exception_status = params.get("exceptionStatus")
+    if exception_status and exception_status not in EXCEPTION_STATUSES:
+        raise BadRequest(f"exceptionStatus must be one of {', '.join(EXCEPTION_STATUSES)}")
     remaining = []
     if order_id:
         index, key = InvoiceModel.by_order_id, f"{store_id}#{order_id}"
@@ -407,24 +412,64 @@ def search(store_id: str, params: dict[str, str]) -> list[SimpleNamespace]:
         index, key = InvoiceModel.by_status, f"{store_id}#{status}"
     else:
         index, key = InvoiceModel.by_store, store_id
+    conditions = [attribute == value for attribute, value in remaining if value]
+    if exception_status == "none":
+        conditions.append(InvoiceModel.exception_status.does_not_exist())
+    elif exception_status:
+        conditions.append(InvoiceModel.exception_status == exception_status)
     filter_condition = None
-    for attribute, value in remaining:
-        if value:
-            condition = attribute == value
-            filter_condition = condition if filter_condition is None else filter_condition & condition
+    for condition in conditions:
+        filter_condition = condition if filter_condition is None else filter_condition & condition
+    return {
+        "index": index,
+        "key": key,
+        "range_key_condition": InvoiceModel.created.between(start, end),
+        "filter_condition": filter_condition,
+    }
+
+
+def _read_only(query: dict, most: int, exclusive_start_key: dict | None = None) -> Iterator[SimpleNamespace]:
     # Read-only records, not models: pynamodb's decoding of a page costs more than the rest of the route.
-    results = query_read_only(
+    return query_read_only(
         InvoiceModel,
-        offset + limit,
-        hash_key=key,
-        index_name=index.Meta.index_name,
-        range_key_condition=InvoiceModel.created.between(start, end),
-        filter_condition=filter_condition,
+        most,
+        hash_key=query["key"],
+        index_name=query["index"].Meta.index_name,
+        range_key_condition=query["range_key_condition"],
+        filter_condition=query["filter_condition"],
         scan_index_forward=False,
-        exclusive_start_key=_start_key(params["next"], index, key) if params.get("next") else None,
+        exclusive_start_key=exclusive_start_key,
     )
+
+
+def search(store_id: str, params: dict[str, str]) -> list[SimpleNamespace]:
+    """The store's invoices, newest first, filtered through the most selective index (for views only)."""
+    query = _query(store_id, params)
+    limit = _page_size(params)
+    offset = _whole_number(params.get("offset"), "offset", 0, MAX_OFFSET)
+    start = _start_key(params["next"], query["index"], query["key"]) if params.get("next") else None
     # Skipped as they stream past: a deep offset costs reads, not memory.
-    return list(islice(results, offset, None))
+    return list(islice(_read_only(query, offset + limit, start), offset, None))
+
+
+def matching(store_id: str, params: dict[str, str], most: int) -> list[SimpleNamespace]:
+    """Up to `most` of the invoices `search` pages through, newest first (an export)."""
+    return list(_read_only(_query(store_id, params), most))
+
+
+def count(store_id: str, params: dict[str, str], most: int) -> int:
+    """How many invoices match, counting at most `most` (a Query that returns no items, never a Scan)."""
+    query = _query(store_id, params)
+    return query["index"].count(
+        query["key"], range_key_condition=query["range_key_condition"], filter_condition=query["filter_condition"],
+        limit=most,
+    )  # fmt: skip
+
+
+def of_store(store_id: str, invoice_id: str) -> InvoiceModel | None:
+    """The store's invoice with this id; None when there is none, or it is another store's."""
+    invoice = _get(invoice_id)
+    return invoice if invoice is not None and invoice.store_id == store_id else None
 
 
 def format_btc(sats: int) -> str:

@@ -10,11 +10,13 @@ from collections.abc import Callable
 
 from chalice import Blueprint, Response
 
-from . import api_keys, checkout, invoices, sessions, stores, tokens
+from . import api_keys, checkout, invoice_export, invoices, sessions, stores, tokens
 from .errors import BadRequest, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
 from .identity import InvalidKey, is_valid_sin, sin_from_public_key
+from .invoices import EXCEPTION_STATUSES
 from .models import now_ms
 from .rendering import Visit, local_path
+from .shapes import INVOICE_STATUSES
 from .web import API_CONTENT_TYPES, ApiRequest, error_response, transport_headers
 
 pages = Blueprint(__name__)
@@ -343,19 +345,64 @@ def _owned_invoice(store, invoice_id: str):
     return invoice
 
 
+# The invoice list's query fields: `q` is an invoice id or an order id, the others filter through the index.
+INVOICE_FILTERS = ("q", "status", "exceptionStatus", "dateStart", "dateEnd")
+# Counted and exported at most (a Query each, reading every match): beyond, the merchant narrows the dates.
+MOST_COUNTED = MOST_EXPORTED = 10_000
+
+
+def _invoice_query(visit: Visit) -> dict[str, str]:
+    return {name: value for name in INVOICE_FILTERS if (value := (visit.request.query_value(name) or "").strip())}
+
+
+def _search_params(query: dict[str, str]) -> dict[str, str]:
+    params = {name: value for name, value in query.items() if name != "q"}
+    if "q" in query:
+        params["orderId"] = query["q"]
+    return params
+
+
+def _invoice_by_id(store, query: dict[str, str]):
+    """The invoice `q` names by its id: a search for it shows just that one."""
+    return invoices.of_store(store.store_id, query["q"]) if "q" in query else None
+
+
 @page("/stores/{store_id}/invoices")
 def invoice_list(visit: Visit, store_id: str) -> Response:
     store = stores.owned_store(visit.login, store_id)
+    query = _invoice_query(visit)
     offset = visit.request.query_value("offset") or "0"
-    found = invoices.search(store.store_id, {"limit": str(INVOICES_PER_PAGE), "offset": offset})
+    context = {"store": store, "query": query, "statuses": INVOICE_STATUSES, "exception_statuses": EXCEPTION_STATUSES}
+    try:
+        by_id = _invoice_by_id(store, query)
+        if by_id is not None:
+            found, total = [by_id], 1
+        else:
+            params = _search_params(query)
+            found = invoices.search(store.store_id, {**params, "limit": str(INVOICES_PER_PAGE), "offset": offset})
+            total = invoices.count(store.store_id, params, MOST_COUNTED + 1)
+    except BadRequest as error:
+        return visit.render("invoices.html", status=400, error=error.message, invoices=[], total=0, **context)
     return visit.render(
         "invoices.html",
-        store=store,
         invoices=found,
+        total=total,
+        most_counted=MOST_COUNTED,
         now=now_ms(),
         current_status=invoices.current_status,
         next_offset=int(offset) + INVOICES_PER_PAGE if len(found) == INVOICES_PER_PAGE else None,
+        **context,
     )
+
+
+@page("/stores/{store_id}/invoices/export")
+def export_invoices(visit: Visit, store_id: str) -> Response:
+    """The list's invoices as the page's filters select them, as CSV (newest first)."""
+    store = stores.owned_store(visit.login, store_id)
+    query = _invoice_query(visit)
+    by_id = _invoice_by_id(store, query)
+    found = [by_id] if by_id is not None else invoices.matching(store.store_id, _search_params(query), MOST_EXPORTED)
+    return visit.download(invoice_export.to_csv(found, now_ms()), "text/csv; charset=utf-8", "invoices.csv")
 
 
 def _invoice_page(visit: Visit, store, invoice, status: int = 200, **context) -> Response:
@@ -414,9 +461,12 @@ def mark_invoice(visit: Visit, store_id: str, invoice_id: str) -> Response:
 
 
 def _checkout(visit: Visit, invoice_id: str) -> Response:
-    view, store_name = checkout.find(invoice_id, visit.request.base_url)
+    view, store = checkout.find(invoice_id, visit.request.base_url)
     return visit.render(
-        "checkout.html", invoice=view, store_name=store_name, status_region=checkout.status_region(view)
+        "checkout.html",
+        invoice=view,
+        store_name=store.name if store else "",
+        status_region=checkout.status_region(view, store),
     )
 
 

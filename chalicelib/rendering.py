@@ -216,6 +216,15 @@ class Visit:
     def redirect(self, path: str, **query: str) -> Response:
         return self._response("", 303, {"Location": self.url(path, **query), "Cache-Control": "no-store"})
 
+    def download(self, body: str, content_type: str, filename: str) -> Response:
+        """A file the browser saves rather than shows."""
+        headers = {
+            "Content-Type": content_type,
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        }
+        return self._response(body, 200, headers)
+
     def static_response(self, name: str) -> Response:
         found = static_file(name)
         if found is None:

@@ -130,6 +130,35 @@ def test_an_overpaid_checkout_says_so(shop, chain, watch):
 
 
 @root_only
+@pytest.mark.parametrize(
+    "redirect, website, expected",
+    [
+        ("https://shop.example.com/order/1", "https://shop.example.com", "https://shop.example.com/order/1"),
+        (None, "https://shop.example.com", "https://shop.example.com"),
+        (None, None, None),
+    ],
+    ids=["redirect-url", "store-website", "neither"],
+)
+def test_a_finished_checkout_leads_back_to_the_shop(shop, store, redirect, website, expected):
+    from chalicelib.models import StoreModel
+
+    if website:
+        StoreModel.get(store.store_id).update(actions=[StoreModel.website.set(website)])
+    created = shop.create_invoice(**({"redirectURL": redirect} if redirect else {}))
+    # Still open: the buyer has paying to do, not a shop to go back to.
+    assert "Return to" not in Checkout(created["url"]).poll()["statusRegion"]
+
+    for status in ("expired", "paid"):
+        update_invoice(created["id"], status=status, store_status=f"{store.store_id}#{status}")
+        page, answer = requests.get(created["url"], timeout=5), Checkout(created["url"]).poll()
+        for region in (page.text, answer["statusRegion"]):
+            if expected is None:
+                assert "Return to" not in region
+            else:
+                assert f'<a class="button" href="{expected}">Return to Test shop</a>' in region
+
+
+@root_only
 def test_an_expired_checkout_keeps_polling_for_a_late_payment_and_shows_it(shop, chain, watch, clock):
     created = shop.create_invoice()
     checkout = Checkout(created["url"])
@@ -250,7 +279,10 @@ def test_resending_a_notification_from_the_invoice_page(
     page_url = f"{api_url}/stores/{store.store_id}/invoices/{created['id']}"
     resend_url = f"{page_url}/notifications"
     token = csrf_token(owner.get(page_url))
-    assert f'action="{resend_url}"' in owner.get(page_url).text
+    first_look = owner.get(page_url).text
+    assert f'action="{resend_url}"' in first_look
+    # Nothing has gone out yet (invoice_created waits in the queue): the button sends, it does not resend.
+    assert ">Send notification</button>" in first_look and "Resend" not in first_look
 
     for refused in (
         owner.post(resend_url, data={}, allow_redirects=False),
@@ -271,6 +303,7 @@ def test_resending_a_notification_from_the_invoice_page(
     [_, section] = notification_sections(page)
     assert section.startswith("invoice_manuallyNotified (event 1012) delivered")
     assert section.endswith(" 200 —")
+    assert ">Resend notification</button>" in page.text
 
 
 @root_only
