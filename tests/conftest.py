@@ -4,6 +4,7 @@ The environment is set before any `chalicelib` import, because the models
 read their table names and endpoint when they are defined.
 """
 
+import gc
 import os
 import socket
 import uuid
@@ -104,3 +105,9 @@ def other_store(dynamodb):
 
     owner = users.create_user(f"other-{uuid.uuid4().hex[:10]}", PASSWORD)
     return stores.create_store(owner.login, "Someone else's shop", "EUR", wallet=new_wallet())
+
+
+def pytest_unconfigure(config):
+    # The in-process moto backends and fixtures leave a heap so large that the interpreter's final
+    # garbage collection took minutes after the summary; frozen objects are not examined again.
+    gc.freeze()
