@@ -1,8 +1,8 @@
 """paylambda: a BitPay-compatible payment API on AWS Lambda.
 
 This module only wires the Chalice app; every route lives in a blueprint
-under `chalicelib/`: the API in `chalicelib/api.py`, the hosted pages in
-`chalicelib/pages.py`, and the scheduled payment watcher and the notification
+under `chalicelib/`: the API in `chalicelib/api/routes.py`, the hosted pages in
+`chalicelib/pages/routes.py`, and the scheduled payment watcher and the notification
 queue's consumer in `chalicelib/jobs.py`.
 """
 
@@ -10,10 +10,10 @@ import logging
 
 from chalice import Chalice
 
-from chalicelib.api import api
+from chalicelib.api.request_log import middleware
+from chalicelib.api.routes import api
 from chalicelib.jobs import jobs
-from chalicelib.pages import pages
-from chalicelib.request_log import middleware
+from chalicelib.pages.routes import pages
 
 app = Chalice(app_name="paylambda")
 app.log.setLevel(logging.INFO)

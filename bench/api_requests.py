@@ -187,7 +187,7 @@ def fill(store, count: int) -> dict:
     over the other states, so the status index has to do the work.
     """
     from chalicelib.models import InvoiceModel, StoreModel, now_ms
-    from chalicelib.wallet import Wallet
+    from chalicelib.payments.wallet import Wallet
 
     rng = random.Random(84)
     addresses = Wallet.parse(store.wallet).addresses(0, count)
@@ -262,8 +262,9 @@ def main() -> None:
     proxy = counting_proxy(proxy_port, moto_port, log)
 
     from app import app
-    from chalicelib import stores, tokens, users
+    from chalicelib.billing import stores
     from chalicelib.models import create_tables
+    from chalicelib.security import tokens, users
     from tests.bitid_client import BitIdClient
     from tests.gateway import LocalApi
 

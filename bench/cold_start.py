@@ -75,8 +75,9 @@ def _signed_events() -> list[dict]:
     from embit.networks import NETWORKS
 
     from app import app
-    from chalicelib import stores, tokens, users
+    from chalicelib.billing import stores
     from chalicelib.models import create_tables
+    from chalicelib.security import tokens, users
     from tests.lambda_events import DEPLOYMENTS, LambdaClient, proxy_event
 
     create_tables()

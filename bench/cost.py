@@ -75,8 +75,8 @@ def item_bytes(item: dict) -> int:
 
 
 def polls_while_open(minutes: int) -> int:
-    from chalicelib import checkout
     from chalicelib.models import now_ms
+    from chalicelib.pages import checkout
 
     start = now_ms()
     view = {"status": "new", "exceptionStatus": False, "expirationTime": start + 15 * 60_000}
@@ -91,7 +91,7 @@ def polls_while_open(minutes: int) -> int:
 
 def watcher_checks(paid: bool) -> int:
     """Checks of one invoice: every run while open (15 minutes and the final one), then late checks."""
-    from chalicelib import watcher
+    from chalicelib.payments import watcher
     from chalicelib.settings import get_settings
 
     window = get_settings().monitoring_window_seconds * 1000
@@ -121,8 +121,8 @@ def main() -> int:
         import json
 
         from app import app
-        from chalicelib import tokens
         from chalicelib.models import InvoiceModel
+        from chalicelib.security import tokens
         from tests.lambda_events import DEPLOYMENTS, proxy_event
 
         get_event, _ = cold_start._signed_events()

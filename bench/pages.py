@@ -98,14 +98,14 @@ def invoice_model(view: dict, **changes):
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    api_only, _, _ = cold_import("chalicelib.api")
+    api_only, _, _ = cold_import("chalicelib.api.routes")
     whole_app, jinja_at_start, segno_at_start = cold_import("app")
     print(f"cold import, API blueprint only:    {api_only * 1000:7.1f} ms")
     print(f"cold import, app with the pages:    {whole_app * 1000:7.1f} ms  (x{whole_app / api_only:.2f})")
     print(f"jinja2 loaded at start-up: {jinja_at_start}; segno loaded at start-up: {segno_at_start}")
 
-    from chalicelib import checkout
-    from chalicelib.rendering import Visit
+    from chalicelib.pages import checkout
+    from chalicelib.pages.rendering import Visit
     from chalicelib.web import ApiRequest
 
     view = invoice_view()
@@ -149,7 +149,7 @@ def main() -> None:
     print(f"poll answer once paid: {paid_size} B in {paid_polls * 1000:.2f} ms")
 
     page = render_checkout().encode()
-    static = ROOT / "chalicelib" / "static"
+    static = ROOT / "chalicelib" / "pages" / "static"
     css, js = (static / "paylambda.css").stat().st_size, (static / "paylambda.js").stat().st_size
     print(f"checkout weight: HTML {len(page)} B + CSS {css} B + JS {js} B = {len(page) + css + js} B, no third party")
 

@@ -110,7 +110,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     server = _start_moto(port)
     try:
-        from chalicelib import invoices
+        from chalicelib.billing import invoices
         from chalicelib.models import create_tables
 
         create_tables()

@@ -49,10 +49,12 @@ def main() -> None:
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
 
-    from chalicelib import invoices, stores, tokens, users, watcher
-    from chalicelib.auth import Caller
-    from chalicelib.esplora import EsploraClient
+    from chalicelib.billing import invoices, stores
     from chalicelib.models import create_tables
+    from chalicelib.payments import watcher
+    from chalicelib.payments.esplora import EsploraClient
+    from chalicelib.security import tokens, users
+    from chalicelib.security.auth import Caller
     from tests.conftest import BIP84_ZPUB
     from tests.payments_support import ESPLORA_PORT, Chain, EsploraServer, FakeClock
 

@@ -1,6 +1,6 @@
 """The watcher at scale: 10,000 watched invoices against a rate-limited Esplora server.
 
-The real planner and checkers (chalicelib.watcher) run against moto's DynamoDB and SQS
+The real planner and checkers (chalicelib.payments.watcher) run against moto's DynamoDB and SQS
 and the suite's Esplora-compatible server answering after 200 ms and refusing (429)
 more than 20 requests a second. Of the 10,000 watched invoices, 1,000 are open and
 expire within the next 90 s, 500 of them get paid at random moments (50 a second
@@ -149,7 +149,8 @@ def run_checkers(checks_url: str, now: int, cycle_start: float) -> tuple[int, fl
     """Two checkers until the queue is empty: (invocations, seconds until the last open invoice was checked)."""
     import boto3
 
-    from chalicelib import jobs, watcher
+    from chalicelib import jobs
+    from chalicelib.payments import watcher
 
     sqs = boto3.client("sqs", region_name="us-east-1")
     invocations, open_done = [0], [0.0]
@@ -218,8 +219,9 @@ def main() -> int:
 def bench() -> int:
     import boto3
 
-    from chalicelib import models, watcher
+    from chalicelib import models
     from chalicelib.models import InvoiceModel, create_tables
+    from chalicelib.payments import watcher
     from chalicelib.settings import get_settings
     from tests.payments_support import Chain, EsploraServer, FakeClock
 

@@ -12,10 +12,11 @@ import sys
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 from pynamodb.exceptions import PynamoDBException
 
-from . import identity, sessions, stores, tokens, users
-from .errors import ApiError, NotFound
-from .models import create_tables
-from .settings import get_settings
+from chalicelib.billing import stores
+from chalicelib.errors import ApiError, NotFound
+from chalicelib.models import create_tables
+from chalicelib.security import identity, sessions, tokens, users
+from chalicelib.settings import get_settings
 
 
 def _read_password() -> str:

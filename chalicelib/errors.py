@@ -1,7 +1,7 @@
 """The few ways a request can fail, each with its HTTP status.
 
 Domain code raises these; `chalicelib.web` turns them into `{"error": ...}`
-responses in one place (and `chalicelib.rendering` into pages), so no route
+responses in one place (and `chalicelib.pages.rendering` into pages), so no route
 handler builds an error body or its headers itself.
 """
 

@@ -9,7 +9,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from .errors import BadRequest
+from chalicelib.errors import BadRequest
 
 MAX_URL_LENGTH = 2000
 # Lone UTF-16 surrogates (JSON "\ud800" decodes to one) cannot be encoded as UTF-8: storing one fails.

@@ -9,7 +9,7 @@ import logging
 
 from chalice import Blueprint, Rate
 
-from .settings import get_settings
+from chalicelib.settings import get_settings
 
 jobs = Blueprint(__name__)
 logger = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ CHECK_MESSAGES_PER_INVOCATION = 5
 @jobs.schedule(Rate(1, unit=Rate.MINUTES))
 def watch_payments(event) -> None:
     """The planner: queues the invoices due a check (deployed with reserved concurrency 1, no retries)."""
-    from . import watcher
+    from chalicelib.payments import watcher
 
     plan = watcher.plan()
     logger.info(
@@ -35,7 +35,7 @@ def watch_payments(event) -> None:
 @jobs.on_sqs_message(queue=get_settings().checks_queue, batch_size=CHECK_MESSAGES_PER_INVOCATION)
 def check_payments(event) -> dict:
     """A checker: its messages' invoices against Esplora; SQS delivers again only the messages reported here."""
-    from . import watcher
+    from chalicelib.payments import watcher
 
     redeliver, report = watcher.handle_messages([(record.to_dict()["messageId"], record.body) for record in event])
     logger.info("watch checks: %s", report)
@@ -45,8 +45,8 @@ def check_payments(event) -> dict:
 # On its own schedule, so that no watcher trouble (a timed-out or failing check) ever holds it up.
 @jobs.schedule(Rate(1, unit=Rate.MINUTES))
 def sweep_notifications(event) -> None:
-    from . import notifications
-    from .models import now_ms
+    from chalicelib.messaging import notifications
+    from chalicelib.models import now_ms
 
     requeued = notifications.requeue_overdue(now_ms())
     logger.info("notifications re-queued for %d invoices", len(requeued))
@@ -55,7 +55,7 @@ def sweep_notifications(event) -> None:
 # One message at a time: a failure then retries only that invoice's message.
 @jobs.on_sqs_message(queue=get_settings().notifications_queue, batch_size=1)
 def deliver_notifications(event) -> None:
-    from . import notifications
+    from chalicelib.messaging import notifications
 
     for record in event:
         notifications.handle_message(record.body)

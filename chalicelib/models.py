@@ -38,7 +38,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProject
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from .settings import get_settings
+from chalicelib.settings import get_settings
 
 
 def now_ms() -> int:
@@ -523,7 +523,7 @@ class SessionModel(SharedConnectionModel):
 
 
 class LimitModel(SharedConnectionModel):
-    """One fixed-window abuse counter (chalicelib.limits): key "<limit>#<subject>", e.g. "sign-in-account#alice"."""
+    """One fixed-window abuse counter (security.limits): key "<limit>#<subject>", e.g. "sign-in-account#alice"."""
 
     Meta = _meta("LIMITS_TABLE", "limits")
 

@@ -57,7 +57,7 @@ class Settings:
     # SQS delays a message by at most 900 s; longer back-offs are reached by re-queueing.
     notification_max_delay_seconds: int
     notification_timeout_seconds: float
-    # Abuse limits (chalicelib.limits). Per address: API Gateway's sourceIp, which the client cannot set.
+    # Abuse limits (chalicelib.security.limits). Per address: API Gateway's sourceIp, which the client cannot set.
     pairing_failures_per_address: Rate
     # Wrong tries naming one existing code (another client id, a facade it cannot serve); then it is burned.
     pairing_failures_per_code: Rate

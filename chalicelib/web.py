@@ -11,9 +11,9 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from chalice import Response
 
-from . import fields
-from .errors import ApiError, BadRequest
-from .settings import get_settings
+from chalicelib import fields
+from chalicelib.errors import ApiError, BadRequest
+from chalicelib.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

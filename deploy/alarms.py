@@ -12,8 +12,8 @@ HAS_EMAIL = "HasAlarmEmail"
 HAS_BUDGET = "HasBudget"
 # (metric, log group's function, pattern, module that logs it, threshold in 5 minutes, what it means)
 LOG_PATTERNS = (
-    ("EsploraUnavailable", "CheckPayments", "esplora unavailable", "chalicelib/watcher.py", 3),
-    ("RateSourcesFailed", "APIHandler", "All rate sources failed", "chalicelib/rates.py", 1),
+    ("EsploraUnavailable", "CheckPayments", "esplora unavailable", "chalicelib/payments/watcher.py", 3),
+    ("RateSourcesFailed", "APIHandler", "All rate sources failed", "chalicelib/payments/rates.py", 1),
 )
 # An invocation this close to its timeout is one slow dependency away from being cut off.
 DURATION_ALARM_FRACTION = 0.8

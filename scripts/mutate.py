@@ -46,13 +46,13 @@ PURE = "not (watcher or unpaid_expires or sqs or hops or rounded_up_to or dust o
 
 MODULES = {
     "payments": Module(
-        "chalicelib/payments.py",
+        "chalicelib/payments/rules.py",
         ("*",),
         ("tests/test_payment_states.py", "tests/test_properties.py", "tests/test_money_boundaries.py", "-k", PURE),
         children=2,
     ),
     "invoices": Module(
-        "chalicelib/invoices.py",
+        "chalicelib/billing/invoices.py",
         ("x_create_", "x_amount_due_sats", "x__check_dust", "x_format_btc", "x__bip21", "x_current_status"),
         (
             "tests/test_money_boundaries.py",
@@ -73,7 +73,7 @@ MODULES = {
         ),
     ),
     "stores": Module(
-        "chalicelib/stores.py",
+        "chalicelib/billing/stores.py",
         ("x_reserve_address_index", "x_invoicing_store"),
         (
             "tests/test_money_boundaries.py",
@@ -84,13 +84,13 @@ MODULES = {
         ),
     ),
     "wallet": Module(
-        "chalicelib/wallet.py",
+        "chalicelib/payments/wallet.py",
         ("xǁWalletǁaddress", "xǁWalletǁaddresses", "x__receive_branch", "x__check_index", "x__is_int"),
         ("tests/test_wallet.py", "tests/test_money_boundaries.py", "-k", "not boundaries or address_index"),
         children=2,
     ),
     "watcher": Module(
-        "chalicelib/watcher.py",
+        "chalicelib/payments/watcher.py",
         ("x__record", "x_terms_of", "x_stored_payments"),
         (
             "tests/test_money_boundaries.py",
@@ -100,7 +100,7 @@ MODULES = {
         ),
     ),
     "notifications": Module(
-        "chalicelib/notifications.py",
+        "chalicelib/messaging/notifications.py",
         ("x_events_for", "x_enqueue", "x_handle_message", "x_deliver_pending", "x__attempt"),
         (
             "tests/test_money_boundaries.py",

@@ -126,8 +126,9 @@ def main() -> int:
     try:
         import boto3
 
-        from chalicelib import jobs, users
+        from chalicelib import jobs
         from chalicelib.models import create_tables
+        from chalicelib.security import users
         from chalicelib.settings import get_settings
 
         create_tables()

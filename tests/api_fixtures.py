@@ -14,7 +14,7 @@ def pair(api_url, store):
 
     With `signed=False` the code is claimed without a client id, so the token is used unsigned.
     """
-    from chalicelib import tokens
+    from chalicelib.security import tokens
 
     def make(facade: str = "merchant", *, store_id: str | None = None, signed: bool = True) -> BitIdClient:
         client = BitIdClient(api_url)
@@ -38,7 +38,7 @@ def pos(pair) -> BitIdClient:
 @pytest.fixture
 def other_store(user, store):
     """A second store of the same merchant, with its own wallet."""
-    from chalicelib import stores
+    from chalicelib.billing import stores
     from tests.conftest import new_wallet
 
     return stores.create_store(user.login, "Other shop", "EUR", wallet=new_wallet())

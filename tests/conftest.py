@@ -86,14 +86,14 @@ def api_url(request, chalice_app):
 
 @pytest.fixture
 def user(dynamodb):
-    from chalicelib import users
+    from chalicelib.security import users
 
     return users.create_user(f"merchant-{uuid.uuid4().hex[:10]}", PASSWORD)
 
 
 @pytest.fixture
 def store(user):
-    from chalicelib import stores
+    from chalicelib.billing import stores
 
     return stores.create_store(user.login, "Test shop", "USD", wallet=new_wallet())
 
@@ -101,7 +101,8 @@ def store(user):
 @pytest.fixture
 def other_store(dynamodb):
     """A store of another user, which `user` must not reach."""
-    from chalicelib import stores, users
+    from chalicelib.billing import stores
+    from chalicelib.security import users
 
     owner = users.create_user(f"other-{uuid.uuid4().hex[:10]}", PASSWORD)
     return stores.create_store(owner.login, "Someone else's shop", "EUR", wallet=new_wallet())

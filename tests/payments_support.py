@@ -359,7 +359,7 @@ def drain(queue: Queue, clock: FakeClock, invoice_ids, *, until: int | None = No
     would have delivered it: the clock moves forward to its due time, as if the test had
     waited. Messages of other invoices belong to earlier tests and are dropped unread.
     """
-    from chalicelib import notifications
+    from chalicelib.messaging import notifications
 
     handled = 0
     for _ in range(rounds):
@@ -424,7 +424,7 @@ def pair_merchant(api_url: str, store) -> Merchant:
     from bitpay import key_utils
     from bitpay.client import Client
 
-    from chalicelib import tokens
+    from chalicelib.security import tokens
 
     client = Client(api_uri=api_url, pem=key_utils.generate_pem())
     pairing = tokens.create_pairing_code(store.store_id, "merchant")
@@ -441,7 +441,7 @@ def run_watcher(checks: Queue, now: int, client):
 
     Returns what the checks did (a watcher.Report).
     """
-    from chalicelib import watcher
+    from chalicelib.payments import watcher
 
     watcher.plan(now)
     report = watcher.Report()
@@ -509,7 +509,7 @@ def chain(esplora_server, clock, notifications_queue, checks_queue):
     Earlier invoices reuse this test's addresses (every test store derives from index 0),
     so they are first run to the end of their watch on an empty chain.
     """
-    from chalicelib.esplora import EsploraClient
+    from chalicelib.payments.esplora import EsploraClient
 
     esplora_server.chain = Chain(FakeClock())
     checks_queue.purge()
@@ -522,7 +522,7 @@ def chain(esplora_server, clock, notifications_queue, checks_queue):
 @pytest.fixture
 def esplora(chain, esplora_server):
     """A client for the test chain, as the watcher builds it from the settings (no waiting between retries)."""
-    from chalicelib.esplora import EsploraClient
+    from chalicelib.payments.esplora import EsploraClient
 
     return EsploraClient(esplora_server.url, concurrency=4, timeout=5, sleep=lambda seconds: None)
 
@@ -533,7 +533,7 @@ SENDER = "payments@shop.example"
 @pytest.fixture
 def email_settings(monkeypatch):
     """Set environment variables for the emails (`set(**env)`), re-read by the settings and the SES client."""
-    from chalicelib import mail
+    from chalicelib.messaging import mail
     from chalicelib.settings import get_settings
 
     def set_env(**env):

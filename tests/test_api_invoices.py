@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from chalicelib import stores
+from chalicelib.billing import stores
 from chalicelib.models import StoreModel
-from chalicelib.wallet import Wallet
+from chalicelib.payments.wallet import Wallet
 from tests.api_fixtures import root_only
 from tests.bitid_client import BitIdClient
 

@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
-from chalicelib import rates
-from chalicelib.rates import CoinbaseSource, RateService
+from chalicelib.payments import rates
+from chalicelib.payments.rates import CoinbaseSource, RateService
 from tests.bitid_client import BitIdClient
 
 

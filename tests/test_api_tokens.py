@@ -10,9 +10,9 @@ import boto3
 import pytest
 import requests
 
-from chalicelib import tokens
 from chalicelib.errors import BadRequest
 from chalicelib.models import TokenModel
+from chalicelib.security import tokens
 from tests.api_fixtures import root_only
 from tests.bitid_client import BitIdClient
 

@@ -9,8 +9,9 @@ import pytest
 import requests
 from ecdsa.util import sigencode_der
 
-from chalicelib import auth, settings, tokens
+from chalicelib import settings
 from chalicelib.errors import Forbidden, Unauthorized
+from chalicelib.security import auth, tokens
 from chalicelib.web import MAX_BODY_BYTES, ApiRequest
 
 
@@ -83,7 +84,7 @@ class Client:
 
     @property
     def sin(self):
-        from chalicelib.identity import sin_from_public_key
+        from chalicelib.security.identity import sin_from_public_key
 
         return sin_from_public_key(self.public_key)
 

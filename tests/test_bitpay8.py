@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import tokens
+from chalicelib.security import tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "requirements-bitpay8.txt"

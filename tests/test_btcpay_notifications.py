@@ -13,8 +13,9 @@ import re
 import pytest
 import requests
 
-from chalicelib import marking, notifications
+from chalicelib.billing import marking
 from chalicelib.errors import BadRequest
+from chalicelib.messaging import notifications
 from chalicelib.models import InvoiceModel
 from tests.api_fixtures import root_only
 from tests.conftest import BIP84_ZPUB

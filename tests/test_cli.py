@@ -10,8 +10,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from chalicelib import sessions, stores, tokens, users
+from chalicelib.billing import stores
 from chalicelib.models import StoreModel, TokenModel
+from chalicelib.security import sessions, tokens, users
 from tests.conftest import PASSWORD, new_wallet
 from tests.test_auth import Client
 

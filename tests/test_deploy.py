@@ -27,7 +27,8 @@ from pathlib import Path
 import botocore
 import pytest
 
-from chalicelib import notifications, sessions, tokens
+from chalicelib.messaging import notifications
+from chalicelib.security import sessions, tokens
 from deploy.package import OLDEST_BOTOCORE, ROOT, build
 from deploy.template import FUNCTION_ACCESS, SEND_EMAIL
 from tests.api_fixtures import root_only
@@ -453,7 +454,7 @@ def test_all_models_lists_every_model_so_the_template_has_every_table():
 
 
 def test_the_consumer_reads_the_queue_every_function_sends_to(template):
-    from chalicelib.notifications import LEASE_MS, RETRY_DELAYS_MINUTES
+    from chalicelib.messaging.notifications import LEASE_MS, RETRY_DELAYS_MINUTES
 
     queue_id, dead_letter_id = _queues(template)
     queue = template["Resources"][queue_id]["Properties"]
@@ -486,7 +487,8 @@ def test_the_consumer_reads_the_queue_every_function_sends_to(template):
 
 
 def test_the_planner_runs_alone_every_minute_and_the_checkers_report_each_message(template):
-    from chalicelib import jobs, watcher
+    from chalicelib import jobs
+    from chalicelib.payments import watcher
 
     functions = _functions(template)
     planner = functions["WatchPayments"]["Properties"]
@@ -567,7 +569,8 @@ def record_calls(template, monkeypatch, notifications_queue, checks_queue):
     """`with record_calls() as calls:` every AWS call made meanwhile, in any thread, as the permission it needs."""
     from botocore.client import BaseClient
 
-    from chalicelib import notifications, watcher
+    from chalicelib.messaging import notifications
+    from chalicelib.payments import watcher
     from chalicelib.settings import get_settings
 
     tables = {model.Meta.table_name: table_id for table_id, model in _model_tables(template).items()}
@@ -1077,7 +1080,7 @@ def test_log_alarms_match_what_the_code_logs(template):
     patterns = {f["Properties"]["FilterPattern"].strip('"'): f["Properties"] for f in filters.values()}
 
     assert set(patterns) == {"esplora unavailable", "All rate sources failed"}
-    for pattern, module in (("esplora unavailable", "watcher.py"), ("All rate sources failed", "rates.py")):
+    for pattern, module in (("esplora unavailable", "payments/watcher.py"), ("All rate sources failed", "payments/rates.py")):
         # A filter pattern is case-sensitive: the very words the module logs.
         assert pattern in (ROOT / "chalicelib" / module).read_text(), pattern
         metric = patterns[pattern]["MetricTransformations"][0]

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from ecdsa.util import sigdecode_der, sigencode_der
 
-from chalicelib import identity
+from chalicelib.security import identity
 
 CURVE_ORDER = ecdsa.SECP256k1.order
 

@@ -7,10 +7,11 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import pytest
 
-from chalicelib import stores, users
+from chalicelib.billing import stores
 from chalicelib.errors import BadRequest
 from chalicelib.models import ClaimModel, InvoiceModel, StoreModel
-from chalicelib.wallet import Wallet
+from chalicelib.payments.wallet import Wallet
+from chalicelib.security import users
 from tests.api_fixtures import root_only
 from tests.conftest import PASSWORD, new_wallet
 from tests.pages_support import post_form, signed_in, text_of, update_invoice

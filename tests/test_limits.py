@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chalicelib import limits, tokens
 from chalicelib.errors import TooManyRequests
 from chalicelib.models import LimitModel
+from chalicelib.security import limits, tokens
 from chalicelib.settings import Rate
 from tests.api_fixtures import root_only
 from tests.bitid_client import BitIdClient
@@ -307,7 +307,7 @@ def test_a_known_browser_has_its_own_limit(api_url, user, real_limits):
 
 @root_only
 def test_a_device_cookie_proves_nothing_for_another_account_nor_when_altered(api_url, user, real_limits):
-    from chalicelib import users
+    from chalicelib.security import users
 
     other = users.create_user(f"other-{uuid.uuid4().hex[:10]}", PASSWORD)
     other_browser, _ = _owners_browser(api_url, other.login)

@@ -12,12 +12,13 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib import notifications, stores
+from chalicelib.billing import stores
 from chalicelib.errors import BadRequest
+from chalicelib.messaging import notifications
 from chalicelib.models import StoreModel
-from chalicelib.payments import BLOCK_TIME_SLACK_MS, Payment, Terms, evaluate, merge
+from chalicelib.payments.rules import BLOCK_TIME_SLACK_MS, Payment, Terms, evaluate, merge
+from chalicelib.payments.wallet import Wallet
 from chalicelib.settings import get_settings
-from chalicelib.wallet import Wallet
 from tests.api_fixtures import root_only
 from tests.conftest import BIP84_ZPUB, new_wallet
 from tests.payments_support import MINUTE, QUEUE_NAME, sats

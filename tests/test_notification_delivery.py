@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from chalicelib.notifications import post_json
+from chalicelib.messaging.notifications import post_json
 from chalicelib.settings import get_settings
 
 

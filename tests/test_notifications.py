@@ -11,8 +11,10 @@ import pytest
 from btcpay import BTCPayClient
 from requests import HTTPError
 
-from chalicelib import jobs, notifications, tokens
+from chalicelib import jobs
+from chalicelib.messaging import notifications
 from chalicelib.models import NotificationModel
+from chalicelib.security import tokens
 from chalicelib.settings import get_settings
 from tests.lambda_events import sqs_event
 from tests.payments_support import HOUR, MINUTE, btc, drain, run_watcher_handlers, sats

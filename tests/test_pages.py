@@ -16,7 +16,7 @@ from bitpay.exceptions import BitPayBitPayError
 from bitpay.key_utils import generate_pem
 from btcpay import BTCPayClient, crypto
 
-from chalicelib.wallet import Wallet
+from chalicelib.payments.wallet import Wallet
 from tests.conftest import PASSWORD, new_wallet
 from tests.pages_support import (
     browser,
@@ -198,7 +198,7 @@ def test_creating_and_listing_stores(api_url, merchant, user):
 
 
 def test_a_store_with_bad_settings_is_not_created(api_url, merchant, user):
-    from chalicelib import stores
+    from chalicelib.billing import stores
 
     refused = post_form(merchant, f"{api_url}/stores", f"{api_url}/stores", name="Shop", default_currency="XYZ")
     assert refused.status_code == 400 and "currency &#39;XYZ&#39; is not supported" in refused.text
@@ -208,7 +208,7 @@ def test_a_store_with_bad_settings_is_not_created(api_url, merchant, user):
 
 
 def test_store_settings_show_the_addresses_before_saving(api_url, merchant, user):
-    from chalicelib import stores
+    from chalicelib.billing import stores
 
     store = stores.create_store(user.login, "Fresh shop")
     page = f"{api_url}/stores/{store.store_id}"
@@ -248,7 +248,7 @@ def test_store_settings_show_the_addresses_before_saving(api_url, merchant, user
     ],
 )
 def test_bad_store_settings_are_refused_and_nothing_changes(api_url, merchant, store, field, value, message):
-    from chalicelib import stores
+    from chalicelib.billing import stores
 
     page = f"{api_url}/stores/{store.store_id}"
     form = {
@@ -283,7 +283,7 @@ def test_store_settings_still_open_when_the_saved_wallet_is_for_another_network(
 
 
 def test_another_users_store_is_not_found(api_url, merchant, other_store):
-    from chalicelib import tokens
+    from chalicelib.security import tokens
 
     base = f"{api_url}/stores/{other_store.store_id}"
     code = tokens.create_pairing_code(other_store.store_id, "pos", "theirs")
@@ -304,7 +304,7 @@ def test_another_users_store_is_not_found(api_url, merchant, other_store):
 
 
 def test_a_client_cannot_be_approved_for_another_users_store(api_url, merchant, other_store):
-    from chalicelib import tokens
+    from chalicelib.security import tokens
 
     client, code = pairing_request(api_url)
     refused = approve(merchant, api_url, code, other_store.store_id)
@@ -351,7 +351,8 @@ def _forms(api_url: str, store, code: str, reference: str) -> list[tuple[str, di
 
 @pytest.mark.parametrize("token", [None, "wrong-token-wrong-token-wrong"], ids=["missing", "wrong"])
 def test_forms_without_the_right_csrf_token_are_refused(api_url, merchant, user, store, token):
-    from chalicelib import stores, tokens
+    from chalicelib.billing import stores
+    from chalicelib.security import tokens
 
     client, code = pairing_request(api_url)
     existing = tokens.create_pairing_code(store.store_id, "pos", "keep me")
@@ -410,7 +411,7 @@ def test_a_pairing_code_is_shown_once_and_a_client_claims_it(api_url, merchant, 
 
 
 def test_a_pairing_code_with_a_bad_client_key_is_refused(api_url, merchant, store):
-    from chalicelib import tokens
+    from chalicelib.security import tokens
 
     page = f"{api_url}/stores/{store.store_id}/tokens"
     refused = post_form(merchant, page, page, facade="merchant", client="not a key")
@@ -468,8 +469,8 @@ def test_denying_a_clients_pairing_request(api_url, merchant, store):
 
 
 def test_unusable_pairing_codes_get_a_clear_page(api_url, merchant, store):
-    from chalicelib import tokens
     from chalicelib.models import TokenModel
+    from chalicelib.security import tokens
 
     unknown = merchant.get(approval_url(api_url, "Zzzzzzz"))
     assert unknown.status_code == 404 and "This pairing code is unknown" in unknown.text
@@ -493,7 +494,7 @@ def test_unusable_pairing_codes_get_a_clear_page(api_url, merchant, store):
 
 
 def test_a_merchant_without_stores_is_told_to_create_one(api_url, dynamodb):
-    from chalicelib import users
+    from chalicelib.security import users
 
     login = users.create_user(f"new-{uuid.uuid4().hex[:10]}", PASSWORD).login
     client, code = pairing_request(api_url)

@@ -13,9 +13,9 @@ from decimal import Decimal
 import pytest
 import requests
 
-from chalicelib import notifications
+from chalicelib.messaging import notifications
 from chalicelib.models import now_ms
-from chalicelib.rendering import format_time
+from chalicelib.pages.rendering import format_time
 from tests.pages_support import csrf_token, post_form, signed_in, text_of, update_invoice, visible_text
 from tests.payments_support import HOUR, MINUTE, btc, drain, pair_merchant, sats
 

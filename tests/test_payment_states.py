@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.payments import BLOCK_TIME_SLACK_MS, Payment, Terms, evaluate, full_amount_confirmations, merge
+from chalicelib.payments.rules import BLOCK_TIME_SLACK_MS, Payment, Terms, evaluate, full_amount_confirmations, merge
 
 MINUTE = 60_000
 CREATED = 1_700_000_000_000

@@ -11,7 +11,8 @@ from decimal import Decimal
 import pytest
 import requests
 
-from chalicelib import notifications, watcher
+from chalicelib.messaging import notifications
+from chalicelib.payments import watcher
 from tests.payments_support import HOUR, MINUTE, btc, sats
 
 pytestmark = pytest.mark.parametrize("api_url", [""], indirect=True)

@@ -17,10 +17,10 @@ from fractions import Fraction
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from chalicelib import notifications
-from chalicelib.invoices import MAX_PRICE, amount_due_sats
-from chalicelib.payments import FINAL_STATUSES, Payment, Terms, evaluate, merge
-from chalicelib.rates import get_rates
+from chalicelib.billing.invoices import MAX_PRICE, amount_due_sats
+from chalicelib.messaging import notifications
+from chalicelib.payments.rates import get_rates
+from chalicelib.payments.rules import FINAL_STATUSES, Payment, Terms, evaluate, merge
 from tests.api_fixtures import root_only
 from tests.payments_support import FakeClock, drain, sats
 

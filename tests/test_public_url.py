@@ -33,7 +33,7 @@ def client(request, chalice_app, monkeypatch):
 
 @pytest.fixture
 def merchant_token(client, store):
-    from chalicelib import tokens
+    from chalicelib.security import tokens
 
     return client.claim(tokens.create_pairing_code(store.store_id, "merchant").pairing_code)
 

@@ -7,9 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from chalicelib import rates
 from chalicelib.errors import BadRequest, ServiceUnavailable
-from chalicelib.rates import FixedSource, RateService, get_rates, reset_rates
+from chalicelib.payments import rates
+from chalicelib.payments.rates import FixedSource, RateService, get_rates, reset_rates
 from chalicelib.settings import get_settings
 
 FIXED = {"USD": Decimal(65000), "EUR": Decimal(60000), "GBP": Decimal(52000), "JPY": Decimal(9750000)}

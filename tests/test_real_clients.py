@@ -19,7 +19,7 @@ from btcpay.crypto import generate_privkey
 from ecdsa import SECP256k1, VerifyingKey
 from ecdsa.util import sigdecode_der
 
-from chalicelib import tokens
+from chalicelib.security import tokens
 from tests.gateway import LocalApi
 
 SIGNED_REQUESTS_PER_LIBRARY = 200

@@ -36,7 +36,7 @@ def test_an_api_request_logs_its_route_status_and_store_but_not_its_token(api_ur
 
 @root_only
 def test_a_page_logs_the_store_in_its_path_and_no_password(api_url, user, store, capsys):
-    from chalicelib.rendering import SESSION_COOKIE
+    from chalicelib.pages.rendering import SESSION_COOKIE
 
     capsys.readouterr()
     session = signed_in(api_url, user.login)

@@ -200,7 +200,7 @@ def show_value(api_url, session, store, reference):
 
 @root_only
 def test_a_paired_tokens_value_is_shown_once_to_paste_into_a_plugin(api_url, merchant_session, store, pair):
-    from chalicelib import tokens
+    from chalicelib.security import tokens
 
     client = pair("pos", signed=False)
     reference = tokens.reference(tokens.find(client.token))
@@ -220,7 +220,7 @@ def test_a_paired_tokens_value_is_shown_once_to_paste_into_a_plugin(api_url, mer
 
 @root_only
 def test_a_pending_code_has_no_value_to_show(api_url, merchant_session, store):
-    from chalicelib import tokens
+    from chalicelib.security import tokens
 
     pending = tokens.create_pairing_code(store.store_id, "pos")
 
@@ -231,7 +231,7 @@ def test_a_pending_code_has_no_value_to_show(api_url, merchant_session, store):
 
 @root_only
 def test_another_stores_token_cannot_be_shown(api_url, merchant_session, store, other_store):
-    from chalicelib import tokens
+    from chalicelib.security import tokens
 
     theirs = tokens.create_pairing_code(other_store.store_id, "pos")
     tokens.claim(theirs.pairing_code)

@@ -18,7 +18,7 @@ INVOICE = {"price": 10, "currency": "USD"}
 
 
 def test_currencies_lists_what_the_rate_source_can_invoice_in(api_url):
-    from chalicelib.rates import get_rates
+    from chalicelib.payments.rates import get_rates
 
     response = requests.get(api_url + "/currencies")
 
@@ -102,7 +102,7 @@ def test_the_invoices_token_alone_proves_nothing(api_url, merchant, pair, other_
 
 @root_only
 def test_a_revoked_merchant_key_cannot_resend_with_the_invoices_token(merchant, store, ipn_receiver):
-    from chalicelib import tokens
+    from chalicelib.security import tokens
 
     created = merchant.post("/invoices", {**INVOICE, "notificationURL": ipn_receiver.url + "/r"}).json()["data"]
     tokens.revoke(merchant.token, store.store_id)
@@ -175,7 +175,7 @@ def test_an_invoice_with_a_payment_is_not_cancelled(merchant, chain, watch):
 
 @root_only
 def test_a_cancellation_racing_the_watcher_loses_to_the_payment(merchant, chain, watch):
-    from chalicelib import cancellation
+    from chalicelib.billing import cancellation
     from chalicelib.errors import BadRequest
     from chalicelib.models import InvoiceModel
 
@@ -240,7 +240,7 @@ def test_bitpay8_cancels_resends_and_reads_currencies(api_url, merchant, ipn_rec
 
     assert completed.returncode == 0, completed.stderr
     report = json.loads(completed.stdout)
-    from chalicelib.rates import get_rates
+    from chalicelib.payments.rates import get_rates
 
     assert report["currencies"] == get_rates().currencies()
     assert report["notified"] is True

@@ -5,8 +5,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from chalicelib import stores
-from chalicelib.wallet import Wallet
+from chalicelib.billing import stores
+from chalicelib.payments.wallet import Wallet
 from tests.api_fixtures import root_only
 from tests.bitid_client import BitIdClient
 from tests.payments_support import sats

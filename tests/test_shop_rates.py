@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from chalicelib import rates
 from chalicelib.errors import ServiceUnavailable
-from chalicelib.rates import FIAT_CODES, KRAKEN_CURRENCIES, RateService
+from chalicelib.payments import rates
+from chalicelib.payments.rates import FIAT_CODES, KRAKEN_CURRENCIES, RateService
 from chalicelib.settings import get_settings
 
 # BTC prices the stand-ins quote: Coinbase every named fiat currency (and crypto assets we ignore).

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import tokens, users
 from chalicelib.errors import BadRequest
 from chalicelib.models import ALL_MODELS, TokenModel, create_tables, transaction
+from chalicelib.security import tokens, users
 from tests.test_auth import Client
 
 

@@ -4,7 +4,7 @@ import threading
 
 import requests
 
-from chalicelib import tokens
+from chalicelib.security import tokens
 from tests.bitid_client import BitIdClient
 
 

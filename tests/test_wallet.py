@@ -12,7 +12,7 @@ from embit import bip32, bip39, script
 from embit.networks import NETWORKS
 
 from chalicelib.errors import BadRequest
-from chalicelib.wallet import Wallet
+from chalicelib.payments.wallet import Wallet
 
 MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
 ROOT = bip32.HDKey.from_seed(bip39.mnemonic_to_seed(MNEMONIC))

@@ -13,8 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from chalicelib import jobs, notifications, stores, watcher
+from chalicelib import jobs
+from chalicelib.billing import stores
+from chalicelib.messaging import notifications
 from chalicelib.models import InvoiceModel, NotificationModel
+from chalicelib.payments import watcher
 from chalicelib.settings import get_settings
 from tests.lambda_events import LambdaContext
 from tests.payments_support import HOUR, MINUTE, SCHEDULED_EVENT, drain, run_watcher, sats

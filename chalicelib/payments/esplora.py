@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote
 
-from .payments import Payment
+from chalicelib.payments.rules import Payment
 
 logger = logging.getLogger(__name__)
 

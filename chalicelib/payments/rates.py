@@ -15,7 +15,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
-from chalicelib.currencies import CURRENCIES
+from chalicelib.billing.currencies import CURRENCIES
 from chalicelib.errors import BadRequest, ServiceUnavailable
 from chalicelib.settings import Settings, get_settings
 

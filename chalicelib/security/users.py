@@ -7,8 +7,8 @@ from functools import lru_cache
 
 from pynamodb.exceptions import PutError
 
-from .errors import BadRequest
-from .models import UserModel, condition_failed
+from chalicelib.errors import BadRequest
+from chalicelib.models import UserModel, condition_failed
 
 # scrypt cost: 2**14 x 8 uses 16 MiB and ~50 ms, within a Lambda's budget.
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}

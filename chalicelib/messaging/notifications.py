@@ -34,9 +34,10 @@ from urllib.parse import urlsplit
 
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 
-from . import invoices, mail
-from .errors import BadRequest, ServiceUnavailable
-from .models import (
+from chalicelib.billing import invoices
+from chalicelib.errors import BadRequest, ServiceUnavailable
+from chalicelib.messaging import mail
+from chalicelib.models import (
     AttemptAttribute,
     InvoiceModel,
     NotificationModel,
@@ -45,7 +46,7 @@ from .models import (
     now_ms,
     transaction,
 )
-from .settings import get_settings
+from chalicelib.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

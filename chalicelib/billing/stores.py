@@ -5,11 +5,11 @@ import secrets
 import base58
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 
-from .errors import BadRequest, NotFound
-from .fields import http_url, text
-from .models import ClaimModel, StoreModel, condition_failed, failed_conditions, transaction
-from .rates import get_rates
-from .settings import get_settings
+from chalicelib.errors import BadRequest, NotFound
+from chalicelib.fields import http_url, text
+from chalicelib.models import ClaimModel, StoreModel, condition_failed, failed_conditions, transaction
+from chalicelib.payments.rates import get_rates
+from chalicelib.settings import get_settings
 
 # Confirmations that make an invoice `confirmed`, per transaction speed.
 TARGET_CONFIRMATIONS = {"high": 0, "medium": 1, "low-medium": 2, "low": 6}
@@ -72,7 +72,7 @@ def _check_email(email: object) -> str | None:
 
 def _parse_wallet(text: str):
     # embit is imported on first use: the invoice and store paths need it, start-up does not.
-    from .wallet import Wallet
+    from chalicelib.payments.wallet import Wallet
 
     return Wallet.parse(text, get_settings().bitcoin_network)
 

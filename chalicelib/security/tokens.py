@@ -5,7 +5,7 @@ pending until a person approves it for one of their stores. Server-side
 pairing: the merchant makes a pairing code for a store; a client claims it.
 Either way a pairing code works once and expires (TTL) until it is used.
 
-Guessing is bounded (chalicelib.limits): failed pairing attempts per client
+Guessing is bounded (chalicelib.security.limits): failed pairing attempts per client
 address, pending tokens made per address, and wrong tries naming one code,
 which burn it. A token becomes active in one transaction with its client
 id's store (one store per SIN, however claims race) and, for a code a
@@ -20,12 +20,12 @@ from datetime import timedelta
 import base58
 from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
 
-from . import api_keys, limits
-from .errors import BadRequest, NotFound
-from .fields import text
-from .identity import is_valid_sin
-from .models import ClaimModel, TokenModel, condition_failed, failed_conditions, transaction
-from .settings import get_settings
+from chalicelib.errors import BadRequest, NotFound
+from chalicelib.fields import text
+from chalicelib.models import ClaimModel, TokenModel, condition_failed, failed_conditions, transaction
+from chalicelib.security import api_keys, limits
+from chalicelib.security.identity import is_valid_sin
+from chalicelib.settings import get_settings
 
 PAIRABLE_FACADES = ("pos", "merchant")
 PAIRING_CODE_LENGTH = 7

@@ -1,7 +1,7 @@
 """What each API operation accepts, declared once: its route, parameters and body fields.
 
 The same declarations check request bodies (`read`) and make the OpenAPI document
-(`chalicelib.openapi`), so the document cannot promise a field the service reads
+(`chalicelib.api.openapi`), so the document cannot promise a field the service reads
 differently. BitPay clients disagree on names: a body field is found under its name or
 any alias, in any letter case (BTCPay sends `City`, old plugins `buyerCity`).
 """
@@ -9,11 +9,11 @@ any alias, in any letter case (BTCPay sends `City`, old plugins `buyerCity`).
 import json
 from dataclasses import dataclass
 
-from .errors import BadRequest
-from .fields import text
-from .stores import TARGET_CONFIRMATIONS, TRANSACTION_SPEEDS
-from .tokens import PAIRABLE_FACADES
-from .web import MAX_BODY_BYTES
+from chalicelib.billing.stores import TARGET_CONFIRMATIONS, TRANSACTION_SPEEDS
+from chalicelib.errors import BadRequest
+from chalicelib.fields import text
+from chalicelib.security.tokens import PAIRABLE_FACADES
+from chalicelib.web import MAX_BODY_BYTES
 
 # Who may call an operation: anyone; a signed client (x-identity, x-signature); a token of `facades`;
 # anyone, with more shown to a token; anyone pairing, or a signed merchant asking for a token.

@@ -4,8 +4,8 @@ import csv
 import io
 from datetime import UTC, datetime
 
-from .invoices import current_status, format_btc
-from .models import InvoiceModel
+from chalicelib.billing.invoices import current_status, format_btc
+from chalicelib.models import InvoiceModel
 
 COLUMNS = (
     "invoiceId", "created", "status", "exceptionStatus", "price", "currency", "btcDue", "btcPaid",

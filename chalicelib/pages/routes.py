@@ -10,14 +10,17 @@ from collections.abc import Callable
 
 from chalice import Blueprint, Response
 
-from . import api_keys, checkout, invoice_export, invoices, sessions, stores, tokens
-from .errors import BadRequest, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
-from .identity import InvalidKey, is_valid_sin, sin_from_public_key
-from .invoices import EXCEPTION_STATUSES
-from .models import now_ms
-from .rendering import Visit, local_path
-from .shapes import INVOICE_STATUSES
-from .web import API_CONTENT_TYPES, ApiRequest, error_response, transport_headers
+from chalicelib.api.shapes import INVOICE_STATUSES
+from chalicelib.billing import export as invoice_export
+from chalicelib.billing import invoices, stores
+from chalicelib.billing.invoices import EXCEPTION_STATUSES
+from chalicelib.errors import BadRequest, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
+from chalicelib.models import now_ms
+from chalicelib.pages import checkout
+from chalicelib.pages.rendering import Visit, local_path
+from chalicelib.security import api_keys, sessions, tokens
+from chalicelib.security.identity import InvalidKey, is_valid_sin, sin_from_public_key
+from chalicelib.web import API_CONTENT_TYPES, ApiRequest, error_response, transport_headers
 
 pages = Blueprint(__name__)
 
@@ -140,7 +143,7 @@ def create_store(visit: Visit) -> Response:
 
 
 def _settings_page(visit: Visit, store, form: dict, status: int = 200, **context) -> Response:
-    from . import notifications
+    from chalicelib.messaging import notifications
 
     return visit.render(
         "store_settings.html",
@@ -198,7 +201,7 @@ def save_store_settings(visit: Visit, store_id: str) -> Response:
 
 @page("/stores/{store_id}/notification-secret", methods=("POST",))
 def rotate_notification_secret(visit: Visit, store_id: str) -> Response:
-    from . import notifications
+    from chalicelib.messaging import notifications
 
     store = stores.owned_store(visit.login, store_id)
     notifications.rotate_signing_secret(store.store_id)
@@ -406,7 +409,10 @@ def export_invoices(visit: Visit, store_id: str) -> Response:
 
 
 def _invoice_page(visit: Visit, store, invoice, status: int = 200, **context) -> Response:
-    from . import marking, notifications  # the delivery code loads with the first invoice page, not at start-up
+    from chalicelib.billing import marking  # the delivery code loads with the first invoice page, not at start-up
+    from chalicelib.messaging import (
+        notifications,  # the delivery code loads with the first invoice page, not at start-up
+    )
 
     return visit.render(
         "invoice.html",
@@ -430,7 +436,7 @@ def invoice_detail(visit: Visit, store_id: str, invoice_id: str) -> Response:
 
 @page("/stores/{store_id}/invoices/{invoice_id}/notifications", methods=("POST",))
 def resend_notification(visit: Visit, store_id: str, invoice_id: str) -> Response:
-    from . import notifications
+    from chalicelib.messaging import notifications
 
     store = stores.owned_store(visit.login, store_id)
     invoice = _owned_invoice(store, invoice_id)
@@ -443,7 +449,7 @@ def resend_notification(visit: Visit, store_id: str, invoice_id: str) -> Respons
 
 @page("/stores/{store_id}/invoices/{invoice_id}/mark", methods=("POST",))
 def mark_invoice(visit: Visit, store_id: str, invoice_id: str) -> Response:
-    from . import marking
+    from chalicelib.billing import marking
 
     store = stores.owned_store(visit.login, store_id)
     invoice = _owned_invoice(store, invoice_id)

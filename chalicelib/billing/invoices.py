@@ -17,11 +17,11 @@ import base58
 from pynamodb.constants import NUMBER, STRING
 from pynamodb.exceptions import PutError
 
-from . import shapes
-from .auth import Caller
-from .errors import BadRequest, NotFound
-from .fields import http_url
-from .models import (
+from chalicelib.api import shapes
+from chalicelib.billing.stores import TARGET_CONFIRMATIONS, invoicing_store, reserve_address_index
+from chalicelib.errors import BadRequest, NotFound
+from chalicelib.fields import http_url
+from chalicelib.models import (
     BuyerAttribute,
     ClaimModel,
     InvoiceModel,
@@ -30,9 +30,9 @@ from .models import (
     query_read_only,
     watch_partition,
 )
-from .rates import get_rates
-from .settings import get_settings
-from .stores import TARGET_CONFIRMATIONS, invoicing_store, reserve_address_index
+from chalicelib.payments.rates import get_rates
+from chalicelib.security.auth import Caller
+from chalicelib.settings import get_settings
 
 SATS_PER_BTC = 100_000_000
 MAX_PRICE = Decimal("1e12")
@@ -170,7 +170,7 @@ def _new_invoice_id(store_id: str, guid: str | None) -> str:
 
 @lru_cache(maxsize=256)
 def _wallet(text: str):
-    from .wallet import Wallet  # embit loads on the first invoice, not at start-up
+    from chalicelib.payments.wallet import Wallet  # embit loads on the first invoice, not at start-up
 
     return Wallet.parse(text, get_settings().bitcoin_network)
 

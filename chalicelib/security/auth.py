@@ -9,12 +9,13 @@ request is accepted when one of them verifies.
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
-from . import api_keys, identity, request_log, tokens
-from .errors import Forbidden, Unauthorized
-from .models import TokenModel
-from .settings import get_settings
-from .stores import get_store
-from .web import ApiRequest
+from chalicelib.api import request_log
+from chalicelib.billing.stores import get_store
+from chalicelib.errors import Forbidden, Unauthorized
+from chalicelib.models import TokenModel
+from chalicelib.security import api_keys, identity, tokens
+from chalicelib.settings import get_settings
+from chalicelib.web import ApiRequest
 
 MAX_VERIFICATIONS = 8
 _DEFAULT_PORTS = {"http": "80", "https": "443"}

@@ -7,9 +7,9 @@ in the same transaction, conditioned on the version read, so a watcher run that 
 the invoice meanwhile makes this one read it again and decide anew, never overwrite it.
 """
 
-from . import notifications
-from .errors import BadRequest, ServiceUnavailable
-from .models import InvoiceModel, now_ms
+from chalicelib.errors import BadRequest, ServiceUnavailable
+from chalicelib.messaging import notifications
+from chalicelib.models import InvoiceModel, now_ms
 
 MARKED = "marked"
 MAX_REASON = 500

@@ -17,18 +17,18 @@ from urllib.parse import urlencode
 
 from chalice import Response
 
-from . import sessions
-from .errors import ApiError, Forbidden
-from .invoices import format_btc
-from .models import SessionModel
-from .web import HSTS, ApiRequest
+from chalicelib.billing.invoices import format_btc
+from chalicelib.errors import ApiError, Forbidden
+from chalicelib.models import SessionModel
+from chalicelib.security import sessions
+from chalicelib.web import HSTS, ApiRequest
 
 logger = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 SESSION_COOKIE = "paylambda_session"
-# OWASP's device cookie: this browser once signed in to an account (see chalicelib.sessions).
+# OWASP's device cookie: this browser once signed in to an account (see chalicelib.security.sessions).
 DEVICE_COOKIE = "paylambda_device"
 # Signs the sign-in form before there is a session (double-submit): a cross-site POST carries no SameSite=Lax cookie.
 LOGIN_CSRF_COOKIE = "paylambda_login_csrf"

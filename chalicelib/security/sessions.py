@@ -2,7 +2,7 @@
 
 The session cookie holds a random secret; the table keeps only its SHA-256,
 so reading the table does not let anyone sign in as a merchant. Sign-in
-attempts are counted (chalicelib.limits) per account and per client address
+attempts are counted (chalicelib.security.limits) per account and per client address
 before the password is checked, and given back when it is right; past a
 limit, sign-in is refused until the window ends. A successful sign-in leaves
 a device cookie (OWASP's "Slow Down Online Guessing Attacks with Device
@@ -18,10 +18,10 @@ import hmac
 import secrets
 from datetime import timedelta
 
-from . import limits, users
-from .errors import BadRequest, Unauthorized
-from .models import SecretModel, SessionModel, UserModel, is_expired
-from .settings import get_settings
+from chalicelib.errors import BadRequest, Unauthorized
+from chalicelib.models import SecretModel, SessionModel, UserModel, is_expired
+from chalicelib.security import limits, users
+from chalicelib.settings import get_settings
 
 SESSION_TTL = timedelta(hours=12)
 DEVICE_COOKIE_TTL = timedelta(days=365)

@@ -9,10 +9,11 @@ browser's script knows nothing about states or wording.
 
 import functools
 
-from . import invoices, stores, watcher
-from .errors import NotFound
-from .models import InvoiceModel, StoreModel
-from .rendering import render_fragment
+from chalicelib.billing import invoices, stores
+from chalicelib.errors import NotFound
+from chalicelib.models import InvoiceModel, StoreModel
+from chalicelib.pages.rendering import render_fragment
+from chalicelib.payments import watcher
 
 # What the buyer is told, by invoice status (exceptionStatus refines "new").
 PAYABLE_STATES = ("awaiting", "partial")

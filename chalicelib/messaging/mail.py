@@ -7,7 +7,7 @@ schedule, so a merchant's "paid" email survives a crash or an SES outage as an I
 
 from functools import lru_cache
 
-from .settings import get_settings
+from chalicelib.settings import get_settings
 
 SMTP_TIMEOUT_SECONDS = 10
 

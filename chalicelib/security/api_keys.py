@@ -15,8 +15,8 @@ import secrets
 import base58
 from pynamodb.exceptions import TransactWriteError
 
-from .errors import BadRequest
-from .models import StoreModel, TokenModel, condition_failed, transaction
+from chalicelib.errors import BadRequest
+from chalicelib.models import StoreModel, TokenModel, condition_failed, transaction
 
 # Item keys in the tokens table; "#" is not in base58, so no token value has this form.
 PREFIX = "apikey#"

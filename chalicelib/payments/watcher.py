@@ -27,11 +27,12 @@ from functools import lru_cache
 
 from pynamodb.exceptions import PynamoDBException
 
-from . import notifications, payments
-from .esplora import EsploraClient, EsploraError
-from .models import WATCH_SHARDS, InvoiceModel, PaymentAttribute, now_ms
-from .settings import get_settings
-from .stores import TARGET_CONFIRMATIONS
+from chalicelib.billing.stores import TARGET_CONFIRMATIONS
+from chalicelib.messaging import notifications
+from chalicelib.models import WATCH_SHARDS, InvoiceModel, PaymentAttribute, now_ms
+from chalicelib.payments import rules as payments
+from chalicelib.payments.esplora import EsploraClient, EsploraError
+from chalicelib.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ read, so a cancellation racing the watcher that credits a payment loses: money t
 arrived is never hidden behind a cancellation.
 """
 
-from . import notifications
-from .errors import BadRequest, ServiceUnavailable
-from .invoices import current_status, format_btc
-from .models import InvoiceModel, now_ms
+from chalicelib.billing.invoices import current_status, format_btc
+from chalicelib.errors import BadRequest, ServiceUnavailable
+from chalicelib.messaging import notifications
+from chalicelib.models import InvoiceModel, now_ms
 
 MAX_CONFLICTS = 3
 

@@ -1,13 +1,13 @@
-"""The OpenAPI 3.1 document of the API, made from the operations `chalicelib.shapes` declares.
+"""The OpenAPI 3.1 document of the API, made from the operations `chalicelib.api.shapes` declares.
 
 Requests are described by the same declarations that check them; responses by the
 schemas below, which follow the views in `invoices`, `tokens` and `rates` (the contract
 test, tests/test_contract.py, holds every answer of the running service to them).
 """
 
-from . import shapes
-from .shapes import Field, Operation
-from .stores import TRANSACTION_SPEEDS
+from chalicelib.api import shapes
+from chalicelib.api.shapes import Field, Operation
+from chalicelib.billing.stores import TRANSACTION_SPEEDS
 
 _STRING = {"type": "string"}
 _INTEGER = {"type": "integer"}

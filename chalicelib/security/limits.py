@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 
 from pynamodb.exceptions import PutError, UpdateError
 
-from .errors import ServiceUnavailable, TooManyRequests
-from .models import LimitModel, condition_failed
-from .settings import Rate
+from chalicelib.errors import ServiceUnavailable, TooManyRequests
+from chalicelib.models import LimitModel, condition_failed
+from chalicelib.settings import Rate
 
 _MAX_SUBJECT_LENGTH = 200
 # Each lost race means another request has just started a live window, so the next ADD succeeds.

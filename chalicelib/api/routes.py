@@ -10,11 +10,13 @@ from typing import Any
 
 from chalice import Blueprint, CORSConfig
 
-from . import auth, currencies, invoices, openapi, shapes, tokens
-from .errors import BadRequest, Forbidden, Unauthorized
-from .models import TokenModel
-from .rates import currency_name, get_rates
-from .web import API_CONTENT_TYPES, ApiRequest, api_errors, chalice_errors, json_response, transport_headers
+from chalicelib.api import openapi, shapes
+from chalicelib.billing import currencies, invoices
+from chalicelib.errors import BadRequest, Forbidden, Unauthorized
+from chalicelib.models import TokenModel
+from chalicelib.payments.rates import currency_name, get_rates
+from chalicelib.security import auth, tokens
+from chalicelib.web import API_CONTENT_TYPES, ApiRequest, api_errors, chalice_errors, json_response, transport_headers
 
 api = Blueprint(__name__)
 api.register_middleware(chalice_errors, "http")
@@ -157,7 +159,7 @@ _INVOICE_FACADES = ("pos", "merchant")
 
 @api_route("/invoices", methods=("POST",))
 def create_invoice(request: ApiRequest) -> dict:
-    from . import notifications  # its invoice_created notification is written with it
+    from chalicelib.messaging import notifications  # its invoice_created notification is written with it
 
     caller = auth.authenticate_invoice_creator(request)
     invoice = invoices.create(
@@ -198,7 +200,7 @@ def get_invoice_by_guid(request: ApiRequest, guid: str) -> dict:
 
 @api_route("/invoices/{invoice_id}", methods=("DELETE",))
 def cancel_invoice(request: ApiRequest, invoice_id: str) -> dict:
-    from . import cancellation  # the notification machinery loads only when a merchant cancels
+    from chalicelib.billing import cancellation  # the notification machinery loads only when a merchant cancels
 
     caller = auth.authenticate(request, ("merchant",))
     return {"data": invoices.full_view(cancellation.cancel(invoices.get_for(caller, invoice_id)), request.base_url)}
@@ -206,7 +208,7 @@ def cancel_invoice(request: ApiRequest, invoice_id: str) -> dict:
 
 @api_route("/invoices/guid/{guid}", methods=("DELETE",))
 def cancel_invoice_by_guid(request: ApiRequest, guid: str) -> dict:
-    from . import cancellation
+    from chalicelib.billing import cancellation
 
     caller = auth.authenticate(request, ("merchant",))
     return {"data": invoices.full_view(cancellation.cancel(invoices.get_by_guid(caller, guid)), request.base_url)}
@@ -214,7 +216,7 @@ def cancel_invoice_by_guid(request: ApiRequest, guid: str) -> dict:
 
 @api_route("/invoices/{invoice_id}/notifications", methods=("POST",))
 def resend_notification(request: ApiRequest, invoice_id: str) -> dict:
-    from . import notifications  # boto3 and the delivery code load only when a merchant asks
+    from chalicelib.messaging import notifications  # boto3 and the delivery code load only when a merchant asks
 
     notifications.resend(_invoice_for_merchant(request, invoice_id))
     return {"data": "Success"}
@@ -233,7 +235,7 @@ def _invoice_for_merchant(request: ApiRequest, invoice_id: str) -> invoices.Invo
 @api_route("/invoice/status")
 def invoice_status(request: ApiRequest) -> dict:
     """Public, for the checkout page to poll: the status fields and the page's status region (HTML)."""
-    from . import checkout  # the templates and the QR code load with the first poll, not at start-up
+    from chalicelib.pages import checkout  # the templates and the QR code load with the first poll, not at start-up
 
     invoice_id = request.query_value("id")
     if not invoice_id:
