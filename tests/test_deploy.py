@@ -1080,7 +1080,10 @@ def test_log_alarms_match_what_the_code_logs(template):
     patterns = {f["Properties"]["FilterPattern"].strip('"'): f["Properties"] for f in filters.values()}
 
     assert set(patterns) == {"esplora unavailable", "All rate sources failed"}
-    for pattern, module in (("esplora unavailable", "payments/watcher.py"), ("All rate sources failed", "payments/rates.py")):
+    for pattern, module in (
+        ("esplora unavailable", "payments/watcher.py"),
+        ("All rate sources failed", "payments/rates.py"),
+    ):
         # A filter pattern is case-sensitive: the very words the module logs.
         assert pattern in (ROOT / "chalicelib" / module).read_text(), pattern
         metric = patterns[pattern]["MetricTransformations"][0]
