@@ -619,6 +619,8 @@ def test_every_page_forbids_framing_and_inline_script(api_url, merchant, store, 
 def test_static_files(api_url):
     css = browser().get(f"{api_url}/static/paylambda.css")
     assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
+    # Linked with their version in the URL: a browser keeps them a year and never asks again, even on a reload.
+    assert css.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert browser().get(f"{api_url}/static/paylambda.js").headers["Content-Type"].startswith("text/javascript")
     for name in ("nope.css", "..%2Fpages.py", "%2E%2E%2Fpages.py", "pages.py"):
         missing = browser().get(f"{api_url}/static/{name}")

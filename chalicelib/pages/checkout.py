@@ -20,8 +20,9 @@ PAYABLE_STATES = ("awaiting", "partial")
 _SHOWN_AS_THEY_ARE = ("paid", "confirmed", "complete", "expired", "invalid")
 # Seconds before an open checkout asks again. The region changes only when the watcher writes, so it
 # follows the watcher's schedule: an open invoice is looked at once a run (a minute), and asked for
-# twice a run; sooner once part of a payment is seen, since the rest usually follows in moments.
-WAITING_POLL_SECONDS = (watcher.RUN_INTERVAL_MS // 1000) // 2
+# once a run (asking more often would mostly read an unchanged item, each time an API request);
+# sooner once part of a payment is seen, since the rest usually follows in moments.
+WAITING_POLL_SECONDS = watcher.RUN_INTERVAL_MS // 1000
 PARTLY_PAID_POLL_SECONDS = 20
 # A checkout that expired keeps asking this long: a payment sent in its last moments is seen
 # by the watcher after the expiry (at the final check a minute later, or on its late-check back-off).
@@ -71,7 +72,7 @@ def poll_seconds(view: dict) -> int | None:
         return None
     if past_expiry < watcher.RUN_INTERVAL_MS:
         # Still checked on every run (the final check at the expiry decides paid or expired).
-        return WAITING_POLL_SECONDS if current == "expired" else watcher.RUN_INTERVAL_MS // 1000
+        return WAITING_POLL_SECONDS
     # Then on the watcher's late checks: waiting for a block, or for a payment sent too late.
     return watcher.late_interval(past_expiry, view["status"]) // 1000
 

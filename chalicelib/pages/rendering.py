@@ -230,8 +230,10 @@ class Visit:
         if found is None:
             return self.error_page(404, "There is no such file.")
         content, content_type, _ = found
-        # Pages link to each file with its version in the query, so a new version is a new URL.
-        return self._response(content, 200, {"Content-Type": content_type, "Cache-Control": "public, max-age=31536000"})
+        # Pages link to each file with its version in the query, so a new version is a new URL: a browser
+        # never asks again for one it has, not even to revalidate on a reload (immutable).
+        headers = {"Content-Type": content_type, "Cache-Control": "public, max-age=31536000, immutable"}
+        return self._response(content, 200, headers)
 
     def error_page(self, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
         title = _ERROR_TITLES.get(status, "Error")
