@@ -60,7 +60,7 @@ STACK_PARAMETERS = DOMAIN_NAME:DomainName CERTIFICATE_ARN:CertificateArn BASE_PA
 	BACKUP_COPY_VAULT_ARN:BackupCopyVaultArn ENABLE_TRACING:EnableTracing ENABLE_ACCESS_LOGS:EnableAccessLogs \
 	ESPLORA_URL:EsploraUrl ESPLORA_CONCURRENCY:EsploraConcurrency CHECK_CONCURRENCY:CheckConcurrency \
 	MONITORING_WINDOW_SECONDS:MonitoringWindowSeconds PAYMENT_TOLERANCE_PERCENT:PaymentTolerancePercent \
-	EMAIL_SENDER:EmailSender
+	EMAIL_SENDER:EmailSender API_FRONT:ApiFront
 parameter = $(if $(filter-out undefined,$(origin $(1))),$(2)=$($(1)))
 PARAMETERS = $(strip $(foreach pair,$(STACK_PARAMETERS),$(call parameter,$(word 1,$(subst :, ,$(pair))),$(word 2,$(subst :, ,$(pair))))))
 CFN_DEPLOY = $(AWS) cloudformation deploy --region $(REGION) --template-file $(DIST)/packaged.yaml \

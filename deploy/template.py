@@ -17,7 +17,7 @@ from typing import Any
 
 from pynamodb.models import Model
 
-from . import alarms, guards
+from . import alarms, guards, http_front
 
 GET, BATCH_GET, QUERY = "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"
 PUT, UPDATE, DELETE = "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
@@ -104,6 +104,8 @@ DEAD_LETTER_QUEUE_ID = "NotificationsDeadLetterQueue"
 CHECKS_QUEUE_ID = "ChecksQueue"
 # Which function consumes which queue (Chalice's names).
 NOTIFICATIONS_CONSUMER, CHECKS_CONSUMER = "DeliverNotifications", "CheckPayments"
+# The function behind the API (either front, deploy/http_front.py).
+API_HANDLER = "APIHandler"
 # A check message is only worth its plan's minute or so: an older one is dropped, the planner
 # queues the invoice again. No dead-letter queue either: a check is never lost, only replanned.
 CHECKS_RETENTION_SECONDS = 600
@@ -479,12 +481,20 @@ def _outputs(chalice_template: dict, models: tuple[type[Model], ...], has_rest_a
                         "Fn::If": [
                             "HasDomainName",
                             {"Fn::Sub": "https://${DomainName}/${BasePath}"},
-                            chalice_template["Outputs"]["EndpointURL"]["Value"],
+                            {
+                                "Fn::If": [
+                                    http_front.IS_REST,
+                                    chalice_template["Outputs"]["EndpointURL"]["Value"],
+                                    http_front.ENDPOINT_URL,
+                                ]
+                            },
                         ]
                     },
                 ]
             },
         }
+        # Chalice's outputs of the REST API exist only with it.
+        outputs.update({name: {"Condition": http_front.IS_REST} for name in ("RestAPIId", "EndpointURL")})
         outputs["DomainTarget"] = {
             "Condition": "HasDomainName",
             "Description": "Point DomainName here (CNAME or Route 53 alias)",
@@ -510,7 +520,7 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
     environment["NOTIFICATIONS_QUEUE_URL"] = {"Ref": QUEUE_ID}
     environment["CHECKS_QUEUE"] = {"Fn::GetAtt": [CHECKS_QUEUE_ID, "QueueName"]}
     environment["CHECKS_QUEUE_URL"] = {"Ref": CHECKS_QUEUE_ID}
-    environment["PUBLIC_BASE_URL"] = {"Ref": "PublicBaseUrl"}
+    environment["PUBLIC_BASE_URL"] = http_front.PUBLIC_BASE_URL
     # Every function: the emails are written to the outbox wherever the invoice changes.
     environment["EMAIL_SENDER"] = {"Ref": "EmailSender"}
     environment["ESPLORA_URL"] = {"Ref": "EsploraUrl"}
@@ -547,8 +557,12 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
         resources[role_id] = _role_policies(role_id, function_ids)
     if rest_api_id is not None:
         resources.update(_custom_domain(rest_api_id))
-        resources[rest_api_id] = {"Properties": guards.api_properties("HasDomainName")}
+        resources[BASE_PATH_MAPPING_ID]["Condition"] = http_front.REST_ON_DOMAIN
+        resources[rest_api_id] = {"Condition": http_front.IS_REST, "Properties": guards.api_properties("HasDomainName")}
+        resources[http_front.REST_PERMISSION_ID] = {"Condition": http_front.IS_REST}
         resources.update(guards.api_resources(rest_api_id, {"Ref": "LogRetentionDays"}))
+        definition = chalice_template["Resources"][rest_api_id]["Properties"]["DefinitionBody"]
+        resources.update(http_front.resources(definition, API_HANDLER, guards.access_log_setting()))
     table_ids = [table_logical_id(model) for model in models]
     resources.update(guards.backup_resources(table_ids))
     api = chalice_template["Resources"][rest_api_id]["Properties"] if rest_api_id is not None else None
@@ -567,11 +581,13 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
             api_stage=api["StageName"] if api else None,
         )
     )
+    if api is not None:
+        resources["Api5xxAlarm"]["Condition"] = http_front.REST_ALARMS
 
     return {
         "Description": "paylambda: a BitPay-compatible payment API (Lambda, API Gateway, DynamoDB, SQS)",
-        "Parameters": {**PARAMETERS, **alarms.PARAMETERS, **guards.PARAMETERS},
-        "Conditions": {**CONDITIONS, **alarms.CONDITIONS, **guards.CONDITIONS},
+        "Parameters": {**PARAMETERS, **alarms.PARAMETERS, **guards.PARAMETERS, **http_front.PARAMETERS},
+        "Conditions": {**CONDITIONS, **alarms.CONDITIONS, **guards.CONDITIONS, **http_front.CONDITIONS},
         "Rules": {**RULES, **alarms.RULES},
         "Resources": resources,
         "Outputs": _outputs(chalice_template, models, has_rest_api=rest_api_id is not None),
