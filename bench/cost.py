@@ -308,7 +308,7 @@ def main() -> int:
             print(f"  {name:32} {half[name]:12.2f} {paid[name]:10.2f}")
         totals[front] = (sum(half.values()), sum(paid.values()))
         print(f"  {'total':32} {totals[front][0]:12.2f} {totals[front][1]:10.2f}")
-    print(print(f"  target <= ${TARGET_HALF_UNPAID:.0f} half unpaid, <= ${TARGET_ALL_PAID:.0f} all paid"))
+    print(f"  target <= ${TARGET_HALF_UNPAID:.0f} half unpaid, <= ${TARGET_ALL_PAID:.0f} all paid")
     method = "list prices x measured warm CPU, item sizes, index fan-out, poll and watcher schedules"
     met = True
     for front, (total_half, total_paid) in totals.items():

@@ -34,7 +34,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection, TableConnection
 from pynamodb.exceptions import PynamoDBException
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -188,20 +188,58 @@ def read_only(model: type, item: dict[str, dict]) -> SimpleNamespace:
     return record
 
 
-def query_read_only(model: type[Model], limit: int, **query: Any) -> Iterator[SimpleNamespace]:
-    """`limit` items of a Query (pynamodb's Connection.query arguments), as `read_only` records,
-    page after page until the limit or the end."""
+def query_read_only(model: type[Model], limit: int, skip: int = 0, **query: Any) -> Iterator[SimpleNamespace]:
+    """`limit` items of a Query (pynamodb's Connection.query arguments) but the first `skip`, as
+    `read_only` records, page after page until the limit or the end.
+
+    An index that projects only some attributes answers with keys (and what it filters on): the
+    items themselves are then read by key, a BatchGetItem per page, in the index's order, and
+    never those skipped.
+    """
     model._get_connection()  # puts the table's schema on the shared connection
     connection = raw_connection()
     start = query.pop("exclusive_start_key", None)
+    index = next((i for i in _indexes(model) if i.Meta.index_name == query.get("index_name")), None)
+    whole = index is None or index.Meta.projection.projection_type == "ALL"
     while limit > 0:
         page = connection.query(model.Meta.table_name, limit=limit, exclusive_start_key=start, **query)
-        for item in page.get("Items", []):
-            limit -= 1
+        items = page.get("Items", [])
+        limit -= len(items)
+        passed, skip = min(skip, len(items)), max(0, skip - len(items))
+        items = items[passed:]
+        for item in items if whole else _items_by_key(model, connection, items):
             yield read_only(model, item)
         start = page.get("LastEvaluatedKey")
         if not start:
             return
+
+
+# BatchGetItem's most keys a request.
+_BATCH_GET_KEYS = 100
+
+
+def _items_by_key(model: type[Model], connection: Connection, found: list[dict]) -> list[dict]:
+    """The table's items of the index items `found`, in their order (eventually consistent, as the index is)."""
+    key_names = [model._hash_key_attribute().attr_name]
+    if model._range_key_attribute() is not None:
+        key_names.append(model._range_key_attribute().attr_name)
+
+    def key_of(item: dict) -> tuple:
+        return tuple(next(iter(item[name].values())) for name in key_names)
+
+    items: dict[tuple, dict] = {}
+    for first in range(0, len(found), _BATCH_GET_KEYS):
+        wanted = [{name: item[name] for name in key_names} for item in found[first : first + _BATCH_GET_KEYS]]
+        while wanted:
+            answer = connection.dispatch("BatchGetItem", {"RequestItems": {model.Meta.table_name: {"Keys": wanted}}})
+            items.update((key_of(item), item) for item in answer["Responses"].get(model.Meta.table_name, []))
+            # Keys DynamoDB left for later (throttling, or past 16 MB): asked again.
+            wanted = answer.get("UnprocessedKeys", {}).get(model.Meta.table_name, {}).get("Keys", [])
+    return [items[key_of(item)] for item in found if key_of(item) in items]
+
+
+def _indexes(model: type[Model]) -> list[GlobalSecondaryIndex]:
+    return [value for value in vars(model).values() if isinstance(value, GlobalSecondaryIndex)]
 
 
 class SharedConnectionModel(Model):
@@ -357,26 +395,30 @@ class TokenModel(SharedConnectionModel):
         return self.status == self.PENDING and is_expired(self.pairing_expiration)
 
 
+# The search indexes carry only what a Query on them filters on (and, on the store's, what
+# `invoices.unpaid_in_a_row` reads): search reads the invoices themselves by key (query_read_only).
+# Projecting everything, every write of an invoice (a new confirmation, its version) rewrote each
+# index; now an index is written only when its keys or these few attributes change.
 class InvoicesByStore(GlobalSecondaryIndex):
-    Meta = _index_meta("store-created-index")
+    Meta = _index_meta("store-created-index", IncludeProjection(["exception_status", "btc_paid_sats"]))
     store_id = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 
 
 class InvoicesByStatus(GlobalSecondaryIndex):
-    Meta = _index_meta("store-status-index")
+    Meta = _index_meta("store-status-index", IncludeProjection(["exception_status"]))
     store_status = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 
 
 class InvoicesByOrderId(GlobalSecondaryIndex):
-    Meta = _index_meta("store-order-index")
+    Meta = _index_meta("store-order-index", IncludeProjection(["status", "item_code", "exception_status"]))
     store_order_id = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 
 
 class InvoicesByItemCode(GlobalSecondaryIndex):
-    Meta = _index_meta("store-item-index")
+    Meta = _index_meta("store-item-index", IncludeProjection(["status", "exception_status"]))
     store_item_code = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 
@@ -545,7 +587,9 @@ class SecretModel(SharedConnectionModel):
 class NotificationsOutbox(GlobalSecondaryIndex):
     """Sparse: only undelivered notifications, so a sweep can find any whose queue message was lost."""
 
-    Meta = _index_meta("outbox-index")
+    # Keys only: the sweep reads the keys and moves next_attempt; a delivery's lease and attempts
+    # then write the index only when next_attempt moves.
+    Meta = _index_meta("outbox-index", KeysOnlyProjection())
     outbox = UnicodeAttribute(hash_key=True)
     next_attempt = NumberAttribute(range_key=True)
 

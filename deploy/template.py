@@ -57,8 +57,8 @@ FUNCTION_ACCESS = {
             "STORES_TABLE": (GET, PUT, UPDATE),
             # ConditionCheckItem: a claimed code's maker still active, in the activation transaction.
             "TOKENS_TABLE": (GET, PUT, UPDATE, DELETE, CONDITION_CHECK),
-            # UpdateItem: a resend's transaction.
-            "INVOICES_TABLE": (GET, PUT, UPDATE),
+            # UpdateItem: a resend's transaction; BatchGetItem: a search page's invoices (the indexes carry keys).
+            "INVOICES_TABLE": (GET, BATCH_GET, PUT, UPDATE),
             "SESSIONS_TABLE": (GET, PUT, DELETE),
             # PutItem: a counter's new window; UpdateItem: counting and giving back.
             "LIMITS_TABLE": (PUT, UPDATE),

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from functools import lru_cache
-from itertools import islice
 from types import SimpleNamespace
 from urllib.parse import quote
 
@@ -428,11 +427,14 @@ def _query(store_id: str, params: dict[str, str]) -> dict:
     }
 
 
-def _read_only(query: dict, most: int, exclusive_start_key: dict | None = None) -> Iterator[SimpleNamespace]:
+def _read_only(
+    query: dict, most: int, exclusive_start_key: dict | None = None, skip: int = 0
+) -> Iterator[SimpleNamespace]:
     # Read-only records, not models: pynamodb's decoding of a page costs more than the rest of the route.
     return query_read_only(
         InvoiceModel,
         most,
+        skip,
         hash_key=query["key"],
         index_name=query["index"].Meta.index_name,
         range_key_condition=query["range_key_condition"],
@@ -448,8 +450,8 @@ def search(store_id: str, params: dict[str, str]) -> list[SimpleNamespace]:
     limit = _page_size(params)
     offset = _whole_number(params.get("offset"), "offset", 0, MAX_OFFSET)
     start = _start_key(params["next"], query["index"], query["key"]) if params.get("next") else None
-    # Skipped as they stream past: a deep offset costs reads, not memory.
-    return list(islice(_read_only(query, offset + limit, start), offset, None))
+    # Skipped as they stream past on the index: a deep offset costs index reads, not memory nor item reads.
+    return list(_read_only(query, offset + limit, start, skip=offset))
 
 
 def matching(store_id: str, params: dict[str, str], most: int) -> list[SimpleNamespace]:
