@@ -395,12 +395,12 @@ class TokenModel(SharedConnectionModel):
         return self.status == self.PENDING and is_expired(self.pairing_expiration)
 
 
-# The search indexes carry only what a Query on them filters on (and, on the store's, what
-# `invoices.unpaid_in_a_row` reads): search reads the invoices themselves by key (query_read_only).
+# The search indexes carry only what a Query on them filters on: search reads the invoices
+# themselves by key (query_read_only).
 # Projecting everything, every write of an invoice (a new confirmation, its version) rewrote each
 # index; now an index is written only when its keys or these few attributes change.
 class InvoicesByStore(GlobalSecondaryIndex):
-    Meta = _index_meta("store-created-index", IncludeProjection(["exception_status", "btc_paid_sats"]))
+    Meta = _index_meta("store-created-index", IncludeProjection(["exception_status"]))
     store_id = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 
