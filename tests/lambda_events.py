@@ -9,6 +9,7 @@ the client itself uses, signs and expects links to start with. Requests are
 signed with the bitpay client library's own key utilities (python-ecdsa).
 """
 
+import base64
 import hashlib
 import json
 import time
@@ -144,9 +145,11 @@ def _http_api_event(
 
     Unlike a REST API's: every header name is lower-case, the stage is `$default` and never in the
     path, there is no resource id, `version` says 1.0, and the route (`resource`, `resourcePath`)
-    is the HTTP API route's path, which deploy/http_front.py makes each of Chalice's paths.
+    is the HTTP API route's path, which deploy/http_front.py makes each of Chalice's paths. A body
+    whose type is not text (a form's, application/x-www-form-urlencoded) arrives base64-encoded.
     """
     headers = {name.lower(): value for name, value in request_headers.items()}
+    encoded = body is not None and headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
     path = (deployment.context_prefix if deployment.path_has_prefix else "") + route_path
     return {
         "version": "1.0",
@@ -190,8 +193,8 @@ def _http_api_event(
         },
         "pathParameters": path_parameters or None,
         "stageVariables": None,
-        "body": body,
-        "isBase64Encoded": False,
+        "body": base64.b64encode(body.encode()).decode() if encoded else body,
+        "isBase64Encoded": encoded,
     }
 
 

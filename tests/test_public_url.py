@@ -7,6 +7,7 @@ HTTP API's payload format 1.0 events, on its execute-api URL and a custom domain
 """
 
 import json
+import re
 
 import pytest
 
@@ -94,3 +95,36 @@ def test_the_checkout_page_and_its_poll_link_to_the_public_url(client, merchant_
     poll = proxy_event(client.deployment, "GET", "/invoice/status", query=[("id", invoice["id"])])
     answer = client.app(poll, LambdaContext("APIHandler", 30))
     assert answer["statusCode"] == 200 and json.loads(answer["body"])["status"] == "new"
+
+
+def _cookies(response: dict) -> dict[str, str]:
+    set_cookies = response.get("multiValueHeaders", {}).get("Set-Cookie") or [response["headers"].get("Set-Cookie")]
+    return dict(cookie.split(";")[0].split("=", 1) for cookie in set_cookies if cookie)
+
+
+def test_signing_in_through_the_form_works_on_every_front(client, user):
+    """A form's body: base64-encoded by an HTTP API (not a text type), as is by a REST API."""
+    from urllib.parse import urlencode
+
+    from tests.conftest import PASSWORD
+    from tests.lambda_events import LambdaContext, proxy_event
+
+    page = client.app(
+        proxy_event(client.deployment, "GET", "/login", headers={"Accept": "text/html"}),
+        LambdaContext("APIHandler", 30),
+    )
+    assert page["statusCode"] == 200
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page["body"]).group(1)
+    form = urlencode({"login": user.login, "password": PASSWORD, "csrf_token": token})
+    headers = {
+        "Accept": "text/html",
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Cookie": "; ".join(f"{name}={value}" for name, value in _cookies(page).items()),
+    }
+    answer = client.app(
+        proxy_event(client.deployment, "POST", "/login", body=form, headers=headers), LambdaContext("APIHandler", 30)
+    )
+
+    assert answer["statusCode"] == 303, answer["body"][:300]
+    assert answer["headers"]["Location"].startswith(client.deployment.client_base_url)
+    assert len(_cookies(answer)) >= 2  # the session and the device cookie
