@@ -9,8 +9,9 @@ before their expiry); 8,500 expired unpaid and 500 paid ones wait past their exp
 simulated: each cycle is one planner run at the next minute, then two checkers (the
 stack's default MaximumConcurrency) take the queued messages as Lambda's event source
 hands them over, from the moment the planner queues its first (it queues the open invoices,
-kept in partitions of their own, before it reads the waiting ones), each with 2 Esplora
-requests in flight, in real time against the server.
+kept in partitions of their own, before it reads the waiting ones), each with 4 Esplora
+requests in flight at most, paced to a 19 requests/s share of the server's limit between them
+(ESPLORA_RATE_LIMIT), in real time against the server.
 
     PYTHONPATH=. python bench/watcher_scale.py
 
@@ -56,7 +57,10 @@ os.environ.update(
         "STAGE": "bench",
         "BITCOIN_NETWORK": "main",
         "ESPLORA_URL": f"http://127.0.0.1:{ESPLORA_PORT}",
-        "ESPLORA_CONCURRENCY": "2",
+        # Each checker keeps 4 requests in flight, paced to its half of a little under the server's limit.
+        "ESPLORA_CONCURRENCY": "4",
+        "ESPLORA_RATE_LIMIT": "19",
+        "CHECK_CONCURRENCY": "2",
         "CHECKS_QUEUE": "paylambda-bench-checks",
         "NOTIFICATIONS_QUEUE": "paylambda-bench-notifications",
     }
@@ -66,7 +70,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MINUTE = 60_000
 OPEN, PAID, WAITING, WAITING_PAID = 1_000, 500, 8_500, 500
 PAID_LAST_SECOND = 50
-CHECKERS = 2
+CHECKERS = int(os.environ["CHECK_CONCURRENCY"])
 LATENCY_SECONDS, RATE_LIMIT = 0.2, 20
 CYCLES = 3
 DUE = 15_385

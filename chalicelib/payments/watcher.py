@@ -212,8 +212,12 @@ def _send(bodies: list[str], delay: int = 0) -> None:
 
 def default_client() -> EsploraClient:
     settings = get_settings()
+    share = settings.esplora_rate_limit / settings.check_concurrency
     return EsploraClient(
-        settings.esplora_url, concurrency=settings.esplora_concurrency, timeout=settings.esplora_timeout_seconds
+        settings.esplora_url,
+        concurrency=settings.esplora_concurrency,
+        requests_per_second=share or None,
+        timeout=settings.esplora_timeout_seconds,
     )
 
 
