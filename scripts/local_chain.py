@@ -13,6 +13,7 @@ tests against it (tests/payments_support.py). It is not part of the Lambda bundl
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections import defaultdict, deque
@@ -21,7 +22,9 @@ from itertools import count
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-# Bitcoin Core's regtest RPC and electrs' regtest HTTP port.
+# `make run`'s network unless BITCOIN_NETWORK names another (make admin --local assumes it too).
+NETWORK = "regtest"
+# electrs' regtest HTTP port.
 DEFAULT_PORT = 3002
 # Most blocks one control request mines.
 MAX_BLOCKS = 100
@@ -269,3 +272,13 @@ class EsploraServer(ThreadingHTTPServer):
                 return False
             self._admitted.append(now)
             return True
+
+
+def new_test_wallet() -> str:
+    """A fresh regtest wallet's receive descriptor (BIP84); its private key is thrown away (nothing spends here)."""
+    from embit.bip32 import HDKey
+    from embit.networks import NETWORKS
+
+    root = HDKey.from_seed(os.urandom(32), version=NETWORKS["regtest"]["xprv"])
+    account = root.derive("m/84h/1h/0h").to_public()
+    return f"wpkh([{root.my_fingerprint.hex()}/84h/1h/0h]{account.to_base58(NETWORKS['regtest']['xpub'])}/0/*)"

@@ -160,6 +160,7 @@ MAKE_PARAMETERS = {
     "ENABLE_TRACING": ("EnableTracing", "true"),
     "ENABLE_ACCESS_LOGS": ("EnableAccessLogs", "true"),
     "EMAIL_SENDER": ("EmailSender", "payments@shop.example.com"),
+    "BITCOIN_NETWORK": ("BitcoinNetwork", "test"),
     "ESPLORA_URL": ("EsploraUrl", "https://electrs.shop.example.com"),
     "ESPLORA_CONCURRENCY": ("EsploraConcurrency", "8"),
     "CHECK_CONCURRENCY": ("CheckConcurrency", "4"),
@@ -508,6 +509,7 @@ def test_the_planner_runs_alone_every_minute_and_the_checkers_report_each_messag
     [sweep] = functions["SweepNotifications"]["Properties"]["Events"].values()
     assert sweep["Properties"]["Schedule"] == "rate(1 minute)"
     for parameter, variable in [
+        ("BitcoinNetwork", "BITCOIN_NETWORK"),
         ("EsploraUrl", "ESPLORA_URL"),
         ("EsploraConcurrency", "ESPLORA_CONCURRENCY"),
         ("MonitoringWindowSeconds", "MONITORING_WINDOW_SECONDS"),
