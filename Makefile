@@ -5,15 +5,24 @@ BIN = $(VENV)/bin
 
 .PHONY: install run test lint bench mutate
 
-$(BIN)/.installed: requirements.txt requirements-vendor.txt requirements-dev.txt requirements-bitpay8.txt
+PIP = $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
+# make run (and make admin) need only the service and its local stand-ins; make test and the rest, everything.
+$(BIN)/.run-installed: requirements-run.txt requirements.txt requirements-vendor.txt
+	@echo "Installing what make run needs into $(VENV) (requirements-run.txt)..."
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade --target $(VENV)/bitpay8 -r requirements-bitpay8.txt
+	$(PIP) -r requirements-run.txt
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.run-installed requirements-dev.txt requirements-bitpay8.txt
+	@echo "Installing the test, lint and packaging tools into $(VENV) (requirements-dev.txt)..."
+	$(PIP) -r requirements-dev.txt
+	$(PIP) --upgrade --target $(VENV)/bitpay8 -r requirements-bitpay8.txt
 	touch $@
 
 install: $(BIN)/.installed
 
-run: install
+run: $(BIN)/.run-installed
 	$(BIN)/python scripts/run_local.py
 
 test: install
@@ -97,7 +106,7 @@ deploy: upload
 # make admin STAGE=prod ARGS="create-user alice --admin": against the stack's tables. Only a STAGE
 # given (other than local) reaches AWS.
 ADMIN_TARGET = $(if $(filter-out file,$(origin STAGE)),$(if $(filter-out local,$(STAGE)),deployed,local),local)
-admin: install
+admin: $(BIN)/.run-installed
 	$(BIN)/python -m deploy.admin $(if $(filter local,$(ADMIN_TARGET)),--local,--stack $(STACK) $(if $(REGION),--region $(REGION))) $(ARGS)
 
 # Deletes the stack (make destroy CONFIRM=paylambda-prod); its DynamoDB tables are kept (DeletionPolicy).
