@@ -9,7 +9,8 @@ accepts and logs each one, and the invoice's page lists them with their text.
 
 On regtest (the default; BITCOIN_NETWORK=main, test or signet picks another network) it
 serves its own test chain (scripts/local_chain.py) as the watcher's Esplora, with a demo
-store owned by the admin account whose wallet is generated at start, and the checkout's
+store owned by the admin account whose wallet is generated at start (anyone may create its
+invoices, as BTCPay's "anyone can create invoices" allows), and the checkout's
 test-chain buttons (pay, pay part, mine a block, expire now).
 
 Ctrl-C stops all of it. Local data lives in memory only and is gone when it
@@ -166,7 +167,13 @@ def main() -> int:
             print(f"Admin account: login {ADMIN_LOGIN}, password {password} (shown once)")
             if local_chain:
                 demo = stores.create_store(ADMIN_LOGIN, DEMO_STORE, "USD", wallet=new_test_wallet())
+                # BTCPay's "anyone can create invoices", so that a first invoice takes one command.
+                stores.allow_public_invoices(demo, True)
                 print(f"{DEMO_STORE} (id {demo.store_id}) for {ADMIN_LOGIN}, test wallet made now: {demo.wallet}")
+                print(
+                    f'An invoice to pay: curl -s -d \'{{"price": 10, "currency": "USD"}}\' '
+                    f"-H 'Content-Type: application/json' 'http://127.0.0.1:{API_PORT}/invoices?storeId={demo.store_id}'"
+                )
         print(f"Local DynamoDB and SQS (in memory) on http://127.0.0.1:{DYNAMODB_PORT}")
         print(f"Emails from {os.environ['EMAIL_SENDER']} to the SMTP sink on 127.0.0.1:{SMTP_PORT}")
         settings = get_settings()

@@ -5,6 +5,8 @@ Against scripts/run_local.py itself (tests/local_stack.py); the deployed setting
 
 import json
 import re
+import shlex
+import subprocess
 
 import requests
 from bitpay.client import Client
@@ -38,6 +40,11 @@ def test_make_run_serves_a_demo_store_on_regtest_and_every_page_says_test_chain(
     assert "Test chain (regtest)" in requests.get(f"{local_stack.url}/login").text
     stores = local_stack.cli("list-stores", "--owner", "admin")
     assert local_stack.demo_store in stores and "Demo store" in stores
+
+    # The command make run prints makes a first invoice without any client library.
+    [command] = re.findall(r"An invoice to pay: (curl .*)", local_stack.log.read_text())
+    made = subprocess.run(shlex.split(command), capture_output=True, text=True, check=True, timeout=30)
+    assert json.loads(made.stdout)["data"]["url"].startswith(f"{local_stack.url}/invoice?id=")
 
     invoice = _invoice(demo_shop)
     assert invoice["bitcoinAddress"].startswith("bcrt1q")
