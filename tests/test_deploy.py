@@ -163,6 +163,7 @@ MAKE_PARAMETERS = {
     "BITCOIN_NETWORK": ("BitcoinNetwork", "test"),
     "ESPLORA_URL": ("EsploraUrl", "https://electrs.shop.example.com"),
     "ESPLORA_CONCURRENCY": ("EsploraConcurrency", "8"),
+    "ESPLORA_RATE_LIMIT": ("EsploraRateLimit", "20"),
     "CHECK_CONCURRENCY": ("CheckConcurrency", "4"),
     "MONITORING_WINDOW_SECONDS": ("MonitoringWindowSeconds", "43200"),
     "PAYMENT_TOLERANCE_PERCENT": ("PaymentTolerancePercent", "0.5"),
@@ -512,6 +513,8 @@ def test_the_planner_runs_alone_every_minute_and_the_checkers_report_each_messag
         ("BitcoinNetwork", "BITCOIN_NETWORK"),
         ("EsploraUrl", "ESPLORA_URL"),
         ("EsploraConcurrency", "ESPLORA_CONCURRENCY"),
+        ("EsploraRateLimit", "ESPLORA_RATE_LIMIT"),
+        ("CheckConcurrency", "CHECK_CONCURRENCY"),
         ("MonitoringWindowSeconds", "MONITORING_WINDOW_SECONDS"),
         ("PaymentTolerancePercent", "PAYMENT_TOLERANCE_PERCENT"),
     ]:
