@@ -26,6 +26,8 @@ from pathlib import Path
 
 import botocore
 import pytest
+from embit.bip32 import HDKey
+from embit.networks import NETWORKS
 
 from chalicelib.messaging import notifications
 from chalicelib.security import sessions, tokens
@@ -986,9 +988,15 @@ def test_the_cli_administers_a_stack_through_its_outputs(template, dynamodb):
     # The stack's tables, created by moto's CloudFormation (it has no SAM transform for the rest).
     tables = _resources(template, "AWS::DynamoDB::Table")
     stack_name = f"paylambda-{uuid.uuid4().hex[:8]}"
-    stack = {"Resources": tables, "Outputs": {name: template["Outputs"][name] for name in tables}}
+    stack = {
+        "Parameters": {"BitcoinNetwork": template["Parameters"]["BitcoinNetwork"]},
+        "Resources": tables,
+        "Outputs": {name: template["Outputs"][name] for name in tables},
+    }
     boto3.client("cloudformation", endpoint_url=dynamodb).create_stack(
-        StackName=stack_name, TemplateBody=json.dumps(stack)
+        StackName=stack_name,
+        TemplateBody=json.dumps(stack),
+        Parameters=[{"ParameterKey": "BitcoinNetwork", "ParameterValue": "test"}],
     )
 
     result = subprocess.run(
@@ -1007,6 +1015,17 @@ def test_the_cli_administers_a_stack_through_its_outputs(template, dynamodb):
         TableName=f"{stack_name}-users", Key={"login": {"S": "alice"}}
     )["Item"]
     assert user["is_admin"] == {"BOOL": True}
+    # Wallets are checked against the stack's network (testnet here), whatever this shell's BITCOIN_NETWORK says.
+    account = HDKey.from_seed(os.urandom(32)).derive("m/84h/1h/0h").to_public()
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.admin", "--stack", stack_name, "create-store", "--owner", "alice"]
+        + ["--name", "Testnet shop", "--wallet", account.to_base58(NETWORKS["test"]["zpub"])],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "AWS_ENDPOINT_URL": dynamodb, "BITCOIN_NETWORK": "main"},
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def _alarms(template: dict) -> dict[str, dict]:
