@@ -153,6 +153,12 @@ def _transaction(txid: str, outputs: list[tuple[str, int]]) -> dict:
 
 class _EsploraHandler(BaseHTTPRequestHandler):
     server: "EsploraServer"
+    # Connections are kept alive, as public Esplora servers keep them.
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.server.connections += 1
 
     def do_GET(self):
         chain = self.server.chain
@@ -184,8 +190,11 @@ class _EsploraHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         """The controls: pay an address, mine blocks. Bad input is a 400 saying what is wrong."""
         chain = self.server.chain
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = self.headers.get("Content-Length", "")
+        length = int(declared) if declared.isdigit() else 0
         if not 0 < length <= MAX_CONTROL_BODY:
+            # The body is left unread: the connection cannot carry another request.
+            self.close_connection = True
             return self._send(400, "Send a JSON body")
         try:
             body = json.loads(self.rfile.read(length))
@@ -255,6 +264,7 @@ class EsploraServer(ThreadingHTTPServer):
         self.latency = latency
         self.rate_limit = rate_limit
         self.refused = 0
+        self.connections = 0
         self._admitted: list[float] = []
         self._lock = threading.Lock()
         self.url = f"http://127.0.0.1:{port}"
