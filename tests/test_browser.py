@@ -145,7 +145,7 @@ def test_an_invoice_is_paid_and_confirmed_on_make_runs_chain_from_the_checkouts_
     context = chromium.new_context(**PHONE)
     buyer = _page_with_error_log(context, errors)
     buyer.goto(invoice["url"])
-    assert buyer.get_by_role("note").inner_text().startswith("Test chain (regtest)")
+    assert buyer.get_by_role("complementary", name="Test chain").inner_text().startswith("Test chain (regtest)")
     buyer.evaluate("window.notReloaded = true")
 
     buyer.get_by_role("button", name="Pay the full amount").click()

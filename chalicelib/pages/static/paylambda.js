@@ -123,6 +123,9 @@ function enableTestChainControls(form, container) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = new URLSearchParams(new FormData(form, event.submitter));
+    const buttons = form.querySelectorAll("button");
+    // One press at a time: a second "Pay" before the first is seen would pay twice.
+    for (const button of buttons) button.disabled = true;
     result.textContent = "";
     try {
       const response = await fetch(form.getAttribute("action"), { method: "POST", body });
@@ -132,6 +135,8 @@ function enableTestChainControls(form, container) {
       }
     } catch (error) {
       result.textContent = String(error);
+    } finally {
+      for (const button of buttons) button.disabled = false;
     }
     container?.dispatchEvent(new Event("refresh"));
   });
