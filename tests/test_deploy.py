@@ -303,6 +303,15 @@ def test_the_lambda_runtime_is_the_packaging_interpreter(template):
     assert {function["Properties"]["Runtime"] for function in _functions(template).values()} == {runtime}
 
 
+def test_the_packaged_api_has_no_test_chain_route_and_no_function_knows_a_local_chain(template):
+    """The checkout's test-chain buttons are make run's alone (tests/test_local_chain.py): never packaged."""
+    [api] = _resources(template, "AWS::Serverless::Api").values()
+    paths = api["Properties"]["DefinitionBody"]["paths"]
+    assert "/invoice/status" in paths and not [path for path in paths if "test-chain" in path]
+    for function in _functions(template).values():
+        assert "LOCAL_CHAIN_URL" not in function["Properties"]["Environment"]["Variables"]
+
+
 def test_every_model_is_a_table_named_in_every_function(template):
     tables = _model_tables(template)
 
