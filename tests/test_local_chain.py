@@ -8,12 +8,17 @@ import re
 import shlex
 import subprocess
 
+import pytest
 import requests
 from bitpay.client import Client
 
+from chalicelib.errors import ServiceUnavailable
+from chalicelib.models import InvoiceModel
+from chalicelib.payments import test_chain
 from chalicelib.settings import get_settings
 from deploy.template import PARAMETERS
 from tests.local_stack import ROOT
+from tests.payments_support import sats
 
 STATUS_FIELDS = ("status", "exceptionStatus", "btcPaid", "btcDue")
 
@@ -137,3 +142,24 @@ def test_a_deployed_stack_has_no_test_chain_buttons(chalice_app, api_url, monkey
     assert get_settings().test_chain_controls
     monkeypatch.undo()
     get_settings.cache_clear()
+
+
+def test_expire_now_loses_to_a_watcher_that_credited_a_payment_meanwhile(
+    shop, chain, watch, esplora_server, monkeypatch
+):
+    """Expire now moves the expiry of the invoice it read, conditioned on it: never of one paid since."""
+    created = shop.create_invoice()
+    read_by_the_button = InvoiceModel.get(created["id"], consistent_read=True)
+    chain.pay(created["bitcoinAddress"], sats(created))
+    watch()
+    for name, value in {"BITCOIN_NETWORK": "regtest", "LOCAL_CHAIN_URL": esplora_server.url}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ServiceUnavailable):
+            test_chain.run(read_by_the_button, "expire")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    after = shop.get_invoice(created["id"])
+    assert (after["status"], after["expirationTime"]) == ("paid", created["expirationTime"])
