@@ -163,3 +163,19 @@ def test_expire_now_loses_to_a_watcher_that_credited_a_payment_meanwhile(
         get_settings.cache_clear()
     after = shop.get_invoice(created["id"])
     assert (after["status"], after["expirationTime"]) == ("paid", created["expirationTime"])
+
+
+def test_the_signed_in_merchant_sees_the_banner_and_a_sample_rate_and_can_press_the_buttons(local_stack, demo_shop):
+    invoice = _invoice(demo_shop)
+    merchant = requests.Session()
+    [token] = re.findall(r'name="csrf_token" value="([^"]+)"', merchant.get(f"{local_stack.url}/login").text)
+    form = {"login": "admin", "password": local_stack.admin_password, "csrf_token": token, "next": "/stores"}
+    assert merchant.post(f"{local_stack.url}/login", data=form).status_code == 200
+    page = merchant.get(f"{local_stack.url}/stores/{local_stack.demo_store}/invoices/{invoice['id']}").text
+    assert "Test chain (regtest)" in page and "USD/BTC (a sample rate)" in page
+
+    # Signed in, the checkout's form carries the session's token, and the button takes it.
+    [token] = re.findall(r'name="csrf_token" value="([^"]+)"', merchant.get(invoice["url"]).text)
+    form = {"id": invoice["id"], "control": "expire", "csrf_token": token}
+    assert merchant.post(f"{local_stack.url}/invoice/test-chain", data=form, allow_redirects=False).status_code == 303
+    assert _status(local_stack, invoice)[0] == "expired"
