@@ -118,10 +118,10 @@ def _check_dust(due_sats: int, wallet, rate: Decimal, currency: str) -> None:
     minimum = wallet.dust_limit
     if due_sats >= minimum:
         return
-    # Mutation testing: a default precision (28 digits) or no traps here change nothing for a bounded
-    # rate and a dust limit of a few hundred satoshis; those two mutants are equivalent.
-    with localcontext(Context(prec=60, rounding=ROUND_CEILING, traps=_TRAPS)):
-        least_price = (Decimal(minimum) * rate / SATS_PER_BTC).quantize(Decimal("0.01"))
+    # A local context, so no setting elsewhere changes the figure. Its mutants are equivalent: at the
+    # default 28 digits too, a few hundred satoshis times a rate is exact, and the default traps are these.
+    with localcontext(Context(prec=60, traps=_TRAPS)):  # pragma: no mutate
+        least_price = (Decimal(minimum) * rate / SATS_PER_BTC).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
     raise BadRequest(
         f"price is too small: the amount due must be at least {minimum} sats ({format_btc(minimum)} BTC), "
         f"the smallest payment Bitcoin relays to this store's addresses; at the current rate that is "
