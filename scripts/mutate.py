@@ -60,11 +60,9 @@ MODULES = {
             "tests/test_api_invoices.py",
             "tests/test_invoice_integrity.py",
             "tests/test_mutation_kills_invoices.py",
-            "tests/test_btcpay_notifications.py",
             "-k",
             "rounded or dust or unpaid_expires or expiration_follows or guid_makes or next_address"
-            " or advance_the_index or index_is_not_reserved or address_serves or mutation_kills"
-            " or emailed_through_smtp",
+            " or advance_the_index or index_is_not_reserved or address_serves or mutation_kills",
         ),
         skip_lines=(
             r"^\s+(token|facade|invoice_token|store_status|store_order_id|store_item_code|base_url|watch_network)=",

@@ -11,7 +11,7 @@ from decimal import Context, Decimal, Overflow, localcontext
 import pytest
 from pynamodb.exceptions import PutError
 
-from chalicelib.billing import invoices
+from chalicelib.billing import invoices, stores
 from chalicelib.messaging import notifications
 from chalicelib.models import InvoiceModel
 from chalicelib.security.auth import Caller
@@ -55,6 +55,15 @@ def test_a_guid_created_by_two_requests_at_once_gives_both_the_invoice_that_was_
     [winner] = rivals
     assert (loser.invoice_id, loser.address) == (winner.invoice_id, winner.address)
     assert InvoiceModel.get(winner.invoice_id).address == winner.address
+
+
+def test_an_invoice_carries_the_stores_contact_address_for_its_mail(store):
+    """Caught: `contact_email=None` (the merchant would never be mailed about the invoice's payments)."""
+    stores.update_settings(store, {**store.attribute_values, "contact_email": "owner@shop.example"})
+
+    invoice = invoices.create(_caller(store), {"price": "10", "currency": "USD"})
+
+    assert InvoiceModel.get(invoice.invoice_id).contact_email == "owner@shop.example"
 
 
 def test_a_failed_write_of_an_invoice_with_a_guid_is_an_error_not_a_retry(store):
