@@ -22,8 +22,8 @@ BODY = {"price": "10", "currency": "USD", "guid": "race-1"}
 def test_a_price_worth_exactly_whole_satoshis_at_a_rate_of_many_digits_is_due_exactly():
     """Caught: the default 28 digits of precision (price × 10^8 rounded up first: a satoshi too many).
 
-    Cross rates (one currency's price over another's) carry 28 significant digits, so a price worth
-    exactly N satoshis can take more digits than that once multiplied.
+    A rate source's price is read exactly as it is written, in any number of digits, so a price worth
+    exactly N satoshis can take more than 28 digits once multiplied.
     """
     rate, due = Decimal("12345.678901234567890123"), 123_456_789
     with localcontext(Context(prec=100)):
