@@ -10,9 +10,11 @@ Equivalent mutants are marked in the code with `# pragma: no mutate` and a comme
 
     python scripts/mutate.py                  every module
     python scripts/mutate.py payments wallet  just these
+    MUTATE_CHILDREN=1 python scripts/mutate.py  at most one test process at a time (a shared machine)
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -159,7 +161,7 @@ def run_module(name: str, module: Module) -> dict:
     log = destination / "mutmut.log"
     with log.open("w") as output:
         process = subprocess.run(
-            [str(MUTMUT), "run", "--max-children", str(module.children), *_globs(module)],
+            [str(MUTMUT), "run", "--max-children", str(_children(module)), *_globs(module)],
             cwd=destination,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -181,6 +183,11 @@ def run_module(name: str, module: Module) -> dict:
         "failed": False,
         "directory": destination,
     }
+
+
+def _children(module: Module) -> int:
+    limit = os.environ.get("MUTATE_CHILDREN")
+    return min(module.children, int(limit)) if limit else module.children
 
 
 def _retry_survivors(meta_path: Path) -> None:
