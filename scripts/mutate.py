@@ -50,7 +50,14 @@ MODULES = {
     "payments": Module(
         "chalicelib/payments/rules.py",
         ("*",),
-        ("tests/test_payment_states.py", "tests/test_properties.py", "tests/test_money_boundaries.py", "-k", PURE),
+        (
+            "tests/test_payment_states.py",
+            "tests/test_properties.py",
+            "tests/test_money_boundaries.py",
+            "tests/test_mutation_kills_rules.py",
+            "-k",
+            PURE,
+        ),
         children=2,
     ),
     "invoices": Module(
