@@ -1,4 +1,4 @@
-"""Lateness rules of chalicelib/payments/rules.py that `make mutate` found unguarded (scripts/mutate.py).
+"""Lateness and expiry rules of chalicelib/payments/rules.py that `make mutate` found unguarded (scripts/mutate.py).
 
 Pure tests: each fails on a change to the rules that the rest of the suite let through; the
 docstring of each names it.
@@ -49,3 +49,31 @@ def test_a_new_payment_is_first_seen_at_the_look_that_found_it():
     [payment] = merge(TERMS, [], [unconfirmed()], now)
 
     assert payment.first_seen == now
+
+
+# Expired by the clock alone: the chain server did not answer any check since the expiration.
+
+
+def test_an_invoice_expired_by_the_clock_alone_is_paid_when_the_chain_then_shows_an_on_time_payment():
+    """Caught: the clock's `expired` taken as final (`and False`, `!=`, the statuses misspelt)."""
+    [paid_in_time] = merge(TERMS, [], [unconfirmed()], EXPIRATION - MINUTE)
+
+    state = evaluate(TERMS, "expired", [paid_in_time], EXPIRATION + 30 * MINUTE, expiry_answered=False)
+
+    assert (state.status, state.transitions, state.exception_status) == ("paid", ("paid",), None)
+
+
+def test_an_invoice_expired_by_the_clock_alone_is_not_reported_expired_twice():
+    """Caught: `(previous != "expired") or True`, and the status misspelt there."""
+    state = evaluate(TERMS, "expired", [], EXPIRATION + 30 * MINUTE, expiry_answered=False)
+
+    assert (state.status, state.transitions) == ("expired", ())
+
+
+def test_a_paid_invoice_looked_at_before_any_answer_after_the_expiration_reports_nothing_again():
+    """Caught: `previous != "expired" and not expiry_answered` (every status restarted from new)."""
+    [payment] = merge(TERMS, [], [unconfirmed()], CREATED + MINUTE)
+
+    state = evaluate(TERMS, "paid", [payment], CREATED + 2 * MINUTE, expiry_answered=False)
+
+    assert (state.status, state.transitions) == ("paid", ())
