@@ -10,8 +10,8 @@ notification's item sizes as stored. Counted from the code itself: how often the
 monitoring window, once a minute while it is open), and what each write costs the table and each
 index (`index_writes`, from the models' indexes and projections and the attributes the write
 changes). Priced on us-east-1 list prices (below, with their date) for either API front
-(deploy/http_front.py); Lambda's billed time is the CPU time at 512 MB's share of a vCPU, plus a
-wait per DynamoDB request.
+(deploy/http_front.py); Lambda's billed time is the CPU time at the function's share of a vCPU (its
+memory in .chalice/config.json), plus its waits: on DynamoDB, on Esplora, on the shop's IPN endpoint.
 
 The life: created (one POST, with an orderId as shops' plugins send), read back twice by the shop,
 its checkout opened once on a browser without its static files cached and left open 3 minutes,
@@ -40,11 +40,11 @@ from _figures import figure  # noqa: E402
 TARGET_HALF_UNPAID, TARGET_ALL_PAID = 20.0, 10.0
 # Issue 13's figure for the code before this work (per million invoices, half unpaid), and this
 # script's (half unpaid / all paid) run on main before branch cost2: the REST front, the checkout
-# polled every 30 s, every index projecting ALL. (The script main had then said $70.02 / $77.22: it
+# polled every 30 s, every index projecting ALL, every function at 512 MB. (The script main had then said $70.02 / $77.22: it
 # counted neither the static files, nor the writes at each confirming block, nor an index key's
 # move as two writes, and had creation in a transaction.)
 BASELINE_HALF_UNPAID = 450.0
-BASELINE_BEFORE = "$93.28 / $118.16"
+BASELINE_BEFORE = "$109.28 / $138.91"
 
 # AWS list prices, us-east-1, as of 2025 (per unit named; aws.amazon.com/api-gateway/pricing,
 # /lambda/pricing, /dynamodb/pricing/on-demand, /sqs/pricing).
@@ -54,9 +54,14 @@ LAMBDA_GB_SECOND = 0.0000166667  # x86
 DYNAMODB_WRITE_UNIT_PER_MILLION = 0.625
 DYNAMODB_READ_UNIT_PER_MILLION = 0.125
 SQS_PER_MILLION = 0.40
-MEMORY_MB = 512
-VCPU_SHARE = MEMORY_MB / 1769  # Lambda gives a full vCPU at 1,769 MB
+FULL_VCPU_MB = 1769  # Lambda gives a full vCPU at 1,769 MB, a share in proportion below
 DYNAMODB_WAIT_MS = 5.0
+# Lambda bills the wall time, waits included. A checker waits on Esplora: assumed 100 ms an answer
+# from a public server (your own electrs in the region: about 10), with ESPLORA_CONCURRENCY (4) in
+# flight, so a quarter of it per invoice checked. The consumer waits on the shop's IPN endpoint:
+# assumed 300 ms (a PHP shop). Neither is measured here: `--esplora-ms` and `--ipn-ms` change them.
+ESPLORA_ANSWER_MS = 100.0
+IPN_ANSWER_MS = 300.0
 OPEN_CHECKOUT_MINUTES = 3
 SHOP_READS = 2
 # Shops' plugins ask for fullNotifications: paid, confirmed, complete (without it, confirmed only).
@@ -126,6 +131,54 @@ def watcher_checks(paid: bool) -> int:
     return open_checks + late
 
 
+def check_cpu_ms(app, context, create, runs: int) -> float:
+    """CPU of the watcher's check of one open invoice nobody paid yet, in a message of CHECK_BATCH.
+
+    Against the local chain's Esplora stand-in, served from a thread of this process: its CPU is
+    counted too, so this is more than the checker's own.
+    """
+    import json
+
+    from chalicelib.payments import watcher
+    from chalicelib.payments.esplora import EsploraClient
+    from scripts.local_chain import Chain, EsploraServer
+    from tests.payments_support import FakeClock
+
+    ids = [json.loads(app(create(f"check-{n}"), context())["body"])["data"]["id"] for n in range(watcher.CHECK_BATCH)]
+    server = EsploraServer(_free_port(), Chain(FakeClock()))
+    try:
+        client = EsploraClient(server.url, concurrency=4, timeout=5)
+        samples = []
+        for _ in range(runs + 1):
+            started = time.process_time()
+            report = watcher.check(ids, client=client)
+            samples.append((time.process_time() - started) * 1000 / len(ids))
+            assert report.checked == len(ids) and not report.errors, report
+    finally:
+        server.shutdown()
+    return statistics.median(samples[1:])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def function_memory_mb() -> dict[str, int]:
+    """Each function's memory in the prod stage (.chalice/config.json); "api" is the API's."""
+    import json
+
+    stage = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["prod"]
+    functions = stage.get("lambda_functions", {})
+    names = ("api", "check_payments", "deliver_notifications")
+    return {
+        name: functions.get(name, {}).get("lambda_memory_size", stage.get("lambda_memory_size", 128)) for name in names
+    }
+
+
 def static_files_linked() -> int:
     """The files the checkout page makes a browser fetch besides itself (its template's static links)."""
     template = (ROOT / "chalicelib" / "pages" / "templates" / "checkout_base.html").read_text()
@@ -169,6 +222,8 @@ def index_writes(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--esplora-ms", type=float, default=ESPLORA_ANSWER_MS)
+    parser.add_argument("--ipn-ms", type=float, default=IPN_ANSWER_MS)
     args = parser.parse_args()
 
     cold_start, search_page = _load("cold_start"), _load("search_page")
@@ -185,6 +240,7 @@ def main() -> int:
         from chalicelib.models import InvoiceModel, NotificationModel, now_ms
         from chalicelib.payments import watcher
         from chalicelib.security import tokens
+        from chalicelib.settings import get_settings
         from tests.lambda_events import DEPLOYMENTS, proxy_event
 
         get_event, _ = cold_start._signed_events()
@@ -197,7 +253,7 @@ def main() -> int:
         static_event = proxy_event(DEPLOYMENTS[0], "GET", "/static/{name}", {"name": "paylambda.js"})
 
         class Context:
-            function_name, memory_limit_in_mb, aws_request_id = "paylambda-bench-APIHandler", MEMORY_MB, "cost"
+            function_name, memory_limit_in_mb, aws_request_id = "paylambda-bench-APIHandler", 512, "cost"
 
             def get_remaining_time_in_millis(self):
                 return 30000
@@ -221,6 +277,7 @@ def main() -> int:
         poll_ms = cpu_ms(lambda run: status_event)
         page_ms = cpu_ms(lambda run: page_event)
         static_ms = cpu_ms(lambda run: static_event)
+        check_ms = check_cpu_ms(app, Context, create, args.runs)
         invoice = InvoiceModel.get(invoice_id, consistent_read=True)
         size = item_bytes(invoice.serialize())
         # A confirmed notification of this invoice, as the watcher writes it in its transaction.
@@ -268,29 +325,42 @@ def main() -> int:
 
     creation_units = 1 + 1 + units + index_writes(InvoiceModel, set(), not_indexed, entering=True)
 
+    memory = function_memory_mb()
+
+    def gb_seconds(function: str, cpu_ms: float, wait_ms: float) -> float:
+        """Billed GB-s of CPU (stretched by the memory's share of a vCPU) and waits, at the function's memory."""
+        megabytes = memory[function]
+        return (cpu_ms / (megabytes / FULL_VCPU_MB) + wait_ms) / 1000 * megabytes / 1024
+
     def life(paid: bool, api_per_million: float) -> dict[str, float]:
         api_calls = 1 + SHOP_READS + 1 + statics + polls
-        lambda_ms = create_ms + SHOP_READS * read_ms + page_ms + statics * static_ms + polls * poll_ms
+        api_cpu_ms = create_ms + SHOP_READS * read_ms + page_ms + statics * static_ms + polls * poll_ms
         dynamodb_requests = 5 + SHOP_READS + 1 + polls
         checks = watcher_checks(paid)
+        notified = NOTIFICATIONS_WHEN_PAID if paid else 0
         # Created by two plain writes (the address claim, the store's counter) and the invoice's put.
         writes = creation_units
         writes += sum(invoice_write_units(*write) for write in (paid_writes if paid else unpaid_writes))
-        reads = SHOP_READS + 1 + polls + checks + 2  # strongly consistent GetItems of one unit; the token twice
+        writes += notified * notification_write_units()
+        # Strongly consistent GetItems of one unit (the token twice); the checker's eventually consistent
+        # BatchGetItem, half a unit an invoice.
+        reads = SHOP_READS + 1 + polls + 2 + checks / 2
         # A check message per CHECK_BATCH invoices, sent ten to a SendMessageBatch; received and
         # deleted by Lambda's event source mapping (counted one call each, though it batches too).
-        sqs = checks / watcher.CHECK_BATCH * (1 / watcher.SEND_BATCH + 2)
-        if paid:
-            writes += NOTIFICATIONS_WHEN_PAID * notification_write_units()
-            sqs += NOTIFICATIONS_WHEN_PAID * 3
-            lambda_ms += NOTIFICATIONS_WHEN_PAID * poll_ms
-        lambda_ms /= VCPU_SHARE
-        lambda_ms += dynamodb_requests * DYNAMODB_WAIT_MS
+        # A notification's message: sent, received, deleted.
+        sqs = checks / watcher.CHECK_BATCH * (1 / watcher.SEND_BATCH + 2) + notified * 3
+        billed = (
+            gb_seconds("api", api_cpu_ms, dynamodb_requests * DYNAMODB_WAIT_MS)
+            + gb_seconds(
+                "check_payments", checks * check_ms, checks * args.esplora_ms / get_settings().esplora_concurrency
+            )
+            # A delivery's CPU taken as a poll's (a Query and an UpdateItem or two); its wait, the shop's answer.
+            + gb_seconds("deliver_notifications", notified * poll_ms, notified * args.ipn_ms)
+        )
+        invocations = api_calls + checks / watcher.CHECK_BATCH + notified
         return {
             "API Gateway": api_calls * api_per_million,
-            "Lambda": (api_calls + checks / watcher.CHECK_BATCH + (NOTIFICATIONS_WHEN_PAID if paid else 0))
-            * LAMBDA_REQUEST_PER_MILLION
-            + lambda_ms / 1000 * MEMORY_MB / 1024 * LAMBDA_GB_SECOND * 1e6,
+            "Lambda": invocations * LAMBDA_REQUEST_PER_MILLION + billed * LAMBDA_GB_SECOND * 1e6,
             "DynamoDB writes": writes * DYNAMODB_WRITE_UNIT_PER_MILLION,
             "DynamoDB reads": reads * DYNAMODB_READ_UNIT_PER_MILLION,
             "SQS": sqs * SQS_PER_MILLION,
@@ -311,7 +381,11 @@ def main() -> int:
         f"write units per invoice: creation {creation_units}, paid life {paid_units} "
         f"+ {NOTIFICATIONS_WHEN_PAID} x {notification_write_units()} (notifications), unpaid life {unpaid_units}"
     )
-    print(f"watcher checks per invoice: {watcher_checks(True)} paid, {watcher_checks(False)} unpaid")
+    print(
+        f"watcher checks per invoice: {watcher_checks(True)} paid, {watcher_checks(False)} unpaid, "
+        f"{check_ms:.1f} ms CPU each (checker and stand-in Esplora together); billed waits: Esplora "
+        f"{args.esplora_ms:.0f} ms / {get_settings().esplora_concurrency} in flight, IPN {args.ipn_ms:.0f} ms"
+    )
     totals = {}
     for front, api_per_million in API_FRONTS_PER_MILLION.items():
         paid, unpaid = life(True, api_per_million), life(False, api_per_million)
