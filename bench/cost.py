@@ -40,9 +40,10 @@ from _figures import figure  # noqa: E402
 TARGET_HALF_UNPAID, TARGET_ALL_PAID = 20.0, 10.0
 # Issue 13's figure for the code before this work (per million invoices, half unpaid), and this
 # script's (half unpaid / all paid) run on main before branch cost2: the REST front, the checkout
-# polled every 30 s, every index projecting ALL, every function at 512 MB. (The script main had then said $70.02 / $77.22: it
-# counted neither the static files, nor the writes at each confirming block, nor an index key's
-# move as two writes, and had creation in a transaction.)
+# polled every 30 s, every index projecting ALL, every function at 512 MB. (The script main had
+# then said $70.02 / $77.22: it counted neither the static files, nor the writes at each confirming
+# block, nor an index key's move as two writes, nor the checkers' and the consumer's Lambda time,
+# and had creation in a transaction.)
 BASELINE_HALF_UNPAID = 450.0
 BASELINE_BEFORE = "$109.28 / $138.91"
 

@@ -205,9 +205,10 @@ def query_read_only(model: type[Model], limit: int, skip: int = 0, **query: Any)
         page = connection.query(model.Meta.table_name, limit=limit, exclusive_start_key=start, **query)
         items = page.get("Items", [])
         limit -= len(items)
-        passed, skip = min(skip, len(items)), max(0, skip - len(items))
-        items = items[passed:]
-        for item in items if whole else _items_by_key(model, connection, items):
+        skipped = min(skip, len(items))
+        skip -= skipped
+        kept = items[skipped:]
+        for item in kept if whole else _items_by_key(model, connection, kept):
             yield read_only(model, item)
         start = page.get("LastEvaluatedKey")
         if not start:

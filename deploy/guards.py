@@ -7,6 +7,8 @@ README "Limits" and "Backups" say what each one costs and when to change it.
 
 from typing import Any
 
+from . import http_front
+
 HAS_WAF = "HasWebAcl"
 HAS_BACKUPS = "HasBackups"
 HAS_BACKUP_COPY = "HasBackupCopy"
@@ -85,8 +87,8 @@ def _is_true(parameter: str) -> dict:
 
 
 CONDITIONS = {
-    # WAF attaches to REST APIs only (deploy/http_front.py).
-    HAS_WAF: {"Fn::And": [_is_true("EnableWebAcl"), {"Fn::Equals": [{"Ref": "ApiFront"}, "rest"]}]},
+    # WAF attaches to REST APIs only.
+    HAS_WAF: {"Fn::And": [_is_true("EnableWebAcl"), {"Condition": http_front.IS_REST}]},
     HAS_BACKUPS: _is_true("EnableBackups"),
     HAS_BACKUP_COPY: {
         "Fn::And": [{"Condition": HAS_BACKUPS}, {"Fn::Not": [{"Fn::Equals": [{"Ref": "BackupCopyVaultArn"}, ""]}]}]
