@@ -3,10 +3,13 @@
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.pages_support import text_of, update_invoice
+from chalicelib.billing import invoices, stores
+from chalicelib.models import InvoiceModel
+from tests.pages_support import csrf_token, post_form, text_of, update_invoice
 from tests.test_pages import merchant, paired_client  # noqa: F401 (a fixture)
 
 FORMULA = '=HYPERLINK("http://evil.example","x")'
@@ -102,3 +105,67 @@ def test_export_is_the_filtered_list_as_safe_csv(api_url, merchant, store, liste
 
 def test_export_is_for_the_stores_merchant_only(api_url, merchant, other_store):  # noqa: F811
     assert merchant.get(f"{api_url}/stores/{other_store.store_id}/invoices/export").status_code == 404
+
+
+# Creating an invoice from the page
+
+
+def _new_invoice(api_url, merchant, store, **fields):  # noqa: F811
+    list_url = f"{api_url}/stores/{store.store_id}/invoices"
+    return post_form(merchant, list_url, list_url, **fields)
+
+
+def test_an_invoice_made_on_the_page_has_a_checkout_link_to_send(api_url, merchant, store):  # noqa: F811
+    made = _new_invoice(
+        api_url, merchant, store, price="1234.5", currency="EUR", orderId="phone-7", itemDesc="Repair", buyerEmail=""
+    )
+    assert made.status_code == 303
+    invoice_path = urlsplit(made.headers["Location"]).path
+    invoice_id = invoice_path.rsplit("/", 1)[1]
+    assert invoice_path == f"{urlsplit(api_url).path}/stores/{store.store_id}/invoices/{invoice_id}"
+    page = merchant.get(made.headers["Location"])
+    checkout_url = f"{api_url}/invoice?id={invoice_id}"
+    assert "Invoice created. Send the buyer its checkout page:" in text_of(page) and checkout_url in page.text
+    assert "Repair" in text_of(merchant.get(checkout_url))
+
+    stored = InvoiceModel.get(invoice_id)
+    assert (stored.price, stored.currency, stored.order_id, stored.item_desc) == ("1234.5", "EUR", "phone-7", "Repair")
+    assert (stored.store_id, stored.facade, stored.token) == (store.store_id, "merchant", "pages")
+    # Reading the page again (a reload after the redirect) makes no second invoice.
+    merchant.get(made.headers["Location"])
+    assert "1 invoice" in text_of(_page(api_url, merchant, store))
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"price": "", "currency": "USD"}, "price is required"),
+        ({"price": "ten", "currency": "USD"}, "price must be a number"),
+        ({"price": "-3", "currency": "USD"}, "price must be greater than 0"),
+        ({"price": "5", "currency": "XYZ"}, "currency XYZ is not supported"),
+        ({"price": "5", "currency": "USD", "buyerEmail": "not an address"}, "buyer email"),
+    ],
+)
+def test_a_refused_invoice_is_explained_on_the_page_with_the_form_kept(api_url, merchant, store, fields, message):  # noqa: F811
+    refused = _new_invoice(api_url, merchant, store, orderId="kept-order", **fields)
+    assert refused.status_code == 400 and message in text_of(refused)
+    assert 'value="kept-order"' in refused.text and '<details class="card new-invoice" open>' in refused.text
+    assert "No invoices yet." in text_of(refused)
+
+
+def test_a_store_without_a_wallet_cannot_invoice_from_the_page(api_url, merchant, user):  # noqa: F811
+    bare = stores.create_store(user.login, "No wallet yet", "USD")
+    refused = _new_invoice(api_url, merchant, bare, price="5", currency="USD")
+    assert refused.status_code == 400 and "wallet" in text_of(refused)
+
+
+def test_only_the_stores_merchant_creates_its_invoices(api_url, merchant, store, other_store):  # noqa: F811
+    list_url = f"{api_url}/stores/{store.store_id}/invoices"
+    token = csrf_token(merchant.get(list_url))
+    refused = merchant.post(
+        f"{api_url}/stores/{other_store.store_id}/invoices",
+        data={"price": "5", "currency": "USD", "csrf_token": token},
+        allow_redirects=False,
+    )
+    assert refused.status_code == 404
+    assert invoices.count(other_store.store_id, {}, 10) == 0

@@ -225,7 +225,7 @@ def create(
     invoice = InvoiceModel(
         invoice_id,
         store_id=store.store_id,
-        token=caller.token.token if caller.token else "public",
+        token=caller.token_reference,
         facade=caller.facade,
         created=created,
         expiration=created + int(store.invoice_expiration_minutes) * 60_000,

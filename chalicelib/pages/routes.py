@@ -13,12 +13,14 @@ from chalice import Blueprint, Response
 from chalicelib.api.shapes import INVOICE_STATUSES
 from chalicelib.billing import export as invoice_export
 from chalicelib.billing import invoices, stores
+from chalicelib.billing.currencies import CURRENCIES
 from chalicelib.billing.invoices import EXCEPTION_STATUSES
 from chalicelib.errors import BadRequest, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
 from chalicelib.models import now_ms
 from chalicelib.pages import checkout
 from chalicelib.pages.rendering import Visit, local_path
 from chalicelib.security import api_keys, sessions, tokens
+from chalicelib.security.auth import Caller
 from chalicelib.security.identity import InvalidKey, is_valid_sin, sin_from_public_key
 from chalicelib.web import API_CONTENT_TYPES, ApiRequest, error_response, transport_headers
 
@@ -372,10 +374,15 @@ def _invoice_by_id(store, query: dict[str, str]):
 
 @page("/stores/{store_id}/invoices")
 def invoice_list(visit: Visit, store_id: str) -> Response:
-    store = stores.owned_store(visit.login, store_id)
+    return _invoice_list_page(visit, stores.owned_store(visit.login, store_id))
+
+
+def _invoice_list_page(visit: Visit, store, status: int = 200, **context) -> Response:
     query = _invoice_query(visit)
     offset = visit.request.query_value("offset") or "0"
-    context = {"store": store, "query": query, "statuses": INVOICE_STATUSES, "exception_statuses": EXCEPTION_STATUSES}
+    context.setdefault("new_invoice", {"currency": store.default_currency})
+    context.update(store=store, query=query, statuses=INVOICE_STATUSES, exception_statuses=EXCEPTION_STATUSES)
+    context["currencies"] = CURRENCIES
     try:
         by_id = _invoice_by_id(store, query)
         if by_id is not None:
@@ -388,6 +395,7 @@ def invoice_list(visit: Visit, store_id: str) -> Response:
         return visit.render("invoices.html", status=400, error=error.message, invoices=[], total=0, **context)
     return visit.render(
         "invoices.html",
+        status=status,
         invoices=found,
         total=total,
         most_counted=MOST_COUNTED,
@@ -396,6 +404,30 @@ def invoice_list(visit: Visit, store_id: str) -> Response:
         next_offset=int(offset) + INVOICES_PER_PAGE if len(found) == INVOICES_PER_PAGE else None,
         **context,
     )
+
+
+# What the Invoices page's form may set: the API's own fields, read and checked by `invoices.create`.
+NEW_INVOICE_FIELDS = ("price", "currency", "orderId", "itemDesc", "buyerEmail")
+
+
+@page("/stores/{store_id}/invoices", methods=("POST",))
+def create_invoice(visit: Visit, store_id: str) -> Response:
+    """An invoice the merchant makes by hand (a sale by phone or mail): its page then shows the link to send."""
+    from chalicelib.messaging import notifications  # as the API saves it, with its invoice_created notification
+
+    store = stores.owned_store(visit.login, store_id)
+    form = {name: visit.request.form.get(name, "").strip() for name in NEW_INVOICE_FIELDS}
+    try:
+        invoice = invoices.create(
+            Caller(identity=None, token=None, page_store=store.store_id),
+            form,
+            base_url=visit.request.base_url,
+            save=notifications.save_created,
+            conflicts=notifications.CREATION_CONFLICTS,
+        )
+    except (BadRequest, ServiceUnavailable) as error:
+        return _invoice_list_page(visit, store, error.status, new_invoice=form, create_error=error.message)
+    return visit.redirect(f"/stores/{store.store_id}/invoices/{invoice.invoice_id}", created="1")
 
 
 @page("/stores/{store_id}/invoices/export")
@@ -431,7 +463,9 @@ def invoice_detail(visit: Visit, store_id: str, invoice_id: str) -> Response:
     store = stores.owned_store(visit.login, store_id)
     invoice = _owned_invoice(store, invoice_id)
     query = visit.request.query_value
-    return _invoice_page(visit, store, invoice, resent=query("resent"), marked=query("marked"))
+    return _invoice_page(
+        visit, store, invoice, resent=query("resent"), marked=query("marked"), created=query("created")
+    )
 
 
 @page("/stores/{store_id}/invoices/{invoice_id}/notifications", methods=("POST",))
