@@ -381,6 +381,14 @@ class InvoicesByItemCode(GlobalSecondaryIndex):
     created = NumberAttribute(range_key=True)
 
 
+class InvoicesByBuyerEmail(GlobalSecondaryIndex):
+    """Sparse: only invoices with a buyer email carry `store_buyer_email` ("store#email", in lower case)."""
+
+    Meta = _index_meta("store-buyer-email-index")
+    store_buyer_email = UnicodeAttribute(hash_key=True)
+    created = NumberAttribute(range_key=True)
+
+
 # The watch list is spread over this many partitions (`watch_partition`), each queried by the planner.
 WATCH_SHARDS = 4
 
@@ -474,11 +482,12 @@ class InvoiceModel(SharedConnectionModel):
     # The merchant cancelled it (DELETE) before any payment: expired, with BitPay's isCancelled.
     cancelled = BooleanAttribute(default=False)
 
-    # Composite hash keys of the filtered search indexes; the index on
-    # orderId and itemCode are sparse (absent when the field is).
+    # Composite hash keys of the filtered search indexes; the indexes on
+    # orderId, itemCode and the buyer's email are sparse (absent when the field is).
     store_status = UnicodeAttribute()
     store_order_id = UnicodeAttribute(null=True)
     store_item_code = UnicodeAttribute(null=True)
+    store_buyer_email = UnicodeAttribute(null=True)
 
     # Where the API was reached when the invoice was made: the `url` in notifications.
     base_url = UnicodeAttribute(null=True)
@@ -499,6 +508,7 @@ class InvoiceModel(SharedConnectionModel):
     by_status = InvoicesByStatus()
     by_order_id = InvoicesByOrderId()
     by_item_code = InvoicesByItemCode()
+    by_buyer_email = InvoicesByBuyerEmail()
     by_watch = InvoicesWatched()
 
 

@@ -60,6 +60,33 @@ def test_search_filters_and_the_total(api_url, merchant, store, listed):  # noqa
     assert "3 invoices" in text_of(_page(api_url, merchant, store, dateStart=today, dateEnd=tomorrow))
 
 
+def test_search_by_address_and_by_buyer_email(api_url, merchant, store, other_store, listed):  # noqa: F811
+    client = paired_client(api_url, merchant, store.store_id)
+    token = client.tokens["merchant"]
+    bought = [
+        client.create_invoice({"price": 5, "currency": "USD", "token": token, "buyer": {"email": email}})
+        for email in ("Ana.Buyer@Example.com", "ana.buyer@example.com", "bob@example.com")
+    ]
+    by_address = _page(api_url, merchant, store, q=bought[2]["bitcoinAddress"])
+    assert "1 invoice" in text_of(by_address) and bought[2]["id"] in by_address.text
+    assert bought[0]["id"] not in by_address.text
+
+    by_email = _page(api_url, merchant, store, q="ANA.buyer@example.com")
+    assert "2 invoices" in text_of(by_email)
+    assert bought[0]["id"] in by_email.text and bought[1]["id"] in by_email.text
+    assert bought[2]["id"] not in by_email.text
+    update_invoice(bought[1]["id"], status="paid", store_status=f"{store.store_id}#paid")
+    paid = _page(api_url, merchant, store, q="ana.buyer@example.com", status="paid")
+    assert "1 invoice" in text_of(paid) and bought[1]["id"] in paid.text
+    export = merchant.get(f"{api_url}/stores/{store.store_id}/invoices/export", params={"q": "bob@example.com"})
+    assert [row["invoiceId"] for row in csv.DictReader(io.StringIO(export.text))] == [bought[2]["id"]]
+
+    # Another store's address and buyers are not found from this one.
+    update_invoice(bought[2]["id"], store_id=other_store.store_id)
+    assert "No invoice matches." in text_of(_page(api_url, merchant, store, q=bought[2]["bitcoinAddress"]))
+    assert "No invoice matches." in text_of(_page(api_url, merchant, store, q="nobody@example.com"))
+
+
 def test_another_stores_invoice_is_not_found_by_its_id(api_url, merchant, store, other_store, listed):  # noqa: F811
     other = merchant.get(f"{api_url}/stores/{store.store_id}/invoices", params={"q": listed[0]})
     assert listed[0] in other.text

@@ -350,7 +350,8 @@ def _owned_invoice(store, invoice_id: str):
     return invoice
 
 
-# The invoice list's query fields: `q` is an invoice id or an order id, the others filter through the index.
+# The invoice list's query fields: `q` is an invoice id, an address, a buyer's email or an order id; the
+# others filter through the index.
 INVOICE_FILTERS = ("q", "status", "exceptionStatus", "dateStart", "dateEnd")
 # Counted and exported at most (a Query each, reading every match): beyond, the merchant narrows the dates.
 MOST_COUNTED = MOST_EXPORTED = 10_000
@@ -363,13 +364,16 @@ def _invoice_query(visit: Visit) -> dict[str, str]:
 def _search_params(query: dict[str, str]) -> dict[str, str]:
     params = {name: value for name, value in query.items() if name != "q"}
     if "q" in query:
-        params["orderId"] = query["q"]
+        # An order id with an @ is rare; a buyer's email always has one.
+        params["buyerEmail" if "@" in query["q"] else "orderId"] = query["q"]
     return params
 
 
 def _invoice_by_id(store, query: dict[str, str]):
-    """The invoice `q` names by its id: a search for it shows just that one."""
-    return invoices.of_store(store.store_id, query["q"]) if "q" in query else None
+    """The invoice `q` names by its id or its address: a search for it shows just that one."""
+    if "q" not in query:
+        return None
+    return invoices.of_store(store.store_id, query["q"]) or invoices.of_store_at_address(store.store_id, query["q"])
 
 
 @page("/stores/{store_id}/invoices")
