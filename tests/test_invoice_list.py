@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -196,3 +197,27 @@ def test_only_the_stores_merchant_creates_its_invoices(api_url, merchant, store,
     )
     assert refused.status_code == 404
     assert invoices.count(other_store.store_id, {}, 10) == 0
+
+
+@pytest.mark.parametrize(
+    "price, currency, shown",
+    [("150000", "JPY", "150,000 JPY"), ("1234.5", "USD", "1,234.50 USD"), ("1.125", "USD", "1.125 USD")],
+)
+def test_money_is_shown_to_its_currencys_decimals_with_thousands_separators(
+    api_url,
+    merchant,
+    store,
+    price,
+    currency,
+    shown,  # noqa: F811
+):
+    made = _new_invoice(api_url, merchant, store, price=price, currency=currency)
+    invoice = merchant.get(made.headers["Location"])
+    checkout_url = re.search(r'href="([^"]+/invoice\?id=[^"]+)"', invoice.text).group(1)
+    checkout = merchant.get(checkout_url)
+    assert f"Price {shown}" in text_of(invoice) and shown in text_of(_page(api_url, merchant, store))
+    assert f'<span class="amount-fiat">{shown}</span>' in checkout.text
+    if currency == "JPY":
+        # 150,000 JPY at 9,750,000 JPY/BTC: 0.01538461... BTC, rounded up to the satoshi.
+        assert "0.01538462 BTC" in text_of(checkout) and "Rate: 9,750,000 JPY/BTC" in text_of(checkout)
+        assert "Amount 0.01538462 BTC at 9,750,000 JPY/BTC" in text_of(invoice)

@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 
 from chalice import Response
 
-from chalicelib.billing.invoices import format_btc
+from chalicelib.billing.currencies import format_amount
+from chalicelib.billing.invoices import SATS_PER_BTC
 from chalicelib.errors import ApiError, Forbidden
 from chalicelib.models import SessionModel
 from chalicelib.security import sessions
@@ -73,10 +74,8 @@ def format_time(milliseconds: int | None) -> str:
     return datetime.fromtimestamp(milliseconds / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def format_money(amount: object) -> str:
-    """A price as people write it: 10 -> "10.00", 0.125 -> "0.125"."""
-    value = Decimal(str(amount))
-    return f"{value:.2f}" if value == value.quantize(Decimal("0.01")) else format(value.normalize(), "f")
+def format_sats(sats: int) -> str:
+    return format_amount(Decimal(sats) / SATS_PER_BTC, "BTC")
 
 
 @functools.cache
@@ -90,8 +89,8 @@ def _environment():
         lstrip_blocks=True,
     )
     environment.filters["time"] = format_time
-    environment.filters["money"] = format_money
-    environment.filters["btc"] = format_btc
+    environment.filters["money"] = format_amount
+    environment.filters["sats"] = format_sats
     return environment
 
 
