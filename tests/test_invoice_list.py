@@ -203,14 +203,7 @@ def test_only_the_stores_merchant_creates_its_invoices(api_url, merchant, store,
     "price, currency, shown",
     [("150000", "JPY", "150,000 JPY"), ("1234.5", "USD", "1,234.50 USD"), ("1.125", "USD", "1.125 USD")],
 )
-def test_money_is_shown_to_its_currencys_decimals_with_thousands_separators(
-    api_url,
-    merchant,
-    store,
-    price,
-    currency,
-    shown,  # noqa: F811
-):
+def test_money_is_shown_to_its_currency_decimals(api_url, merchant, store, price, currency, shown):  # noqa: F811
     made = _new_invoice(api_url, merchant, store, price=price, currency=currency)
     invoice = merchant.get(made.headers["Location"])
     checkout_url = re.search(r'href="([^"]+/invoice\?id=[^"]+)"', invoice.text).group(1)

@@ -238,7 +238,19 @@ def _client_sin(text: str) -> str | None:
 
 @page("/stores/{store_id}/tokens")
 def token_list(visit: Visit, store_id: str) -> Response:
-    return _tokens_page(visit, stores.owned_store(visit.login, store_id))
+    store = stores.owned_store(visit.login, store_id)
+    return _tokens_page(visit, store, new_code=_new_pairing_code(store, visit.request.query_value("created")))
+
+
+def _new_pairing_code(store, reference: str | None):
+    """The pairing code just made (named by its reference after the redirect), while no client has claimed it."""
+    if not reference:
+        return None
+    try:
+        token = tokens.find_in_store(store.store_id, reference)
+    except NotFound:
+        return None
+    return token if token.status == token.PENDING and token.pairing_code else None
 
 
 @page("/stores/{store_id}/tokens", methods=("POST",))
@@ -251,7 +263,8 @@ def create_pairing_code(visit: Visit, store_id: str) -> Response:
         )
     except BadRequest as error:
         return _tokens_page(visit, store, status=400, form=form, error=error.message)
-    return _tokens_page(visit, store, status=201, new_code=token)
+    # Redirected, so a reload shows the code again rather than making another.
+    return visit.redirect(f"/stores/{store.store_id}/tokens", created=tokens.reference(token))
 
 
 @page("/stores/{store_id}/tokens/show", methods=("POST",))
