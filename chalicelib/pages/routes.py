@@ -524,6 +524,7 @@ def _checkout(visit: Visit, invoice_id: str) -> Response:
         invoice=view,
         store_name=store.name if store else "",
         status_region=checkout.status_region(view, store),
+        refresh_seconds=checkout.poll_seconds(view),
     )
 
 
