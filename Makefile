@@ -58,7 +58,8 @@ STACK_PARAMETERS = DOMAIN_NAME:DomainName CERTIFICATE_ARN:CertificateArn BASE_PA
 	ENABLE_WEB_ACL:EnableWebAcl WAF_AUTH_REQUESTS_PER_IP:WafAuthRequestsPerIp \
 	WAF_INVOICE_REQUESTS_PER_IP:WafInvoiceRequestsPerIp ENABLE_BACKUPS:EnableBackups \
 	BACKUP_COPY_VAULT_ARN:BackupCopyVaultArn ENABLE_TRACING:EnableTracing ENABLE_ACCESS_LOGS:EnableAccessLogs \
-	ESPLORA_URL:EsploraUrl ESPLORA_CONCURRENCY:EsploraConcurrency CHECK_CONCURRENCY:CheckConcurrency \
+	ESPLORA_URL:EsploraUrl ESPLORA_CONCURRENCY:EsploraConcurrency ESPLORA_RATE_LIMIT:EsploraRateLimit \
+	CHECK_CONCURRENCY:CheckConcurrency \
 	MONITORING_WINDOW_SECONDS:MonitoringWindowSeconds PAYMENT_TOLERANCE_PERCENT:PaymentTolerancePercent \
 	EMAIL_SENDER:EmailSender
 parameter = $(if $(filter-out undefined,$(origin $(1))),$(2)=$($(1)))

@@ -393,10 +393,24 @@ class InvoicesByBuyerEmail(GlobalSecondaryIndex):
 WATCH_SHARDS = 4
 
 
-def watch_partition(network: str, invoice_id: str) -> str:
-    """The watch index's hash key for an invoice: its network and a shard derived from its id."""
+def watch_partition(network: str, invoice_id: str, urgent: bool = True) -> str:
+    """The watch index's hash key for an invoice: its network, a shard derived from its id, and
+    whether it is still open ("network#open#shard", until the chain has answered a check after its
+    expiry) or waits for late payments and confirmations ("network#shard").
+
+    Open invoices live apart so that the planner reads and queues them before the far longer
+    list of those waiting, however long that list grows.
+    """
     shard = int.from_bytes(hashlib.sha256(invoice_id.encode()).digest()[:4], "big") % WATCH_SHARDS
-    return f"{network}#{shard}"
+    return f"{network}#open#{shard}" if urgent else f"{network}#{shard}"
+
+
+def watch_partitions(network: str, urgent: bool) -> list[str]:
+    """Every partition of the watch index holding the network's open invoices, or its waiting ones
+    (with the bare network name that invoices made before the index was sharded carry)."""
+    if urgent:
+        return [f"{network}#open#{shard}" for shard in range(WATCH_SHARDS)]
+    return [network, *(f"{network}#{shard}" for shard in range(WATCH_SHARDS))]
 
 
 class InvoicesWatched(GlobalSecondaryIndex):
@@ -496,7 +510,7 @@ class InvoiceModel(SharedConnectionModel):
     version = VersionAttribute()
     payments = ListAttribute(of=PaymentAttribute, default=list)
     notification_count = NumberAttribute(default=0)
-    # Present while the invoice is watched (see InvoicesWatched): "network#shard", and the
+    # Present while the invoice is watched (see InvoicesWatched): its `watch_partition`, and the
     # first moment a check is due (its creation; later checks follow the planner's schedule).
     watch_network = UnicodeAttribute(null=True)
     next_check = NumberAttribute(null=True)

@@ -39,6 +39,10 @@ class Settings:
     # An Esplora-compatible HTTP API (mempool.space, blockstream.info, a merchant's own electrs).
     esplora_url: str
     esplora_concurrency: int
+    # The Esplora server's requests per second for all checkers together (0: unpaced), and how many
+    # checkers run at once at most (the checks queue's MaximumConcurrency): each paces to its share.
+    esplora_rate_limit: float
+    check_concurrency: int
     esplora_timeout_seconds: float
     # The queue the watch planner sends due invoices to, read by the checkers.
     checks_queue: str
@@ -119,6 +123,8 @@ def get_settings() -> Settings:
         bitcoin_network=network,
         esplora_url=(env("ESPLORA_URL") or _DEFAULT_ESPLORA.get(network, "")).rstrip("/"),
         esplora_concurrency=max(1, int(env("ESPLORA_CONCURRENCY", "4"))),
+        esplora_rate_limit=max(0.0, float(env("ESPLORA_RATE_LIMIT", "0"))),
+        check_concurrency=max(1, int(env("CHECK_CONCURRENCY", "2"))),
         esplora_timeout_seconds=float(env("ESPLORA_TIMEOUT_SECONDS", "10")),
         checks_queue=env("CHECKS_QUEUE") or f"paylambda-{stage}-checks",
         checks_queue_url=env("CHECKS_QUEUE_URL") or None,

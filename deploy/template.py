@@ -172,6 +172,13 @@ PARAMETERS = {
         "MinValue": 1,
         "Description": "Esplora requests in flight per checker (times CheckConcurrency in all)",
     },
+    "EsploraRateLimit": {
+        "Type": "Number",
+        "Default": "0",
+        "MinValue": 0,
+        "Description": "The Esplora server's requests per second, all checkers together (each paces to its share "
+        "of it); 0 for no pacing (your own electrs)",
+    },
     "CheckConcurrency": {
         "Type": "Number",
         "Default": "2",
@@ -522,6 +529,8 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
     environment["EMAIL_SENDER"] = {"Ref": "EmailSender"}
     environment["ESPLORA_URL"] = {"Ref": "EsploraUrl"}
     environment["ESPLORA_CONCURRENCY"] = {"Ref": "EsploraConcurrency"}
+    environment["ESPLORA_RATE_LIMIT"] = {"Ref": "EsploraRateLimit"}
+    environment["CHECK_CONCURRENCY"] = {"Ref": "CheckConcurrency"}
     environment["MONITORING_WINDOW_SECONDS"] = {"Ref": "MonitoringWindowSeconds"}
     environment["PAYMENT_TOLERANCE_PERCENT"] = {"Ref": "PaymentTolerancePercent"}
 

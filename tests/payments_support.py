@@ -444,6 +444,13 @@ def run_watcher(checks: Queue, now: int, client):
     from chalicelib.payments import watcher
 
     watcher.plan(now)
+    return check_queued(checks, now, client)
+
+
+def check_queued(checks: Queue, now: int, client):
+    """The checkers take every queued message at `now`; returns what the checks did (a watcher.Report)."""
+    from chalicelib.payments import watcher
+
     report = watcher.Report()
     while messages := checks.receive_all():
         _, done = watcher.handle_messages([(m["MessageId"], m["Body"]) for m in messages], now, client)

@@ -162,6 +162,7 @@ MAKE_PARAMETERS = {
     "EMAIL_SENDER": ("EmailSender", "payments@shop.example.com"),
     "ESPLORA_URL": ("EsploraUrl", "https://electrs.shop.example.com"),
     "ESPLORA_CONCURRENCY": ("EsploraConcurrency", "8"),
+    "ESPLORA_RATE_LIMIT": ("EsploraRateLimit", "20"),
     "CHECK_CONCURRENCY": ("CheckConcurrency", "4"),
     "MONITORING_WINDOW_SECONDS": ("MonitoringWindowSeconds", "43200"),
     "PAYMENT_TOLERANCE_PERCENT": ("PaymentTolerancePercent", "0.5"),
@@ -510,6 +511,8 @@ def test_the_planner_runs_alone_every_minute_and_the_checkers_report_each_messag
     for parameter, variable in [
         ("EsploraUrl", "ESPLORA_URL"),
         ("EsploraConcurrency", "ESPLORA_CONCURRENCY"),
+        ("EsploraRateLimit", "ESPLORA_RATE_LIMIT"),
+        ("CheckConcurrency", "CHECK_CONCURRENCY"),
         ("MonitoringWindowSeconds", "MONITORING_WINDOW_SECONDS"),
         ("PaymentTolerancePercent", "PAYMENT_TOLERANCE_PERCENT"),
     ]:

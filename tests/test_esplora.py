@@ -82,15 +82,15 @@ def test_requests_in_flight_never_exceed_the_concurrency(chain, esplora_server, 
 
     def counting_get(self):
         nonlocal in_flight, peak
+        # Counted before the answer is sent: a client may start its next request as soon as it has the
+        # answer, before this thread would have counted itself out.
         with lock:
             in_flight += 1
             peak = max(peak, in_flight)
         time.sleep(0.02)
-        try:
-            original(self)
-        finally:
-            with lock:
-                in_flight -= 1
+        with lock:
+            in_flight -= 1
+        original(self)
 
     monkeypatch.setattr(esplora_server.RequestHandlerClass, "do_GET", counting_get)
     client = EsploraClient(esplora_server.url, concurrency=3)
@@ -109,3 +109,24 @@ def test_an_answer_that_is_not_a_transaction_list_is_an_error(chain, esplora_ser
         client.payments_to(ADDRESS, 1, 0)
     with pytest.raises(EsploraError, match="unexpected tip height"):
         client.tip_height()
+
+
+def test_paced_requests_stay_within_the_servers_rate_limit_however_many_are_in_flight(chain):
+    import socket
+
+    from tests.payments_support import EsploraServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = EsploraServer(port, chain, latency=0.05, rate_limit=20)
+    try:
+        # 8 in flight at 50 ms each could start 160 a second; paced to 19 a second, none is refused.
+        client = EsploraClient(f"http://127.0.0.1:{port}", concurrency=8, requests_per_second=19, retries=0)
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda _: client.tip_height(), range(24)))
+        assert server.refused == 0
+        assert time.monotonic() - started >= 23 / 19
+    finally:
+        server.shutdown()

@@ -13,14 +13,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from chalicelib import jobs
+from chalicelib import jobs, models
 from chalicelib.billing import stores
 from chalicelib.messaging import notifications
 from chalicelib.models import InvoiceModel, NotificationModel
 from chalicelib.payments import watcher
 from chalicelib.settings import get_settings
 from tests.lambda_events import LambdaContext
-from tests.payments_support import HOUR, MINUTE, SCHEDULED_EVENT, drain, run_watcher, sats
+from tests.payments_support import HOUR, MINUTE, SCHEDULED_EVENT, check_queued, drain, run_watcher, sats
 
 pytestmark = pytest.mark.parametrize("api_url", [""], indirect=True)
 
@@ -39,17 +39,6 @@ def planned(now: int) -> set[str]:
         for invoice in watcher.watched()
         if watcher.is_open(invoice, now) or watcher.late_check_due(invoice, now, window)
     }
-
-
-def check_queued(checks_queue, now: int, client) -> watcher.Report:
-    """The checkers take every queued message at `now`."""
-    report = watcher.Report()
-    while messages := checks_queue.receive_all():
-        _, done = watcher.handle_messages([(m["MessageId"], m["Body"]) for m in messages], now, client)
-        for message in messages:
-            checks_queue.delete(message)
-        report.add(done)
-    return report
 
 
 @pytest.fixture
@@ -314,3 +303,36 @@ def test_one_checker_given_both_overlapping_plans_checks_each_invoice_once(shop,
 
     assert (redeliver, report.checked, report.changed, report.failed) == ([], 1, 1, [])
     assert status(created) == ("paid", False)
+
+
+def test_open_invoices_are_queued_before_the_waiting_ones_are_read(shop, chain, watch, clock, checks_queue):
+    waiting = [shop.create_invoice() for _ in range(2)]
+    clock.now = max(invoice["expirationTime"] for invoice in waiting) + 1
+    watch()  # their final check: from now on they wait for late payments, apart from the open ones
+    open_invoice = shop.create_invoice()
+    calls = []
+
+    def query(params, **_):
+        calls.append(("query", params["ExpressionAttributeValues"][":0"]["S"]))
+
+    def send(params, **_):
+        calls.append(("send", [json.loads(entry["MessageBody"])["invoices"] for entry in params["Entries"]]))
+
+    dynamodb_events = models.shared_connection().client.meta.events
+    sqs_events = notifications.sqs().meta.events
+    dynamodb_events.register("provide-client-params.dynamodb.Query", query)
+    sqs_events.register("provide-client-params.sqs.SendMessageBatch", send)
+    try:
+        # Every 20 minutes (their back-off's multiple) the waiting ones are due a late check too.
+        plan = watcher.plan(clock.now + 20 * MINUTE)
+    finally:
+        dynamodb_events.unregister("provide-client-params.dynamodb.Query", query)
+        sqs_events.unregister("provide-client-params.sqs.SendMessageBatch", send)
+
+    assert plan.open == [open_invoice["id"]]
+    assert sorted(plan.late) == sorted(invoice["id"] for invoice in waiting)
+    first_send = calls.index(next(call for call in calls if call[0] == "send"))
+    assert calls[first_send][1] == [[open_invoice["id"]]]
+    # Only the open invoices' partitions were read before they were queued.
+    assert all("#open#" in partition for kind, partition in calls[:first_send]) and first_send == 4
+    assert any(kind == "query" and "#open#" not in partition for kind, partition in calls[first_send:])

@@ -1,7 +1,8 @@
 """A client for the Esplora HTTP API (mempool.space, blockstream.info, electrs): just what watching needs.
 
 Public instances rate-limit hard, so every request goes through one semaphore
-(bounded concurrency however many threads call), and a 429 or 5xx answer is
+(bounded concurrency however many threads call), the requests' starts can be paced
+to a rate (this client's share of the server's limit), and a 429 or 5xx answer is
 retried with exponential back-off, honouring Retry-After when the server sends one.
 """
 
@@ -33,6 +34,7 @@ class EsploraClient:
         base_url: str,
         *,
         concurrency: int = 4,
+        requests_per_second: float | None = None,
         timeout: float = 10.0,
         retries: int = 4,
         backoff_seconds: float = 0.5,
@@ -40,6 +42,10 @@ class EsploraClient:
     ):
         self.base_url = base_url.rstrip("/")
         self._slots = threading.BoundedSemaphore(concurrency)
+        # Starts spaced this far apart: more requests in flight than the rate needs then cost no 429s.
+        self._spacing = 1 / requests_per_second if requests_per_second else 0.0
+        self._pace_lock = threading.Lock()
+        self._next_start = 0.0
         self._timeout = timeout
         self._retries = retries
         self._backoff = backoff_seconds
@@ -92,8 +98,10 @@ class EsploraClient:
         while True:
             retry_after = None
             try:
-                with self._slots, urlopen(request, timeout=self._timeout) as response:
-                    body = response.read(MAX_RESPONSE_BYTES + 1)
+                with self._slots:
+                    self._pace()
+                    with urlopen(request, timeout=self._timeout) as response:
+                        body = response.read(MAX_RESPONSE_BYTES + 1)
                 if len(body) > MAX_RESPONSE_BYTES:
                     raise EsploraError(f"{path}: answer larger than {MAX_RESPONSE_BYTES} bytes")
                 return body.decode()
@@ -110,6 +118,16 @@ class EsploraClient:
             logger.info("esplora %s: %s, retrying in %.1fs", path, problem, delay)
             self._sleep(delay)
             attempt += 1
+
+    def _pace(self) -> None:
+        if not self._spacing:
+            return
+        with self._pace_lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + self._spacing
+        if start > now:
+            self._sleep(start - now)
 
 
 def _seconds(header: str | None) -> float | None:

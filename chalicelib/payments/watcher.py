@@ -29,7 +29,7 @@ from pynamodb.exceptions import PynamoDBException
 
 from chalicelib.billing.stores import TARGET_CONFIRMATIONS
 from chalicelib.messaging import notifications
-from chalicelib.models import WATCH_SHARDS, InvoiceModel, PaymentAttribute, now_ms
+from chalicelib.models import InvoiceModel, PaymentAttribute, now_ms, watch_partition, watch_partitions
 from chalicelib.payments import rules as payments
 from chalicelib.payments.esplora import EsploraClient, EsploraError
 from chalicelib.settings import get_settings
@@ -94,16 +94,17 @@ class Report:
 # Planning
 
 
-def watched(network: str | None = None) -> Iterator[Watched]:
-    """Every watched invoice of the network, page by page, from every shard of the watch index.
+def watched(network: str | None = None, urgent: bool | None = None) -> Iterator[Watched]:
+    """The watched invoices of the network, page by page from each shard of the watch index: the
+    open ones (`urgent`), the waiting ones (not `urgent`), or all, open ones first.
 
     The low-level Query answer is read as it is: building model objects for thousands of
     items would cost the planner most of its run.
     """
     network = network or get_settings().bitcoin_network
     connection = InvoiceModel._get_connection()
-    # Invoices made before the index was sharded carry the bare network name.
-    for partition in [network, *(f"{network}#{shard}" for shard in range(WATCH_SHARDS))]:
+    kinds = [True, False] if urgent is None else [urgent]
+    for partition in [partition for kind in kinds for partition in watch_partitions(network, kind)]:
         start = None
         while True:
             page = connection.query(
@@ -147,14 +148,22 @@ def late_check_due(invoice: Watched, now: int, window_ms: int) -> bool:
 
 
 def plan(now: int | None = None, send: bool = True) -> Plan:
-    """Pick the invoices due a check at `now` and (unless `send` is false) queue them, open ones first."""
+    """Pick the invoices due a check at `now` and (unless `send` is false) queue them: the open ones
+    as soon as their partitions are read, then the late ones."""
     settings = get_settings()
     now = now if now is not None else now_ms()
     window = settings.monitoring_window_seconds * 1000
     result = Plan()
     late: list[Watched] = []
-    for invoice in watched(settings.bitcoin_network):
+    for invoice in watched(settings.bitcoin_network, urgent=True):
         result.watched += 1
+        result.open.append(invoice.invoice_id)
+    if send:
+        _queue(result.open, urgent=True)
+    queued = len(result.open)
+    for invoice in watched(settings.bitcoin_network, urgent=False):
+        result.watched += 1
+        # Made before open invoices had partitions of their own, or not yet moved there.
         if is_open(invoice, now):
             result.open.append(invoice.invoice_id)
         elif late_check_due(invoice, now, window):
@@ -166,11 +175,15 @@ def plan(now: int | None = None, send: bool = True) -> Plan:
     result.late = [invoice.invoice_id for invoice in late[: settings.late_checks_per_run]]
     result.deferred = len(late) - len(result.late)
     if send:
-        messages = [_message(batch, True) for batch in _chunks(result.open, CHECK_BATCH)]
-        messages += [_message(batch, False) for batch in _chunks(result.late, CHECK_BATCH)]
-        for group in _chunks(messages, SEND_BATCH):
-            _send(group)
+        _queue(result.open[queued:], urgent=True)
+        _queue(result.late, urgent=False)
     return result
+
+
+def _queue(invoice_ids: list[str], urgent: bool) -> None:
+    messages = [_message(batch, urgent) for batch in _chunks(invoice_ids, CHECK_BATCH)]
+    for group in _chunks(messages, SEND_BATCH):
+        _send(group)
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -199,8 +212,12 @@ def _send(bodies: list[str], delay: int = 0) -> None:
 
 def default_client() -> EsploraClient:
     settings = get_settings()
+    share = settings.esplora_rate_limit / settings.check_concurrency
     return EsploraClient(
-        settings.esplora_url, concurrency=settings.esplora_concurrency, timeout=settings.esplora_timeout_seconds
+        settings.esplora_url,
+        concurrency=settings.esplora_concurrency,
+        requests_per_second=share or None,
+        timeout=settings.esplora_timeout_seconds,
     )
 
 
@@ -264,8 +281,9 @@ def check(invoice_ids: list[str], now: int | None = None, client: EsploraClient 
     due = [found[invoice_id] for invoice_id in invoice_ids if invoice_id in found]
     due = [invoice for invoice in due if invoice.watch_network is not None]
 
-    # Each worker mostly waits on HTTP; the client's own semaphore bounds requests in flight.
-    with ThreadPoolExecutor(max_workers=settings.esplora_concurrency) as pool:
+    # Each worker mostly waits on HTTP; the client's own semaphore bounds requests in flight, and the
+    # extra workers keep those slots busy while others write to DynamoDB.
+    with ThreadPoolExecutor(max_workers=2 * settings.esplora_concurrency) as pool:
         results = list(pool.map(lambda invoice: _check(invoice, client, tip, now), due))
     for invoice, (outcome, conflicts) in zip(due, results, strict=True):
         report.conflicts += conflicts
@@ -359,6 +377,11 @@ def _record(invoice: InvoiceModel, seen: list[payments.Payment] | None, now: int
     if checked_after_expiry != answered_before:
         invoice.checked_after_expiry = checked_after_expiry
         actions.append(InvoiceModel.checked_after_expiry.set(checked_after_expiry))
+        if state.watching:
+            # No longer open: it joins the invoices waiting for late payments and confirmations.
+            network = invoice.watch_network.split("#", 1)[0]
+            invoice.watch_network = watch_partition(network, invoice.invoice_id, urgent=False)
+            actions.append(InvoiceModel.watch_network.set(invoice.watch_network))
     if not state.watching:
         actions += [InvoiceModel.watch_network.remove(), InvoiceModel.next_check.remove()]
     if not actions:
