@@ -181,6 +181,12 @@ def _transaction(txid: str, outputs: list[tuple[str, int]]) -> dict:
 
 class _EsploraHandler(BaseHTTPRequestHandler):
     server: "EsploraServer"
+    # Connections are kept alive, as public Esplora servers keep them.
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.server.connections += 1
 
     def do_GET(self):
         chain = self.server.chain
@@ -257,6 +263,7 @@ class EsploraServer(ThreadingHTTPServer):
         self.latency = latency
         self.rate_limit = rate_limit
         self.refused = 0
+        self.connections = 0
         self._admitted: list[float] = []
         self._lock = threading.Lock()
         self.url = f"http://127.0.0.1:{port}"

@@ -130,3 +130,28 @@ def test_paced_requests_stay_within_the_servers_rate_limit_however_many_are_in_f
         assert time.monotonic() - started >= 23 / 19
     finally:
         server.shutdown()
+
+
+def test_connections_are_kept_alive_between_requests(chain, esplora_server):
+    client = EsploraClient(esplora_server.url, concurrency=1)
+    before = esplora_server.connections
+    for _ in range(5):
+        assert client.tip_height() == chain.height
+    assert esplora_server.connections - before == 1
+
+
+def test_an_oversized_answer_is_refused_and_the_next_request_still_answers(chain, esplora_server, monkeypatch):
+    from chalicelib.payments import esplora
+
+    original = esplora_server.RequestHandlerClass.do_GET
+
+    def oversized_tip(handler):
+        if handler.path == "/blocks/tip/height":
+            return handler._send(200, "1" * (esplora.MAX_RESPONSE_BYTES + 1))
+        return original(handler)
+
+    monkeypatch.setattr(esplora_server.RequestHandlerClass, "do_GET", oversized_tip)
+    client = EsploraClient(esplora_server.url, concurrency=1)
+    with pytest.raises(EsploraError, match="answer larger than"):
+        client.tip_height()
+    assert client.payments_to(ADDRESS, 1, 0) == []

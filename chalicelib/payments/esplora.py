@@ -11,7 +11,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
+
+import urllib3  # botocore's own HTTP library: in every Lambda runtime
 
 from chalicelib.payments.rules import Payment
 
@@ -22,6 +25,7 @@ MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 CHAIN_PAGE_SIZE = 25
 MAX_CHAIN_PAGES = 20
 MAX_RETRY_AFTER_SECONDS = 30.0
+_HEADERS = {"Accept": "application/json", "User-Agent": "paylambda"}
 
 
 class EsploraError(Exception):
@@ -46,7 +50,10 @@ class EsploraClient:
         self._spacing = 1 / requests_per_second if requests_per_second else 0.0
         self._pace_lock = threading.Lock()
         self._next_start = 0.0
-        self._timeout = timeout
+        # Redirects are not followed (an Esplora API does not redirect) and retries are this client's own.
+        self._pool = urllib3.PoolManager(
+            maxsize=concurrency, retries=False, timeout=urllib3.Timeout(connect=timeout, read=timeout)
+        )
         self._retries = retries
         self._backoff = backoff_seconds
         self._sleep = sleep
@@ -89,35 +96,41 @@ class EsploraClient:
         return parsed
 
     def _get(self, path: str) -> str:
-        from urllib.error import HTTPError, URLError
-        from urllib.request import Request, urlopen
-
         url = self.base_url + path
-        request = Request(url, headers={"Accept": "application/json", "User-Agent": "paylambda"})
         attempt = 0
         while True:
             retry_after = None
             try:
                 with self._slots:
                     self._pace()
-                    with urlopen(request, timeout=self._timeout) as response:
-                        body = response.read(MAX_RESPONSE_BYTES + 1)
-                if len(body) > MAX_RESPONSE_BYTES:
+                    status, headers, body = self._request(url)
+                if status == 429 or status >= 500:
+                    problem, retry_after = f"HTTP {status}", _seconds(headers.get("Retry-After"))
+                elif status != 200:
+                    raise EsploraError(f"{path}: HTTP {status}")
+                elif len(body) > MAX_RESPONSE_BYTES:
                     raise EsploraError(f"{path}: answer larger than {MAX_RESPONSE_BYTES} bytes")
-                return body.decode()
-            except HTTPError as exc:
-                if exc.code != 429 and exc.code < 500:
-                    raise EsploraError(f"{path}: HTTP {exc.code}") from exc
-                problem = f"HTTP {exc.code}"
-                retry_after = _seconds(exc.headers.get("Retry-After"))
-            except (URLError, OSError, UnicodeDecodeError) as exc:
-                problem = str(getattr(exc, "reason", exc))
+                else:
+                    return body.decode()
+            except (urllib3.exceptions.HTTPError, OSError, UnicodeDecodeError) as exc:
+                problem = str(exc)
             if attempt == self._retries:
                 raise EsploraError(f"{path}: {problem} after {attempt + 1} attempts")
             delay = retry_after if retry_after is not None else self._backoff * 2**attempt
             logger.info("esplora %s: %s, retrying in %.1fs", path, problem, delay)
             self._sleep(delay)
             attempt += 1
+
+    def _request(self, url: str) -> tuple[int, Any, bytes]:
+        """One GET on a kept-alive connection (TLS set up once per connection, not per request)."""
+        response = self._pool.request("GET", url, headers=_HEADERS, preload_content=False)
+        try:
+            body = response.read(MAX_RESPONSE_BYTES + 1)
+            if len(body) > MAX_RESPONSE_BYTES:
+                response.close()  # the rest is never read: the connection cannot be used again
+        finally:
+            response.release_conn()
+        return response.status, response.headers, body
 
     def _pace(self) -> None:
         if not self._spacing:

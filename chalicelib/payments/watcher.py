@@ -213,12 +213,13 @@ def _send(bodies: list[str], delay: int = 0) -> None:
 def default_client() -> EsploraClient:
     settings = get_settings()
     share = settings.esplora_rate_limit / settings.check_concurrency
-    return EsploraClient(
-        settings.esplora_url,
-        concurrency=settings.esplora_concurrency,
-        requests_per_second=share or None,
-        timeout=settings.esplora_timeout_seconds,
-    )
+    return _client(settings.esplora_url, settings.esplora_concurrency, share or None, settings.esplora_timeout_seconds)
+
+
+@lru_cache(maxsize=4)
+def _client(url: str, concurrency: int, requests_per_second: float | None, timeout: float) -> EsploraClient:
+    # One per process: its connections (and their TLS sessions) and its pacing outlive an invocation.
+    return EsploraClient(url, concurrency=concurrency, requests_per_second=requests_per_second, timeout=timeout)
 
 
 def handle_messages(
