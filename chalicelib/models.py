@@ -281,6 +281,8 @@ class StoreModel(SharedConnectionModel):
     gap_limit = NumberAttribute(default=20)
     invoice_expiration_minutes = NumberAttribute(default=15)
     transaction_speed = UnicodeAttribute(default="medium")
+    # The checkout's language when the buyer's browser asks for none it speaks.
+    default_language = UnicodeAttribute(default="en")
     created = NumberAttribute(default_for_new=now_ms)
     # The tokens-table key of the store's legacy API key (a hash, see api_keys), when it has one.
     api_key = UnicodeAttribute(null=True)

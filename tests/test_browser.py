@@ -253,8 +253,8 @@ def test_a_merchant_runs_the_shop_from_the_pages_and_every_page_passes_axe(
     merchant.goto(f"{api_url}/account/password")
     pages.look("password")
 
-    # Without JavaScript: no copy buttons, and a link (and a meta refresh) to follow the invoice.
-    no_script = chromium.new_context(**PHONE, java_script_enabled=False)
+    # Without JavaScript: no copy buttons, and a link (and a meta refresh) to follow the invoice; a German browser.
+    no_script = chromium.new_context(**PHONE, java_script_enabled=False, locale="de-DE")
     buyer = _page_with_error_log(no_script, errors)
     merchant.goto(f"{api_url}/stores/{store.store_id}/invoices")
     merchant.get_by_text("New invoice").click()
@@ -264,7 +264,8 @@ def test_a_merchant_runs_the_shop_from_the_pages_and_every_page_passes_axe(
     buyer.goto(merchant.get_by_role("status").get_by_role("link").get_attribute("href"))
     assert buyer.locator(".amount-fiat").inner_text() == "150,000 JPY"
     assert buyer.locator("button.copy").count() == 2 and not buyer.locator("button.copy").first.is_visible()
-    assert buyer.get_by_role("link", name="Refresh the status").is_visible()
+    assert buyer.get_by_role("link", name="Status aktualisieren").is_visible()
+    assert buyer.get_by_text("Zahlung ausstehend.").is_visible()
     buyer.screenshot(path=screenshots / "checkout-without-javascript-phone.png", full_page=True)
 
     assert errors == []

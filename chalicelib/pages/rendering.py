@@ -87,7 +87,10 @@ def _environment():
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        # The checkout's text is translated ({% trans %}); its views pass the buyer's language's gettext.
+        extensions=["jinja2.ext.i18n"],
     )
+    environment.install_null_translations()
     environment.filters["time"] = format_time
     environment.filters["money"] = format_amount
     environment.filters["sats"] = format_sats

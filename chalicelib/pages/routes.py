@@ -17,7 +17,7 @@ from chalicelib.billing.currencies import CURRENCIES
 from chalicelib.billing.invoices import EXCEPTION_STATUSES
 from chalicelib.errors import BadRequest, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
 from chalicelib.models import now_ms
-from chalicelib.pages import checkout
+from chalicelib.pages import checkout, language
 from chalicelib.pages.rendering import Visit, local_path
 from chalicelib.security import api_keys, sessions, tokens
 from chalicelib.security.auth import Caller
@@ -153,6 +153,7 @@ def _settings_page(visit: Visit, store, form: dict, status: int = 200, **context
         store=store,
         form=form,
         notification_secret=notifications.signing_secret(store.store_id),
+        languages=stores.CHECKOUT_LANGUAGES,
         **context,
     )
 
@@ -164,6 +165,7 @@ def _store_form(store) -> dict:
         "website": store.website or "",
         "invoice_expiration_minutes": str(store.invoice_expiration_minutes),
         "transaction_speed": store.transaction_speed,
+        "default_language": store.default_language,
         "gap_limit": str(store.gap_limit),
         "wallet": store.wallet or "",
         "contact_email": store.contact_email or "",
@@ -519,12 +521,16 @@ def mark_invoice(visit: Visit, store_id: str, invoice_id: str) -> Response:
 
 def _checkout(visit: Visit, invoice_id: str) -> Response:
     view, store = checkout.find(invoice_id, visit.request.base_url)
+    chosen = language.choose(visit.request.headers.get("accept-language"), store.default_language if store else None)
     return visit.render(
         "checkout.html",
         invoice=view,
         store_name=store.name if store else "",
-        status_region=checkout.status_region(view, store),
+        status_region=checkout.status_region(view, store, chosen),
         refresh_seconds=checkout.poll_seconds(view),
+        # The page's polls ask for the region in the language the page chose (English: no parameter).
+        status_query={"id": view["id"], **({"lang": chosen} if chosen != language.DEFAULT_LANGUAGE else {})},
+        **language.template_context(chosen),
     )
 
 
