@@ -14,6 +14,7 @@ from babel.messages.pofile import read_po
 
 from chalicelib.billing.stores import CHECKOUT_LANGUAGES
 from chalicelib.pages.language import LOCALE_DIR
+from tests.api_fixtures import root_only
 from tests.pages_support import post_form, signed_in, visible_text
 
 ROOT = Path(__file__).parents[1]
@@ -26,6 +27,7 @@ def _checkout(url: str, accept_language: str | None) -> requests.Response:
     return page
 
 
+@root_only
 @pytest.mark.parametrize(
     "accept_language, language, awaiting",
     [
@@ -49,6 +51,7 @@ def test_the_checkout_speaks_the_browsers_language(api_url, shop, accept_languag
     assert awaiting in visible_text(region)
 
 
+@root_only
 def test_a_store_default_language_serves_browsers_that_ask_for_none_the_checkout_speaks(api_url, user, store, shop):
     merchant = signed_in(api_url, user.login)
     settings = f"{api_url}/stores/{store.store_id}"
@@ -69,6 +72,7 @@ def test_a_store_default_language_serves_browsers_that_ask_for_none_the_checkout
     assert refused.status_code == 400 and "checkout language must be one of en, de, es, fr, pt" in refused.text
 
 
+@root_only
 def test_an_unknown_language_asked_of_the_status_poll_is_answered_in_english(api_url, shop):
     created = shop.create_invoice()
     answer = requests.get(f"{api_url}/invoice/status", params={"id": created["id"], "lang": "../../etc"}, timeout=5)

@@ -10,6 +10,7 @@ import pytest
 
 from chalicelib.billing import invoices, stores
 from chalicelib.models import InvoiceModel
+from tests.api_fixtures import root_only
 from tests.pages_support import csrf_token, post_form, text_of, update_invoice
 from tests.test_pages import merchant, paired_client  # noqa: F401 (a fixture)
 
@@ -164,6 +165,7 @@ def test_an_invoice_made_on_the_page_has_a_checkout_link_to_send(api_url, mercha
     assert "1 invoice" in text_of(_page(api_url, merchant, store))
 
 
+@root_only
 @pytest.mark.parametrize(
     "fields, message",
     [
@@ -181,6 +183,7 @@ def test_a_refused_invoice_is_explained_on_the_page_with_the_form_kept(api_url, 
     assert "No invoices yet." in text_of(refused)
 
 
+@root_only
 def test_a_store_without_a_wallet_cannot_invoice_from_the_page(api_url, merchant, user):  # noqa: F811
     bare = stores.create_store(user.login, "No wallet yet", "USD")
     refused = _new_invoice(api_url, merchant, bare, price="5", currency="USD")
@@ -199,6 +202,7 @@ def test_only_the_stores_merchant_creates_its_invoices(api_url, merchant, store,
     assert invoices.count(other_store.store_id, {}, 10) == 0
 
 
+@root_only
 @pytest.mark.parametrize(
     "price, currency, shown",
     [("150000", "JPY", "150,000 JPY"), ("1234.5", "USD", "1,234.50 USD"), ("1.125", "USD", "1.125 USD")],
