@@ -5,15 +5,24 @@ BIN = $(VENV)/bin
 
 .PHONY: install run test lint bench mutate
 
-$(BIN)/.installed: requirements.txt requirements-vendor.txt requirements-dev.txt requirements-bitpay8.txt
+PIP = $(BIN)/python -m pip install --quiet --disable-pip-version-check
+
+# make run (and make admin) need only the service and its local stand-ins; make test and the rest, everything.
+$(BIN)/.run-installed: requirements-run.txt requirements.txt requirements-vendor.txt
+	@echo "Installing what make run needs into $(VENV) (requirements-run.txt)..."
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade --target $(VENV)/bitpay8 -r requirements-bitpay8.txt
+	$(PIP) -r requirements-run.txt
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.run-installed requirements-dev.txt requirements-bitpay8.txt
+	@echo "Installing the test, lint and packaging tools into $(VENV) (requirements-dev.txt)..."
+	$(PIP) -r requirements-dev.txt
+	$(PIP) --upgrade --target $(VENV)/bitpay8 -r requirements-bitpay8.txt
 	touch $@
 
 install: $(BIN)/.installed
 
-run: install
+run: $(BIN)/.run-installed
 	$(BIN)/python scripts/run_local.py
 
 test: install
@@ -60,8 +69,8 @@ STACK_PARAMETERS = DOMAIN_NAME:DomainName CERTIFICATE_ARN:CertificateArn BASE_PA
 	ENABLE_WEB_ACL:EnableWebAcl WAF_AUTH_REQUESTS_PER_IP:WafAuthRequestsPerIp \
 	WAF_INVOICE_REQUESTS_PER_IP:WafInvoiceRequestsPerIp ENABLE_BACKUPS:EnableBackups \
 	BACKUP_COPY_VAULT_ARN:BackupCopyVaultArn ENABLE_TRACING:EnableTracing ENABLE_ACCESS_LOGS:EnableAccessLogs \
-	ESPLORA_URL:EsploraUrl ESPLORA_CONCURRENCY:EsploraConcurrency ESPLORA_RATE_LIMIT:EsploraRateLimit \
-	CHECK_CONCURRENCY:CheckConcurrency \
+	BITCOIN_NETWORK:BitcoinNetwork ESPLORA_URL:EsploraUrl ESPLORA_CONCURRENCY:EsploraConcurrency \
+	ESPLORA_RATE_LIMIT:EsploraRateLimit CHECK_CONCURRENCY:CheckConcurrency \
 	MONITORING_WINDOW_SECONDS:MonitoringWindowSeconds PAYMENT_TOLERANCE_PERCENT:PaymentTolerancePercent \
 	EMAIL_SENDER:EmailSender
 parameter = $(if $(filter-out undefined,$(origin $(1))),$(2)=$($(1)))
@@ -100,7 +109,7 @@ deploy: upload
 # make admin STAGE=prod ARGS="create-user alice --admin": against the stack's tables. Only a STAGE
 # given (other than local) reaches AWS.
 ADMIN_TARGET = $(if $(filter-out file,$(origin STAGE)),$(if $(filter-out local,$(STAGE)),deployed,local),local)
-admin: install
+admin: $(BIN)/.run-installed
 	$(BIN)/python -m deploy.admin $(if $(filter local,$(ADMIN_TARGET)),--local,--stack $(STACK) $(if $(REGION),--region $(REGION))) $(ARGS)
 
 # Deletes the stack (make destroy CONFIRM=paylambda-prod); its DynamoDB tables are kept (DeletionPolicy).

@@ -196,7 +196,8 @@ class LocalService:
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_DEFAULT_REGION": "us-east-1",
-            # Loopback only: the watcher's Esplora is a closed port here.
+            # Mainnet wallets, and loopback only: the watcher's Esplora is a closed port here.
+            "BITCOIN_NETWORK": "main",
             "ESPLORA_URL": f"http://127.0.0.1:{free_port()}",
             "PYTHONPATH": str(self.tree),
         }

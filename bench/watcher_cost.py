@@ -55,8 +55,9 @@ def main() -> None:
     from chalicelib.payments.esplora import EsploraClient
     from chalicelib.security import tokens, users
     from chalicelib.security.auth import Caller
+    from scripts.local_chain import Chain, EsploraServer
     from tests.conftest import BIP84_ZPUB
-    from tests.payments_support import ESPLORA_PORT, Chain, EsploraServer, FakeClock
+    from tests.payments_support import ESPLORA_PORT, FakeClock
 
     create_tables()
     users.create_user("bench", "correct horse battery")

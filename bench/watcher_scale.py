@@ -246,7 +246,8 @@ def bench() -> int:
     from chalicelib.models import InvoiceModel, create_tables
     from chalicelib.payments import watcher
     from chalicelib.settings import get_settings
-    from tests.payments_support import Chain, EsploraServer, FakeClock
+    from scripts.local_chain import Chain, EsploraServer
+    from tests.payments_support import FakeClock
 
     create_tables()
     sqs = boto3.client("sqs", region_name="us-east-1")

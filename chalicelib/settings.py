@@ -44,6 +44,8 @@ class Settings:
     esplora_rate_limit: float
     check_concurrency: int
     esplora_timeout_seconds: float
+    # `make run`'s own test chain (scripts/local_chain.py): its controls pay and mine on it. Never on AWS.
+    local_chain_url: str | None
     # The queue the watch planner sends due invoices to, read by the checkers.
     checks_queue: str
     checks_queue_url: str | None
@@ -76,6 +78,15 @@ class Settings:
     # An SMTP server to send them through instead of SES (the local stack's sink).
     smtp_host: str | None
     smtp_port: int
+
+    @property
+    def test_chain_controls(self) -> bool:
+        """The checkout's pay / mine / expire buttons: on regtest, watching the local test chain, only."""
+        return (
+            self.bitcoin_network == "regtest"
+            and self.local_chain_url is not None
+            and self.esplora_url == self.local_chain_url
+        )
 
 
 # Public Esplora instances per network, used when ESPLORA_URL is not set.
@@ -126,6 +137,7 @@ def get_settings() -> Settings:
         esplora_rate_limit=max(0.0, float(env("ESPLORA_RATE_LIMIT", "0"))),
         check_concurrency=max(1, int(env("CHECK_CONCURRENCY", "2"))),
         esplora_timeout_seconds=float(env("ESPLORA_TIMEOUT_SECONDS", "10")),
+        local_chain_url=(env("LOCAL_CHAIN_URL") or "").rstrip("/") or None,
         checks_queue=env("CHECKS_QUEUE") or f"paylambda-{stage}-checks",
         checks_queue_url=env("CHECKS_QUEUE_URL") or None,
         late_checks_per_run=max(0, int(env("LATE_CHECKS_PER_RUN", "300"))),

@@ -19,6 +19,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.models import ALL_MODELS
+from scripts.local_chain import NETWORK as LOCAL_NETWORK
 
 from .template import table_logical_id
 
@@ -26,8 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def stack_environment(stack_name: str, session: boto3.session.Session) -> dict[str, str]:
-    """The *_TABLE variables of the stack's functions, from its outputs."""
+    """The *_TABLE variables of the stack's functions (its outputs) and its network (wallets are checked against it)."""
     stack = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
+    parameters = {parameter["ParameterKey"]: parameter["ParameterValue"] for parameter in stack.get("Parameters", [])}
     outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
     environment = {}
     for model in ALL_MODELS:
@@ -35,12 +37,15 @@ def stack_environment(stack_name: str, session: boto3.session.Session) -> dict[s
         if output not in outputs:
             raise SystemExit(f"stack {stack_name} has no {output} output: deploy this version first (make deploy)")
         environment[model.Meta.table_name_variable] = outputs[output]
+    # Stacks made before the parameter existed ran on the network the prod stage had, mainnet.
+    environment["BITCOIN_NETWORK"] = parameters.get("BitcoinNetwork", "main")
     return environment
 
 
 def local_environment() -> dict[str, str]:
     """What scripts/run_local.py gives the service: its DynamoDB, its stage, and credentials for it alone."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    environment.setdefault("BITCOIN_NETWORK", LOCAL_NETWORK)
     environment.update(
         DYNAMODB_ENDPOINT=f"http://127.0.0.1:{os.environ.get('LOCAL_DYNAMODB_PORT', '8001')}",
         STAGE="local",

@@ -114,7 +114,7 @@ def check_stage(stage: str) -> None:
     if stage not in stages:
         raise SystemExit(
             f'no stage {stage!r} in .chalice/config.json (stages: {deployable}): add one under "stages", '
-            f"e.g. a copy of prod with its own STAGE and BITCOIN_NETWORK"
+            f"e.g. a copy of prod with its own STAGE"
         )
 
 

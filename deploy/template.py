@@ -161,6 +161,12 @@ PARAMETERS = {
         "Description": "From address of invoice emails, verified in SES (an address or one of a verified domain); "
         "empty for no emails",
     },
+    "BitcoinNetwork": {
+        "Type": "String",
+        "Default": "main",
+        "AllowedValues": ["main", "test", "signet"],
+        "Description": "The network invoices are paid on (store wallets must match): main, or test or signet to try it",
+    },
     "EsploraUrl": {
         "Type": "String",
         "Default": "",
@@ -527,6 +533,7 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
     environment["PUBLIC_BASE_URL"] = {"Ref": "PublicBaseUrl"}
     # Every function: the emails are written to the outbox wherever the invoice changes.
     environment["EMAIL_SENDER"] = {"Ref": "EmailSender"}
+    environment["BITCOIN_NETWORK"] = {"Ref": "BitcoinNetwork"}
     environment["ESPLORA_URL"] = {"Ref": "EsploraUrl"}
     environment["ESPLORA_CONCURRENCY"] = {"Ref": "EsploraConcurrency"}
     environment["ESPLORA_RATE_LIMIT"] = {"Ref": "EsploraRateLimit"}

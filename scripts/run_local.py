@@ -7,6 +7,12 @@ and the consumer of the notification queue.
 Invoice emails go to an SMTP sink in this process (aiosmtpd) instead of SES: it
 accepts and logs each one, and the invoice's page lists them with their text.
 
+On regtest (the default; BITCOIN_NETWORK=main, test or signet picks another network) it
+serves its own test chain (scripts/local_chain.py) as the watcher's Esplora, with a demo
+store owned by the admin account whose wallet is generated at start (anyone may create its
+invoices, as BTCPay's "anyone can create invoices" allows), and the checkout's
+test-chain buttons (pay, pay part, mine a block, expire now).
+
 Ctrl-C stops all of it. Local data lives in memory only and is gone when it
 stops; durable storage is DynamoDB on AWS.
 """
@@ -21,6 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts.local_aws import start_local_aws  # noqa: E402
+from scripts.local_chain import NETWORK, Chain, EsploraServer, WallClock, new_test_wallet  # noqa: E402
+
 API_PORT = int(os.environ.get("PORT", "8000"))
 DYNAMODB_PORT = int(os.environ.get("LOCAL_DYNAMODB_PORT", "8001"))
 ADMIN_LOGIN = "admin"
@@ -28,6 +39,8 @@ WATCH_INTERVAL_SECONDS = 60
 QUEUE_NAME = "paylambda-local-notifications"
 CHECKS_QUEUE_NAME = "paylambda-local-checks"
 SMTP_PORT = int(os.environ.get("LOCAL_SMTP_PORT", "8025"))
+CHAIN_PORT = int(os.environ.get("LOCAL_CHAIN_PORT", "3002"))  # electrs' regtest port
+DEMO_STORE = "Demo store"
 
 
 class _SmtpSink:
@@ -115,11 +128,16 @@ def main() -> int:
         }
     )
     os.environ.setdefault("EMAIL_SENDER", "paylambda@localhost")
+    network = os.environ.setdefault("BITCOIN_NETWORK", NETWORK)
+    # Regtest has no public server: unless told of another (a local bitcoind's electrs), the chain is ours.
+    local_chain = network == "regtest" and not os.environ.get("ESPLORA_URL")
+    if local_chain:
+        os.environ["ESPLORA_URL"] = os.environ["LOCAL_CHAIN_URL"] = f"http://127.0.0.1:{CHAIN_PORT}"
     # Receivers under development listen on this machine or the local network.
     os.environ.setdefault("ALLOW_PRIVATE_NOTIFICATION_URLS", "true")
-    sys.path.insert(0, str(ROOT))
-    from scripts.local_aws import start_local_aws
 
+    print(f"Starting the local DynamoDB and SQS, the SMTP sink{' and the test chain' if local_chain else ''}...")
+    chain = EsploraServer(CHAIN_PORT, Chain(WallClock())) if local_chain else None
     dynamodb = start_local_aws(DYNAMODB_PORT)
     smtp = _start_smtp_sink()
     stop = threading.Event()
@@ -127,6 +145,7 @@ def main() -> int:
         import boto3
 
         from chalicelib import jobs
+        from chalicelib.billing import stores
         from chalicelib.models import create_tables
         from chalicelib.security import users
         from chalicelib.settings import get_settings
@@ -146,9 +165,21 @@ def main() -> int:
             password = secrets.token_urlsafe(12)
             users.create_user(ADMIN_LOGIN, password, is_admin=True)
             print(f"Admin account: login {ADMIN_LOGIN}, password {password} (shown once)")
+            if local_chain:
+                demo = stores.create_store(ADMIN_LOGIN, DEMO_STORE, "USD", wallet=new_test_wallet())
+                # BTCPay's "anyone can create invoices", so that a first invoice takes one command.
+                stores.allow_public_invoices(demo, True)
+                print(f"{DEMO_STORE} (id {demo.store_id}) for {ADMIN_LOGIN}, test wallet made now: {demo.wallet}")
+                print(
+                    f'An invoice to pay: curl -s -d \'{{"price": 10, "currency": "USD"}}\' '
+                    f"-H 'Content-Type: application/json' 'http://127.0.0.1:{API_PORT}/invoices?storeId={demo.store_id}'"
+                )
         print(f"Local DynamoDB and SQS (in memory) on http://127.0.0.1:{DYNAMODB_PORT}")
         print(f"Emails from {os.environ['EMAIL_SENDER']} to the SMTP sink on 127.0.0.1:{SMTP_PORT}")
-        print(f"Payment watcher every {WATCH_INTERVAL_SECONDS}s against {get_settings().esplora_url}")
+        settings = get_settings()
+        if local_chain:
+            print(f"Test chain ({network}) on {settings.local_chain_url}: the checkout's buttons pay and mine on it")
+        print(f"Payment watcher every {WATCH_INTERVAL_SECONDS}s on {network} against {settings.esplora_url}")
         print(f"API and pages on http://127.0.0.1:{API_PORT}  (Ctrl-C stops everything)")
         chalice = [str(Path(sys.executable).parent / "chalice"), "local", "--stage", "local", "--host", "127.0.0.1"]
         server = subprocess.Popen([*chalice, "--port", str(API_PORT)], cwd=ROOT)
@@ -162,6 +193,8 @@ def main() -> int:
         stop.set()
         smtp.stop()
         dynamodb.stop()
+        if chain is not None:
+            chain.shutdown()
 
 
 if __name__ == "__main__":

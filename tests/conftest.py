@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 # The payment tests' Esplora chain, IPN receiver and notification queue (and their settings).
-pytest_plugins = ["tests.payments_support", "tests.api_fixtures"]
+pytest_plugins = ["tests.payments_support", "tests.api_fixtures", "tests.local_stack"]
 
 
 def _free_port() -> int:

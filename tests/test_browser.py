@@ -280,3 +280,30 @@ def test_a_merchant_runs_the_shop_from_the_pages_and_every_page_passes_axe(
     assert pages.violations == [], "\n".join(pages.violations)
     pages.close()
     no_script.close()
+
+
+def test_an_invoice_is_paid_and_confirmed_on_make_runs_chain_from_the_checkouts_own_buttons(
+    chromium, local_stack, demo_shop, request
+):
+    invoice = demo_shop.create_invoice({"price": 12, "currency": "USD", "token": demo_shop.tokens["merchant"]})
+    errors: list[str] = []
+    context = chromium.new_context(**PHONE)
+    buyer = _page_with_error_log(context, errors)
+    buyer.goto(invoice["url"])
+    assert buyer.get_by_role("complementary", name="Test chain").inner_text().startswith("Test chain (regtest)")
+    buyer.evaluate("window.notReloaded = true")
+
+    buyer.get_by_role("button", name="Pay the full amount").click()
+    buyer.get_by_text("Payment received, waiting for confirmation.").wait_for(timeout=15_000)
+    buyer.get_by_role("button", name="Mine a block").click()
+    buyer.get_by_text("Payment confirmed. Thank you.").wait_for(timeout=15_000)
+    assert buyer.evaluate("window.notReloaded") is True
+    assert errors == []
+    # A button the invoice no longer allows says why beside the buttons (the 400 is all the console reports).
+    buyer.get_by_role("button", name="Expire now").click()
+    buyer.locator(".test-chain-result", has_text="Only a new invoice can expire").wait_for(timeout=5_000)
+    assert len(errors) == 1 and "status of 400" in errors[0]
+    folder = request.config.rootpath / "test-output" / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    buyer.screenshot(path=folder / "checkout-local-chain-confirmed-phone.png", full_page=True)
+    context.close()

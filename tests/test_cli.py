@@ -190,7 +190,8 @@ def test_storage_failures_are_one_line(dynamodb, environment, expected):
 
 def make_admin(args: str, env: dict, stdin: str = "") -> subprocess.CompletedProcess:
     # -o: the suite's environment is installed already; make must not reinstall it.
-    command = ["make", "--no-print-directory", "-s", "-o", f"{Path(sys.executable).parent}/.installed"]
+    installed = [f"{Path(sys.executable).parent}/{stamp}" for stamp in (".installed", ".run-installed")]
+    command = ["make", "--no-print-directory", "-s", *(f"--old-file={stamp}" for stamp in installed)]
     return subprocess.run(
         [*command, "admin", f"BIN={Path(sys.executable).parent}", f"ARGS={args}"],
         input=stdin,

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import botocore
 import pytest
+from embit.bip32 import HDKey
+from embit.networks import NETWORKS
 
 from chalicelib.messaging import notifications
 from chalicelib.security import sessions, tokens
@@ -160,6 +162,7 @@ MAKE_PARAMETERS = {
     "ENABLE_TRACING": ("EnableTracing", "true"),
     "ENABLE_ACCESS_LOGS": ("EnableAccessLogs", "true"),
     "EMAIL_SENDER": ("EmailSender", "payments@shop.example.com"),
+    "BITCOIN_NETWORK": ("BitcoinNetwork", "test"),
     "ESPLORA_URL": ("EsploraUrl", "https://electrs.shop.example.com"),
     "ESPLORA_CONCURRENCY": ("EsploraConcurrency", "8"),
     "ESPLORA_RATE_LIMIT": ("EsploraRateLimit", "20"),
@@ -298,6 +301,15 @@ def test_the_lambda_runtime_is_the_packaging_interpreter(template):
     runtime = f"python{sys.version_info.major}.{sys.version_info.minor}"
 
     assert {function["Properties"]["Runtime"] for function in _functions(template).values()} == {runtime}
+
+
+def test_the_packaged_api_has_no_test_chain_route_and_no_function_knows_a_local_chain(template):
+    """The checkout's test-chain buttons are make run's alone (tests/test_local_chain.py): never packaged."""
+    [api] = _resources(template, "AWS::Serverless::Api").values()
+    paths = api["Properties"]["DefinitionBody"]["paths"]
+    assert "/invoice/status" in paths and not [path for path in paths if "test-chain" in path]
+    for function in _functions(template).values():
+        assert "LOCAL_CHAIN_URL" not in function["Properties"]["Environment"]["Variables"]
 
 
 def test_every_model_is_a_table_named_in_every_function(template):
@@ -509,6 +521,7 @@ def test_the_planner_runs_alone_every_minute_and_the_checkers_report_each_messag
     [sweep] = functions["SweepNotifications"]["Properties"]["Events"].values()
     assert sweep["Properties"]["Schedule"] == "rate(1 minute)"
     for parameter, variable in [
+        ("BitcoinNetwork", "BITCOIN_NETWORK"),
         ("EsploraUrl", "ESPLORA_URL"),
         ("EsploraConcurrency", "ESPLORA_CONCURRENCY"),
         ("EsploraRateLimit", "ESPLORA_RATE_LIMIT"),
@@ -986,9 +999,15 @@ def test_the_cli_administers_a_stack_through_its_outputs(template, dynamodb):
     # The stack's tables, created by moto's CloudFormation (it has no SAM transform for the rest).
     tables = _resources(template, "AWS::DynamoDB::Table")
     stack_name = f"paylambda-{uuid.uuid4().hex[:8]}"
-    stack = {"Resources": tables, "Outputs": {name: template["Outputs"][name] for name in tables}}
+    stack = {
+        "Parameters": {"BitcoinNetwork": template["Parameters"]["BitcoinNetwork"]},
+        "Resources": tables,
+        "Outputs": {name: template["Outputs"][name] for name in tables},
+    }
     boto3.client("cloudformation", endpoint_url=dynamodb).create_stack(
-        StackName=stack_name, TemplateBody=json.dumps(stack)
+        StackName=stack_name,
+        TemplateBody=json.dumps(stack),
+        Parameters=[{"ParameterKey": "BitcoinNetwork", "ParameterValue": "test"}],
     )
 
     result = subprocess.run(
@@ -1007,6 +1026,17 @@ def test_the_cli_administers_a_stack_through_its_outputs(template, dynamodb):
         TableName=f"{stack_name}-users", Key={"login": {"S": "alice"}}
     )["Item"]
     assert user["is_admin"] == {"BOOL": True}
+    # Wallets are checked against the stack's network (testnet here), whatever this shell's BITCOIN_NETWORK says.
+    account = HDKey.from_seed(os.urandom(32)).derive("m/84h/1h/0h").to_public()
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.admin", "--stack", stack_name, "create-store", "--owner", "alice"]
+        + ["--name", "Testnet shop", "--wallet", account.to_base58(NETWORKS["test"]["zpub"])],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "AWS_ENDPOINT_URL": dynamodb, "BITCOIN_NETWORK": "main"},
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def _alarms(template: dict) -> dict[str, dict]:

@@ -209,7 +209,10 @@ def test_an_address_serves_one_invoice_even_when_a_wallet_claim_was_bypassed(
     refused = invoice_for(theirs, "10")
 
     assert refused.status_code == 400
-    assert f"receive address {first['bitcoinAddress']} already belongs to another invoice" in refused.json()["error"]
+    assert refused.json()["error"] == (
+        f"The store's receive address {first['bitcoinAddress']} already belongs to another invoice: its wallet is "
+        "also used elsewhere. Give the store a wallet of its own (another account's extended public key)."
+    )
     assert ClaimModel.get(f"address#{first['bitcoinAddress']}").invoice_id == first["id"]
     chain.pay(first["bitcoinAddress"], first["paymentTotals"]["BTC"])
     watch()

@@ -57,6 +57,7 @@ def in_block(amount: int, block_time: int, confirmations: int = 1, txid: str = "
         ("0.65", "USD", 1_000),  # exactly 1000 sats: no satoshi added
         ("100", "JPY", 1_026),  # a currency without decimals: 1025.64 sats
         ("10", "USD", 15_385),
+        ("650000", "USD", 1_000_000_000),  # exactly 10 BTC: the BIP21 amount is 10, not 1E+1
     ],
 )
 def test_the_amount_due_is_rounded_up_to_a_whole_satoshi(merchant, price, currency, due):

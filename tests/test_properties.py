@@ -104,14 +104,41 @@ def _arrived(payment: Payment) -> int:
     return payment.first_seen if payment.block_time is None else min(payment.first_seen, payment.block_time)
 
 
-def _expected_exception(status: str, paid: int, late: bool, terms: Terms) -> str | None:
-    if status == "expired" and (late or paid >= terms.threshold):
-        return "paidLate"
+# exceptionStatus by (expired?, anything arrived after the expiration?, how much came in), written from
+# BitPay's and BTCPay's rules rather than from the code: paidPartial for less than counts as paid in full,
+# paidOver for more than the amount due, and, once expired, paidLate for money after the expiration or for
+# a full amount (BTCPay's InvoiceWatcher: an expired invoice that is then paid in full is paidLate). Unlike
+# BTCPay, a late payment short of the full amount is paidLate too (README: anything paid after expiry).
+EXCEPTION_STATUS = {
+    (False, False, "nothing"): None,
+    (False, False, "short"): "paidPartial",
+    (False, False, "in full"): None,
+    (False, False, "over"): "paidOver",
+    # A late top-up of an invoice paid in time changes only the amounts.
+    (False, True, "short"): "paidPartial",
+    (False, True, "in full"): None,
+    (False, True, "over"): "paidOver",
+    (True, False, "nothing"): None,
+    (True, False, "short"): "paidPartial",
+    (True, False, "in full"): "paidLate",
+    (True, False, "over"): "paidLate",
+    (True, True, "short"): "paidLate",
+    (True, True, "in full"): "paidLate",
+    (True, True, "over"): "paidLate",
+}
+
+
+def _amount_class(paid: int, terms: Terms) -> str:
+    """Nothing, short, in full (short by at most the tolerance's percentage of the amount due) or over."""
+    if paid == 0:
+        return "nothing"
     if paid > terms.due:
-        return "paidOver"
-    if 0 < paid < terms.threshold:
-        return "paidPartial"
-    return None
+        return "over"
+    return "in full" if (terms.due - paid) * 100 <= terms.due * terms.tolerance_percent else "short"
+
+
+def _expected_exception(status: str, paid: int, late: bool, terms: Terms) -> str | None:
+    return EXCEPTION_STATUS[status == "expired", late, _amount_class(paid, terms)]
 
 
 @PROPERTIES

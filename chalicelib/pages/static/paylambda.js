@@ -106,11 +106,46 @@ function followCheckoutStatus(container) {
   }
 
   document.addEventListener("visibilitychange", poll);
+  // Something changed the invoice just now (the test chain's buttons): ask at once, even if finished.
+  container.addEventListener("refresh", () => {
+    finished = false;
+    clearTimeout(timer);
+    timer = setTimeout(poll, busy ? 1000 : 0);
+  });
   startCountdowns(region(), poll);
   scheduleFrom(region());
+}
+
+// The test chain's buttons (make run on regtest) post without leaving the checkout, which then asks
+// for its status; the server's error page, when it refuses, is shown beside them.
+function enableTestChainControls(form, container) {
+  const result = form.querySelector(".test-chain-result");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = new URLSearchParams(new FormData(form, event.submitter));
+    const buttons = form.querySelectorAll("button");
+    // One press at a time: a second "Pay" before the first is seen would pay twice.
+    for (const button of buttons) button.disabled = true;
+    result.textContent = "";
+    try {
+      const response = await fetch(form.getAttribute("action"), { method: "POST", body });
+      if (!response.ok) {
+        const page = new DOMParser().parseFromString(await response.text(), "text/html");
+        result.textContent = page.querySelector("main p")?.textContent ?? `HTTP ${response.status}`;
+      }
+    } catch (error) {
+      result.textContent = String(error);
+    } finally {
+      for (const button of buttons) button.disabled = false;
+    }
+    container?.dispatchEvent(new Event("refresh"));
+  });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   enableCopyButtons(document);
   for (const container of document.querySelectorAll("[data-status-url]")) followCheckoutStatus(container);
+  for (const form of document.querySelectorAll(".test-chain-controls form")) {
+    enableTestChainControls(form, document.querySelector("[data-status-url]"));
+  }
 });
