@@ -27,6 +27,8 @@ run: $(BIN)/.run-installed
 
 test: install
 	sh scripts/install_chromium.sh
+	@# axe-core, for the browser test's accessibility checks (package.json; never deployed).
+	if command -v npm >/dev/null; then npm ci --no-audit --no-fund --loglevel=error; else echo "no npm: axe checks skipped"; fi
 	$(BIN)/python -m pytest -q
 
 lint: install

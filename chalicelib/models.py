@@ -320,6 +320,8 @@ class StoreModel(SharedConnectionModel):
     gap_limit = NumberAttribute(default=20)
     invoice_expiration_minutes = NumberAttribute(default=15)
     transaction_speed = UnicodeAttribute(default="medium")
+    # The checkout's language when the buyer's browser asks for none it speaks.
+    default_language = UnicodeAttribute(default="en")
     created = NumberAttribute(default_for_new=now_ms)
     # The tokens-table key of the store's legacy API key (a hash, see api_keys), when it has one.
     api_key = UnicodeAttribute(null=True)
@@ -421,6 +423,14 @@ class InvoicesByOrderId(GlobalSecondaryIndex):
 class InvoicesByItemCode(GlobalSecondaryIndex):
     Meta = _index_meta("store-item-index", IncludeProjection(["status", "exception_status"]))
     store_item_code = UnicodeAttribute(hash_key=True)
+    created = NumberAttribute(range_key=True)
+
+
+class InvoicesByBuyerEmail(GlobalSecondaryIndex):
+    """Sparse: only invoices with a buyer email carry `store_buyer_email` ("store#email", in lower case)."""
+
+    Meta = _index_meta("store-buyer-email-index")
+    store_buyer_email = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 
 
@@ -531,11 +541,12 @@ class InvoiceModel(SharedConnectionModel):
     # The merchant cancelled it (DELETE) before any payment: expired, with BitPay's isCancelled.
     cancelled = BooleanAttribute(default=False)
 
-    # Composite hash keys of the filtered search indexes; the index on
-    # orderId and itemCode are sparse (absent when the field is).
+    # Composite hash keys of the filtered search indexes; the indexes on
+    # orderId, itemCode and the buyer's email are sparse (absent when the field is).
     store_status = UnicodeAttribute()
     store_order_id = UnicodeAttribute(null=True)
     store_item_code = UnicodeAttribute(null=True)
+    store_buyer_email = UnicodeAttribute(null=True)
 
     # Where the API was reached when the invoice was made: the `url` in notifications.
     base_url = UnicodeAttribute(null=True)
@@ -556,6 +567,7 @@ class InvoiceModel(SharedConnectionModel):
     by_status = InvoicesByStatus()
     by_order_id = InvoicesByOrderId()
     by_item_code = InvoicesByItemCode()
+    by_buyer_email = InvoicesByBuyerEmail()
     by_watch = InvoicesWatched()
 
 

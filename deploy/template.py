@@ -66,13 +66,20 @@ FUNCTION_ACCESS = {
             "SECRETS_TABLE": (UPDATE,),
             # PutItem: a resend's transaction; Query: an invoice's notifications.
             "NOTIFICATIONS_TABLE": (PUT, QUERY),
-            # PutItem: a wallet's claim, an address's claim, a client id's store; DeleteItem: a replaced wallet's.
-            "CLAIMS_TABLE": (PUT, DELETE),
+            # PutItem: a wallet's claim, an address's claim, a client id's store; DeleteItem: a replaced wallet's;
+            # GetItem: the invoice an address was claimed for (the Invoices page's search).
+            "CLAIMS_TABLE": (GET, PUT, DELETE),
         },
         indexes={
             "STORES_TABLE": ("owner-index",),
             "TOKENS_TABLE": ("sin-index", "pairing-code-index", "store-index", "minted-by-index"),
-            "INVOICES_TABLE": ("store-created-index", "store-status-index", "store-order-index", "store-item-index"),
+            "INVOICES_TABLE": (
+                "store-created-index",
+                "store-status-index",
+                "store-order-index",
+                "store-item-index",
+                "store-buyer-email-index",
+            ),
             "SESSIONS_TABLE": ("login-index",),
         },
         queue=SEND,

@@ -681,6 +681,8 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
         assert changed_wallet.status_code == 303, changed_wallet.text
         assert session.get(f"{api_url}/stores/{store.store_id}/tokens").status_code == 200
         assert session.get(f"{api_url}/stores/{store.store_id}/invoices/{invoice['id']}").status_code == 200
+        for search in (invoice["bitcoinAddress"], "buyer@example.com"):
+            assert session.get(f"{api_url}/stores/{store.store_id}/invoices", params={"q": search}).status_code == 200
         assert session.get(f"{api_url}/invoice", params={"id": invoice["id"]}).status_code == 200
         pairing_url = f"{api_url}/api-access-request?pairingCode={pairing_code}"
         denied = post_form(

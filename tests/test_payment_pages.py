@@ -201,6 +201,17 @@ def test_an_expired_checkout_stops_polling_a_while_after_expiry(shop):
     assert region_attribute(answer, "poll-seconds") is None
 
 
+def test_without_a_script_the_checkout_reloads_itself_as_often_as_the_script_would_ask(api_url, shop):
+    created = shop.create_invoice()
+    page = Checkout(created["url"]).page.text
+    assert '<noscript><meta http-equiv="refresh" content="30"></noscript>' in page
+    assert f'<noscript><p class="refresh"><a href="{api_url}/invoice?id={created["id"]}">Refresh the status</a>' in page
+    update_invoice(created["id"], expiration=created["invoiceTime"] - HOUR)
+    finished = Checkout(created["url"]).page.text
+    assert "This invoice has expired." in visible_text(finished)
+    assert 'http-equiv="refresh"' not in finished and "Refresh the status" not in finished
+
+
 @root_only
 def test_an_invoice_that_expired_partly_paid_says_what_was_received(shop, chain, watch, clock):
     created = shop.create_invoice()

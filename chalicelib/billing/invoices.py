@@ -228,7 +228,7 @@ def create(
     invoice = InvoiceModel(
         invoice_id,
         store_id=store.store_id,
-        token=caller.token.token if caller.token else "public",
+        token=caller.token_reference,
         facade=caller.facade,
         created=created,
         expiration=created + int(store.invoice_expiration_minutes) * 60_000,
@@ -242,6 +242,7 @@ def create(
         store_status=f"{store.store_id}#{status}",
         store_order_id=f"{store.store_id}#{fields['order_id']}" if fields["order_id"] else None,
         store_item_code=f"{store.store_id}#{fields['item_code']}" if fields["item_code"] else None,
+        store_buyer_email=_buyer_email_key(store.store_id, fields["buyer"].get("email")),
         base_url=base_url,
         contact_email=store.contact_email,
         watch_network=watch_partition(get_settings().bitcoin_network, invoice_id),
@@ -276,6 +277,11 @@ def create(
             return _retried(caller, winner)
         raise
     return invoice
+
+
+def _buyer_email_key(store_id: str, email: str | None) -> str | None:
+    # Lower case: people type an address in any case and mean the same mailbox.
+    return f"{store_id}#{email.strip().lower()}" if email else None
 
 
 def _retried(caller: Caller, existing: InvoiceModel) -> InvoiceModel:
@@ -411,6 +417,7 @@ def _query(store_id: str, params: dict[str, str]) -> dict:
         # DynamoDB refuses a BETWEEN whose bounds are reversed.
         raise BadRequest("dateEnd must not be before dateStart")
     status, order_id, item_code = params.get("status"), params.get("orderId"), params.get("itemCode")
+    buyer_email = params.get("buyerEmail")
     exception_status = params.get("exceptionStatus")
     if exception_status and exception_status not in EXCEPTION_STATUSES:
         raise BadRequest(f"exceptionStatus must be one of {', '.join(EXCEPTION_STATUSES)}")
@@ -420,6 +427,9 @@ def _query(store_id: str, params: dict[str, str]) -> dict:
         remaining = [(InvoiceModel.status, status), (InvoiceModel.item_code, item_code)]
     elif item_code:
         index, key = InvoiceModel.by_item_code, f"{store_id}#{item_code}"
+        remaining = [(InvoiceModel.status, status)]
+    elif buyer_email:
+        index, key = InvoiceModel.by_buyer_email, _buyer_email_key(store_id, buyer_email)
         remaining = [(InvoiceModel.status, status)]
     elif status:
         index, key = InvoiceModel.by_status, f"{store_id}#{status}"
@@ -486,6 +496,17 @@ def of_store(store_id: str, invoice_id: str) -> InvoiceModel | None:
     """The store's invoice with this id; None when there is none, or it is another store's."""
     invoice = _get(invoice_id)
     return invoice if invoice is not None and invoice.store_id == store_id else None
+
+
+def of_store_at_address(store_id: str, address: str) -> InvoiceModel | None:
+    """The store's invoice whose receive address this is, through the address's claim (a GetItem, no index)."""
+    if not 0 < len(address) <= 100:
+        return None
+    try:
+        claim = ClaimModel.get(f"address#{address}")
+    except ClaimModel.DoesNotExist:
+        return None
+    return of_store(store_id, claim.invoice_id) if claim.invoice_id else None
 
 
 def format_btc(sats: int) -> str:

@@ -12,6 +12,7 @@ import functools
 from chalicelib.billing import invoices, stores
 from chalicelib.errors import NotFound
 from chalicelib.models import InvoiceModel, StoreModel
+from chalicelib.pages.language import DEFAULT_LANGUAGE, template_context
 from chalicelib.pages.rendering import render_fragment
 from chalicelib.payments import watcher
 
@@ -100,8 +101,8 @@ def qr_svg(uri: str) -> str:
     )
 
 
-def status_region(view: dict, store: StoreModel | None) -> str:
-    """The checkout page's status region (HTML) for an invoice's public view."""
+def status_region(view: dict, store: StoreModel | None, language: str = DEFAULT_LANGUAGE) -> str:
+    """The checkout page's status region (HTML) for an invoice's public view, in `language`."""
     current = state(view)
     uri = view["paymentCodes"]["BTC"]["BIP21"]
     seconds = poll_seconds(view)
@@ -116,12 +117,14 @@ def status_region(view: dict, store: StoreModel | None) -> str:
         payment_uri=uri,
         qr_svg=qr_svg(uri) if current in PAYABLE_STATES else "",
         return_to=return_link(view, store),
+        **template_context(language),
     )
 
 
-def poll(invoice: InvoiceModel, base_url: str) -> dict:
+def poll(invoice: InvoiceModel, base_url: str, language: str = DEFAULT_LANGUAGE) -> dict:
     """What the checkout page polls: the invoice's status fields, and its status region rendered anew."""
     view = invoices.public_view(invoice, base_url)
     # The store is read only once the region links back to it: an open checkout's polls cost one read.
     store = stores.get_store(invoice.store_id) if state(view) in RETURN_STATES else None
-    return {**{field: view[field] for field in STATUS_FIELDS}, "statusRegion": status_region(view, store)}
+    region = status_region(view, store, language)
+    return {**{field: view[field] for field in STATUS_FIELDS}, "statusRegion": region}

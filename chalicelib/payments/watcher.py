@@ -20,6 +20,7 @@ retried by a later message; it never stops the others.
 import json
 import logging
 import random
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -211,15 +212,22 @@ def _send(bodies: list[str], delay: int = 0) -> None:
 
 
 def default_client() -> EsploraClient:
+    """This checker's client. A Lambda container runs one checker at a time (`make run` and the bench run
+    them as threads): one client each, whose connections (their TLS set up once) and pacing outlive an
+    invocation."""
     settings = get_settings()
     share = settings.esplora_rate_limit / settings.check_concurrency
-    return _client(settings.esplora_url, settings.esplora_concurrency, share or None, settings.esplora_timeout_seconds)
+    key = (settings.esplora_url, settings.esplora_concurrency, share or None, settings.esplora_timeout_seconds)
+    if getattr(_checker, "key", None) != key:
+        url, concurrency, requests_per_second, timeout = key
+        _checker.client = EsploraClient(
+            url, concurrency=concurrency, requests_per_second=requests_per_second, timeout=timeout
+        )
+        _checker.key = key
+    return _checker.client
 
 
-@lru_cache(maxsize=4)
-def _client(url: str, concurrency: int, requests_per_second: float | None, timeout: float) -> EsploraClient:
-    # One per process: its connections (and their TLS sessions) and its pacing outlive an invocation.
-    return EsploraClient(url, concurrency=concurrency, requests_per_second=requests_per_second, timeout=timeout)
+_checker = threading.local()
 
 
 def handle_messages(
