@@ -204,7 +204,7 @@ def test_an_expired_checkout_stops_polling_a_while_after_expiry(shop):
 def test_without_a_script_the_checkout_reloads_itself_as_often_as_the_script_would_ask(api_url, shop):
     created = shop.create_invoice()
     page = Checkout(created["url"]).page.text
-    assert '<noscript><meta http-equiv="refresh" content="30"></noscript>' in page
+    assert '<noscript><meta http-equiv="refresh" content="60"></noscript>' in page
     assert f'<noscript><p class="refresh"><a href="{api_url}/invoice?id={created["id"]}">Refresh the status</a>' in page
     update_invoice(created["id"], expiration=created["invoiceTime"] - HOUR)
     finished = Checkout(created["url"]).page.text
