@@ -465,7 +465,9 @@ class InvoicesWatched(GlobalSecondaryIndex):
     Projects only what the planner decides from; the checker reads the invoice itself.
     """
 
-    Meta = _index_meta("watch-shard-index", IncludeProjection(["status", "expiration", "checked_after_expiry"]))
+    Meta = _index_meta(
+        "watch-shard-index", IncludeProjection(["status", "expiration", "checked_after_expiry", "address"])
+    )
     watch_network = UnicodeAttribute(hash_key=True)
     next_check = NumberAttribute(range_key=True)
 
