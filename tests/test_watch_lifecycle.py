@@ -114,7 +114,7 @@ def test_a_backlog_larger_than_a_run_never_delays_the_open_invoices(
     watch()
     assert {status(invoice) for invoice in waiting} == {("expired", False)}
     setting("LATE_CHECKS_PER_RUN", 2)
-    stores.update_settings(store, {**vars_of(store), "invoice_expiration_minutes": "1440"})
+    stores.update_settings(store, {**stores.settings_of(store), "invoice_expiration_minutes": "1440"})
     open_ones = [shop.create_invoice() for _ in range(2)]
     for open_invoice in open_ones:
         chain.pay(open_invoice["bitcoinAddress"], sats(open_invoice))
@@ -139,18 +139,6 @@ def test_a_backlog_larger_than_a_run_never_delays_the_open_invoices(
         watch()
         assert runs <= 3
     assert runs == 2
-
-
-def vars_of(store) -> dict[str, str]:
-    """The store's settings as its settings page posts them."""
-    return {
-        "name": store.name,
-        "default_currency": store.default_currency,
-        "website": store.website or "",
-        "invoice_expiration_minutes": str(store.invoice_expiration_minutes),
-        "transaction_speed": store.transaction_speed,
-        "wallet": store.wallet,
-    }
 
 
 def _throttle_updates_of(invoice_id: str):

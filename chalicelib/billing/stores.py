@@ -140,6 +140,21 @@ def create_store(owner: str, name: object, default_currency: object = "USD", wal
     return store
 
 
+def settings_of(store: StoreModel) -> dict[str, str]:
+    """The store's settings as `update_settings` takes them (and its settings page shows them)."""
+    return {
+        "name": store.name,
+        "default_currency": store.default_currency,
+        "website": store.website or "",
+        "invoice_expiration_minutes": str(store.invoice_expiration_minutes),
+        "transaction_speed": store.transaction_speed,
+        "default_language": store.default_language,
+        "gap_limit": str(store.gap_limit),
+        "wallet": store.wallet or "",
+        "contact_email": store.contact_email or "",
+    }
+
+
 def update_settings(store: StoreModel, settings: dict[str, str]) -> StoreModel:
     """Validate every setting first, then save them together, claiming a new wallet and releasing the old.
 

@@ -158,24 +158,10 @@ def _settings_page(visit: Visit, store, form: dict, status: int = 200, **context
     )
 
 
-def _store_form(store) -> dict:
-    return {
-        "name": store.name,
-        "default_currency": store.default_currency,
-        "website": store.website or "",
-        "invoice_expiration_minutes": str(store.invoice_expiration_minutes),
-        "transaction_speed": store.transaction_speed,
-        "default_language": store.default_language,
-        "gap_limit": str(store.gap_limit),
-        "wallet": store.wallet or "",
-        "contact_email": store.contact_email or "",
-    }
-
-
 @page("/stores/{store_id}")
 def store_settings(visit: Visit, store_id: str) -> Response:
     store = stores.owned_store(visit.login, store_id)
-    form, saved = _store_form(store), visit.request.query_value("saved")
+    form, saved = stores.settings_of(store), visit.request.query_value("saved")
     try:
         addresses = stores.first_addresses(store.wallet, WALLET_PREVIEW_ADDRESSES) if store.wallet else []
     except BadRequest as error:
