@@ -293,11 +293,12 @@ def check(
     if not invoice_ids:
         return report
     addresses = addresses or {}
-    # Each worker mostly waits on HTTP; the client's own semaphore bounds requests in flight, and the
-    # extra workers keep those slots busy while others read from and write to DynamoDB.
-    with ThreadPoolExecutor(max_workers=2 * settings.esplora_concurrency) as pool:
-        tip_asked = pool.submit(client.tip_height)
-        asked = {i: pool.submit(client.address_transactions, addresses[i]) for i in invoice_ids if i in addresses}
+    # Askers wait on Esplora (the client's own semaphore and pacing bound what is in flight); recorders
+    # take each answer as it comes and write, so a write never leaves an Esplora slot idle.
+    workers = settings.esplora_concurrency
+    with ThreadPoolExecutor(max_workers=workers) as asking, ThreadPoolExecutor(max_workers=workers) as recording:
+        tip_asked = asking.submit(client.tip_height)
+        asked = {i: asking.submit(client.address_transactions, addresses[i]) for i in invoice_ids if i in addresses}
         try:
             # Eventually consistent, at half the price: every write is conditioned on the version read, so a
             # stale copy can only lose its write and be read again (consistently) before it is worked out anew.
@@ -324,7 +325,7 @@ def check(
             early = asked.get(invoice.invoice_id) if addresses.get(invoice.invoice_id) == invoice.address else None
             return _check(invoice, client, tip, now, early)
 
-        results = list(pool.map(work, due))
+        results = list(recording.map(work, due))
     for invoice, (outcome, conflicts) in zip(due, results, strict=True):
         report.conflicts += conflicts
         if outcome == "error":
