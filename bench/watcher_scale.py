@@ -10,7 +10,7 @@ simulated: each cycle is one planner run at the next minute, and two checkers (t
 stack's default MaximumConcurrency), each a process of its own as a Lambda container is,
 take the queued messages as Lambda's event source hands them over, from the moment the
 planner queues its first (it queues the open invoices, kept in partitions of their own,
-before it reads the waiting ones), each with 4 Esplora requests in flight at most, paced
+before it reads the waiting ones), each with 8 Esplora requests in flight at most, paced
 to its share of 19 requests/s (ESPLORA_RATE_LIMIT, a little under the server's limit),
 in real time against the server.
 
@@ -59,8 +59,9 @@ os.environ.update(
         "STAGE": "bench",
         "BITCOIN_NETWORK": "main",
         "ESPLORA_URL": f"http://127.0.0.1:{ESPLORA_PORT}",
-        # Each checker keeps 4 requests in flight, paced to its half of a little under the server's limit.
-        "ESPLORA_CONCURRENCY": "4",
+        # Each checker keeps up to 8 requests in flight (an answer can take longer than the 200 ms on a busy
+        # machine), paced to its half of a little under the server's limit: no more than that reaches it.
+        "ESPLORA_CONCURRENCY": "8",
         "ESPLORA_RATE_LIMIT": "19",
         "CHECK_CONCURRENCY": "2",
         "CHECKS_QUEUE": "paylambda-bench-checks",
