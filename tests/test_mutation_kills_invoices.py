@@ -115,3 +115,11 @@ def test_a_price_of_exactly_the_maximum_is_taken_and_a_hundredth_more_refused():
     with pytest.raises(BadRequest) as refused:
         invoices.parse_request({"price": "1000000000000.01", "currency": "USD"})
     assert str(refused.value) == "price is too large"
+
+
+@pytest.mark.parametrize("price", [0, "0", "0.00", "-0"])
+def test_a_price_of_nothing_is_refused_as_such(price):
+    """Caught: `price < 0` for `price <= 0` (nothing priced would be refused as below the dust limit)."""
+    with pytest.raises(BadRequest) as refused:
+        invoices.parse_request({"price": price, "currency": "USD"})
+    assert str(refused.value) == "price must be greater than 0"
