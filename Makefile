@@ -27,6 +27,8 @@ run: $(BIN)/.run-installed
 
 test: install
 	sh scripts/install_chromium.sh
+	@# axe-core, for the browser test's accessibility checks (package.json; never deployed).
+	if command -v npm >/dev/null; then npm ci --no-audit --no-fund --loglevel=error; else echo "no npm: axe checks skipped"; fi
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -70,7 +72,7 @@ STACK_PARAMETERS = DOMAIN_NAME:DomainName CERTIFICATE_ARN:CertificateArn BASE_PA
 	BITCOIN_NETWORK:BitcoinNetwork ESPLORA_URL:EsploraUrl ESPLORA_CONCURRENCY:EsploraConcurrency \
 	ESPLORA_RATE_LIMIT:EsploraRateLimit CHECK_CONCURRENCY:CheckConcurrency \
 	MONITORING_WINDOW_SECONDS:MonitoringWindowSeconds PAYMENT_TOLERANCE_PERCENT:PaymentTolerancePercent \
-	EMAIL_SENDER:EmailSender
+	EMAIL_SENDER:EmailSender API_FRONT:ApiFront
 parameter = $(if $(filter-out undefined,$(origin $(1))),$(2)=$($(1)))
 PARAMETERS = $(strip $(foreach pair,$(STACK_PARAMETERS),$(call parameter,$(word 1,$(subst :, ,$(pair))),$(word 2,$(subst :, ,$(pair))))))
 CFN_DEPLOY = $(AWS) cloudformation deploy --region $(REGION) --template-file $(DIST)/packaged.yaml \

@@ -38,7 +38,8 @@ BIP84_SECOND_ACCOUNT = (
     "zpub6rFR7y4Q2AijF6Gk1bofHLs1d66hKFamhXWdWBup1Em25wfabZqkDqvaieV63fDQFaYmaatCG7jVNUpUiM2hAMo6SAVHcrUpSnHDpNzucB7"
 )
 # A create: the token, the store (its wallet, before anything is reserved), the index, the address claim, the invoice.
-BOUNDS = {"signed POST /invoices": 5, "signed GET /invoices/{id}": 2, "signed GET /invoices (one page)": 2}
+# A search page: the token, the index's keys, the page's invoices by key (the indexes carry no more).
+BOUNDS = {"signed POST /invoices": 5, "signed GET /invoices/{id}": 2, "signed GET /invoices (one page)": 3}
 MAX_ITEMS_READ_FOR_TEN = 30
 UNINDEXED_COMBINATION = "itemCode+status, limit=10"
 

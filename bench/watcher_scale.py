@@ -6,12 +6,13 @@ more than 20 requests a second. Of the 10,000 watched invoices, 1,000 are open a
 expire within the next 90 s, 500 of them get paid at random moments (50 a second
 before their expiry); 8,500 expired unpaid and 500 paid ones wait past their expiry
 (late payments, confirmations), at ages spread over the monitoring window. Time is
-simulated: each cycle is one planner run at the next minute, then two checkers (the
-stack's default MaximumConcurrency) take the queued messages as Lambda's event source
-hands them over, from the moment the planner queues its first (it queues the open invoices,
-kept in partitions of their own, before it reads the waiting ones), each with 4 Esplora
-requests in flight at most, paced to a 19 requests/s share of the server's limit between them
-(ESPLORA_RATE_LIMIT), in real time against the server.
+simulated: each cycle is one planner run at the next minute, and two checkers (the
+stack's default MaximumConcurrency), each a process of its own as a Lambda container is,
+take the queued messages as Lambda's event source hands them over, from the moment the
+planner queues its first (it queues the open invoices, kept in partitions of their own,
+before it reads the waiting ones), each with 4 Esplora requests in flight at most, paced
+to its share of 19 requests/s (ESPLORA_RATE_LIMIT, a little under the server's limit),
+in real time against the server.
 
     PYTHONPATH=. python bench/watcher_scale.py
 
@@ -19,6 +20,7 @@ Prints per cycle the planner's figures, the checkers' and Esplora's, then the mo
 figures (on-time payments judged late, missed, double-counted) and DynamoDB writes.
 """
 
+import json
 import os
 import random
 import socket
@@ -66,6 +68,8 @@ os.environ.update(
     }
 )
 
+# As the checkers' processes get it: tests.payments_support, imported later for its clock, sets the suite's own.
+BENCH_ENVIRONMENT = dict(os.environ)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MINUTE = 60_000
 OPEN, PAID, WAITING, WAITING_PAID = 1_000, 500, 8_500, 500
@@ -155,53 +159,92 @@ class Writes:
             client.meta.events.register(f"after-call.dynamodb.{operation}", self)
 
 
-class Checkers:
-    """Two checkers taking the queued messages as the event source hands them over, from the moment the
-    planner starts (Lambda runs them while it is still reading), until the queue is empty after the plan."""
+# One checker, as a Lambda container runs it: a process of its own, warm from cycle to cycle. A line
+# "<now>" on stdin starts a cycle; "planned" says the planner has queued all it will; the checker
+# answers with a line of JSON once the queue is empty after that.
+_CHECKER = """
+import json, logging, os, queue, sys, threading, time
+import boto3
+from chalicelib import jobs, models
+from chalicelib.payments import watcher
 
-    def __init__(self, checks_url: str, now: int, cycle_start: float):
-        import boto3
+logging.getLogger("chalicelib").setLevel(logging.ERROR)
+writes = [0]
+for operation in ("UpdateItem", "PutItem", "TransactWriteItems"):
+    models.shared_connection().client.meta.events.register(
+        f"after-call.dynamodb.{operation}", lambda **_: writes.__setitem__(0, writes[0] + 1)
+    )
+sqs = boto3.client("sqs", region_name="us-east-1")
+url = os.environ["CHECKS_QUEUE_URL"]
+commands = queue.Queue()
+def read_commands():
+    for line in sys.stdin:
+        commands.put(line.split())
+    commands.put(["quit"])  # the bench has gone
 
-        self.sqs = boto3.client("sqs", region_name="us-east-1")
-        self.checks_url, self.now, self.cycle_start = checks_url, now, cycle_start
-        self.planned = threading.Event()
-        self.invocations, self.open_done = 0, 0.0
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._checker) for _ in range(CHECKERS)]
-        for thread in self.threads:
-            thread.start()
 
-    def _checker(self) -> None:
-        from chalicelib import jobs
-        from chalicelib.payments import watcher
-
+threading.Thread(target=read_commands, daemon=True).start()
+while (command := commands.get())[0] != "quit":
+    now, planned, idle, invocations, open_done, writes[0] = int(command[0]), False, 0, 0, 0.0, 0
+    while idle < 2:
+        while not planned and not commands.empty():
+            planned = commands.get()[0] == "planned"
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=jobs.CHECK_MESSAGES_PER_INVOCATION)
+        messages = messages.get("Messages", [])
+        if not messages:
+            idle += planned
+            time.sleep(0 if planned else 0.05)
+            continue
         idle = 0
-        while idle < 2:
-            answer = self.sqs.receive_message(
-                QueueUrl=self.checks_url, MaxNumberOfMessages=jobs.CHECK_MESSAGES_PER_INVOCATION
-            )
-            messages = answer.get("Messages", [])
-            if not messages:
-                if self.planned.is_set():
-                    idle += 1
-                else:
-                    time.sleep(0.05)
-                continue
-            idle = 0
-            _, report = watcher.handle_messages([(m["MessageId"], m["Body"]) for m in messages], self.now)
-            for message in messages:
-                self.sqs.delete_message(QueueUrl=self.checks_url, ReceiptHandle=message["ReceiptHandle"])
-            with self.lock:
-                self.invocations += 1
-                if any('"open": true' in m["Body"] for m in messages):
-                    self.open_done = max(self.open_done, time.monotonic() - self.cycle_start)
+        watcher.handle_messages([(m["MessageId"], m["Body"]) for m in messages], now)
+        for message in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        invocations += 1
+        if any('"open": true' in m["Body"] for m in messages):
+            open_done = time.time()
+    print(json.dumps({"invocations": invocations, "open_done": open_done, "writes": writes[0]}), flush=True)
+"""
 
-    def finish(self) -> tuple[int, float]:
-        """(invocations, seconds from the cycle's start until the last open invoice was checked)."""
-        self.planned.set()
-        for thread in self.threads:
-            thread.join()
-        return self.invocations, self.open_done
+
+class Checkers:
+    """CHECKERS checkers (the stack's default MaximumConcurrency), each in a process of its own, taking the
+    queued messages as the event source hands them over from the moment the planner starts (Lambda runs
+    them while it is still reading), until the queue is empty after the plan."""
+
+    def __init__(self, checks_url: str):
+        environment = {**BENCH_ENVIRONMENT, "CHECKS_QUEUE_URL": checks_url, "PYTHONPATH": ROOT}
+        self.processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", _CHECKER],
+                cwd=ROOT,
+                env=environment,
+                text=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )  # fmt: skip
+            for _ in range(CHECKERS)
+        ]
+
+    def _tell(self, line: str) -> None:
+        for process in self.processes:
+            process.stdin.write(line + "\n")
+            process.stdin.flush()
+
+    def start(self, now: int) -> None:
+        self._tell(str(now))
+
+    def finish(self, cycle_start: float) -> tuple[int, float, int]:
+        """(invocations, seconds from the cycle's start until the last open invoice was checked, writes)."""
+        self._tell("planned")
+        answers = [json.loads(process.stdout.readline()) for process in self.processes]
+        open_done = max(answer["open_done"] for answer in answers)
+        total = {name: sum(answer[name] for answer in answers) for name in ("invocations", "writes")}
+        return total["invocations"], max(0.0, open_done - cycle_start), total["writes"]
+
+    def close(self) -> None:
+        self._tell("quit")
+        for process in self.processes:
+            process.wait(timeout=30)
 
 
 _MOTO = """
@@ -270,23 +313,26 @@ def bench() -> int:
           f"{'open done s':>11} {'cycle s':>8} {'esplora/min':>11} {'429s':>5} {'writes':>6}")  # fmt: skip
     t0 = clock.now
     missed_open, slowest_open, esplora_rates = 0, 0.0, []
+    checkers = Checkers(checks_url)
     for cycle in range(CYCLES):
         clock.now = t0 + cycle * MINUTE
         while payments and payments[0][0] <= clock.now:
             _, invoice = payments.pop(0)
             chain.pay(invoice.address, DUE)
-        requests_before, refused_before, writes_before = len(chain.requests), server.refused, writes.requests
-        cycle_start = time.monotonic()
+        chain.requests.clear()  # a bounded log: each cycle's own requests
+        refused_before, writes_before = server.refused, writes.requests
+        cycle_start = time.time()
         planned_at, planner_cpu = time.perf_counter(), time.process_time()
-        checkers = Checkers(checks_url, clock.now, cycle_start)
+        checkers.start(clock.now)
         plan = watcher.plan(clock.now)
-        # The checkers' threads run in this process too: the planner's CPU here is an upper bound.
+        # This process also serves Esplora to the checkers: the planner's CPU here is an upper bound.
         plan_seconds, plan_cpu = time.perf_counter() - planned_at, time.process_time() - planner_cpu
-        invocations, open_done = checkers.finish()
-        cycle_seconds = time.monotonic() - cycle_start
-        asked = {path.split("/")[2] for path in chain.requests[requests_before:] if path.startswith("/address/")}
+        invocations, open_done, checker_writes = checkers.finish(cycle_start)
+        writes.requests += checker_writes
+        cycle_seconds = time.time() - cycle_start
+        asked = {path.split("/")[2] for path in chain.requests if path.startswith("/address/")}
         missed_open += sum(1 for invoice_id in plan.open if address_of[invoice_id] not in asked)
-        requests = len(chain.requests) - requests_before
+        requests = len(chain.requests)
         slowest_open = max(slowest_open, open_done)
         esplora_rates.append(requests / cycle_seconds * 60)
         print(f"{cycle:>5} {len(plan.open):>5} {len(plan.late):>5} {plan.deferred:>8} {plan_seconds:>7.2f} "
@@ -294,6 +340,7 @@ def bench() -> int:
               f"{requests / cycle_seconds * 60:>11.0f} {server.refused - refused_before:>5} "
               f"{writes.requests - writes_before:>6}")  # fmt: skip
 
+    checkers.close()
     # The planner on its own, as the scheduled function runs it (its queueing aside): one more plan, not checked.
     alone_at, alone_cpu = time.perf_counter(), time.process_time()
     watcher.plan(clock.now, send=False)

@@ -34,7 +34,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection, TableConnection
 from pynamodb.exceptions import PynamoDBException
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -188,20 +188,59 @@ def read_only(model: type, item: dict[str, dict]) -> SimpleNamespace:
     return record
 
 
-def query_read_only(model: type[Model], limit: int, **query: Any) -> Iterator[SimpleNamespace]:
-    """`limit` items of a Query (pynamodb's Connection.query arguments), as `read_only` records,
-    page after page until the limit or the end."""
+def query_read_only(model: type[Model], limit: int, skip: int = 0, **query: Any) -> Iterator[SimpleNamespace]:
+    """`limit` items of a Query (pynamodb's Connection.query arguments) but the first `skip`, as
+    `read_only` records, page after page until the limit or the end.
+
+    An index that projects only some attributes answers with keys (and what it filters on): the
+    items themselves are then read by key, a BatchGetItem per page, in the index's order, and
+    never those skipped.
+    """
     model._get_connection()  # puts the table's schema on the shared connection
     connection = raw_connection()
     start = query.pop("exclusive_start_key", None)
+    index = next((i for i in _indexes(model) if i.Meta.index_name == query.get("index_name")), None)
+    whole = index is None or index.Meta.projection.projection_type == "ALL"
     while limit > 0:
         page = connection.query(model.Meta.table_name, limit=limit, exclusive_start_key=start, **query)
-        for item in page.get("Items", []):
-            limit -= 1
+        items = page.get("Items", [])
+        limit -= len(items)
+        skipped = min(skip, len(items))
+        skip -= skipped
+        kept = items[skipped:]
+        for item in kept if whole else _items_by_key(model, connection, kept):
             yield read_only(model, item)
         start = page.get("LastEvaluatedKey")
         if not start:
             return
+
+
+# BatchGetItem's most keys a request.
+_BATCH_GET_KEYS = 100
+
+
+def _items_by_key(model: type[Model], connection: Connection, found: list[dict]) -> list[dict]:
+    """The table's items of the index items `found`, in their order (eventually consistent, as the index is)."""
+    key_names = [model._hash_key_attribute().attr_name]
+    if model._range_key_attribute() is not None:
+        key_names.append(model._range_key_attribute().attr_name)
+
+    def key_of(item: dict) -> tuple:
+        return tuple(next(iter(item[name].values())) for name in key_names)
+
+    items: dict[tuple, dict] = {}
+    for first in range(0, len(found), _BATCH_GET_KEYS):
+        wanted = [{name: item[name] for name in key_names} for item in found[first : first + _BATCH_GET_KEYS]]
+        while wanted:
+            answer = connection.dispatch("BatchGetItem", {"RequestItems": {model.Meta.table_name: {"Keys": wanted}}})
+            items.update((key_of(item), item) for item in answer["Responses"].get(model.Meta.table_name, []))
+            # Keys DynamoDB left for later (throttling, or past 16 MB): asked again.
+            wanted = answer.get("UnprocessedKeys", {}).get(model.Meta.table_name, {}).get("Keys", [])
+    return [items[key_of(item)] for item in found if key_of(item) in items]
+
+
+def _indexes(model: type[Model]) -> list[GlobalSecondaryIndex]:
+    return [value for value in vars(model).values() if isinstance(value, GlobalSecondaryIndex)]
 
 
 class SharedConnectionModel(Model):
@@ -281,6 +320,8 @@ class StoreModel(SharedConnectionModel):
     gap_limit = NumberAttribute(default=20)
     invoice_expiration_minutes = NumberAttribute(default=15)
     transaction_speed = UnicodeAttribute(default="medium")
+    # The checkout's language when the buyer's browser asks for none it speaks.
+    default_language = UnicodeAttribute(default="en")
     created = NumberAttribute(default_for_new=now_ms)
     # The tokens-table key of the store's legacy API key (a hash, see api_keys), when it has one.
     api_key = UnicodeAttribute(null=True)
@@ -357,27 +398,39 @@ class TokenModel(SharedConnectionModel):
         return self.status == self.PENDING and is_expired(self.pairing_expiration)
 
 
+# The search indexes carry only what a Query on them filters on: search reads the invoices
+# themselves by key (query_read_only).
+# Projecting everything, every write of an invoice (a new confirmation, its version) rewrote each
+# index; now an index is written only when its keys or these few attributes change.
 class InvoicesByStore(GlobalSecondaryIndex):
-    Meta = _index_meta("store-created-index")
+    Meta = _index_meta("store-created-index", IncludeProjection(["exception_status"]))
     store_id = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 
 
 class InvoicesByStatus(GlobalSecondaryIndex):
-    Meta = _index_meta("store-status-index")
+    Meta = _index_meta("store-status-index", IncludeProjection(["exception_status"]))
     store_status = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 
 
 class InvoicesByOrderId(GlobalSecondaryIndex):
-    Meta = _index_meta("store-order-index")
+    Meta = _index_meta("store-order-index", IncludeProjection(["status", "item_code", "exception_status"]))
     store_order_id = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 
 
 class InvoicesByItemCode(GlobalSecondaryIndex):
-    Meta = _index_meta("store-item-index")
+    Meta = _index_meta("store-item-index", IncludeProjection(["status", "exception_status"]))
     store_item_code = UnicodeAttribute(hash_key=True)
+    created = NumberAttribute(range_key=True)
+
+
+class InvoicesByBuyerEmail(GlobalSecondaryIndex):
+    """Sparse: only invoices with a buyer email carry `store_buyer_email` ("store#email", in lower case)."""
+
+    Meta = _index_meta("store-buyer-email-index")
+    store_buyer_email = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 
 
@@ -412,7 +465,9 @@ class InvoicesWatched(GlobalSecondaryIndex):
     Projects only what the planner decides from; the checker reads the invoice itself.
     """
 
-    Meta = _index_meta("watch-shard-index", IncludeProjection(["status", "expiration", "checked_after_expiry"]))
+    Meta = _index_meta(
+        "watch-shard-index", IncludeProjection(["status", "expiration", "checked_after_expiry", "address"])
+    )
     watch_network = UnicodeAttribute(hash_key=True)
     next_check = NumberAttribute(range_key=True)
 
@@ -488,11 +543,12 @@ class InvoiceModel(SharedConnectionModel):
     # The merchant cancelled it (DELETE) before any payment: expired, with BitPay's isCancelled.
     cancelled = BooleanAttribute(default=False)
 
-    # Composite hash keys of the filtered search indexes; the index on
-    # orderId and itemCode are sparse (absent when the field is).
+    # Composite hash keys of the filtered search indexes; the indexes on
+    # orderId, itemCode and the buyer's email are sparse (absent when the field is).
     store_status = UnicodeAttribute()
     store_order_id = UnicodeAttribute(null=True)
     store_item_code = UnicodeAttribute(null=True)
+    store_buyer_email = UnicodeAttribute(null=True)
 
     # Where the API was reached when the invoice was made: the `url` in notifications.
     base_url = UnicodeAttribute(null=True)
@@ -513,6 +569,7 @@ class InvoiceModel(SharedConnectionModel):
     by_status = InvoicesByStatus()
     by_order_id = InvoicesByOrderId()
     by_item_code = InvoicesByItemCode()
+    by_buyer_email = InvoicesByBuyerEmail()
     by_watch = InvoicesWatched()
 
 
@@ -559,7 +616,9 @@ class SecretModel(SharedConnectionModel):
 class NotificationsOutbox(GlobalSecondaryIndex):
     """Sparse: only undelivered notifications, so a sweep can find any whose queue message was lost."""
 
-    Meta = _index_meta("outbox-index")
+    # Keys only: the sweep reads the keys and moves next_attempt; a delivery's lease and attempts
+    # then write the index only when next_attempt moves.
+    Meta = _index_meta("outbox-index", KeysOnlyProjection())
     outbox = UnicodeAttribute(hash_key=True)
     next_attempt = NumberAttribute(range_key=True)
 

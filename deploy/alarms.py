@@ -62,6 +62,10 @@ def _metric(namespace: str, name: str, dimensions: dict[str, Any]) -> dict:
     }
 
 
+def api_metric(name: str, dimensions: dict[str, Any]) -> dict:
+    return _metric("AWS/ApiGateway", name, dimensions)
+
+
 def alarm(description: str, metric: dict, statistic: str, comparison: str, threshold: float, **options) -> dict:
     """An alarm on one metric over 5-minute periods, telling the topic when it fires and when it clears."""
     properties = {

@@ -7,6 +7,8 @@ README "Limits" and "Backups" say what each one costs and when to change it.
 
 from typing import Any
 
+from . import http_front
+
 HAS_WAF = "HasWebAcl"
 HAS_BACKUPS = "HasBackups"
 HAS_BACKUP_COPY = "HasBackupCopy"
@@ -85,7 +87,8 @@ def _is_true(parameter: str) -> dict:
 
 
 CONDITIONS = {
-    HAS_WAF: _is_true("EnableWebAcl"),
+    # WAF attaches to REST APIs only.
+    HAS_WAF: {"Fn::And": [_is_true("EnableWebAcl"), {"Condition": http_front.IS_REST}]},
     HAS_BACKUPS: _is_true("EnableBackups"),
     HAS_BACKUP_COPY: {
         "Fn::And": [{"Condition": HAS_BACKUPS}, {"Fn::Not": [{"Fn::Equals": [{"Ref": "BackupCopyVaultArn"}, ""]}]}]
@@ -142,8 +145,8 @@ def function_properties(function_id: str, function: dict) -> dict:
     return properties
 
 
-def api_properties(has_domain_condition: str) -> dict:
-    """The REST API stage: throttled, tracing and access logs as options, execute-api off behind a domain."""
+def access_log_setting() -> dict:
+    """Where and how either API front logs each request, when access logs are on."""
     access_log_format = {
         key: f"$context.{value}"
         for key, value in {
@@ -157,6 +160,17 @@ def api_properties(has_domain_condition: str) -> dict:
             "bytes": "responseLength",
         }.items()
     }
+    return _if(
+        HAS_ACCESS_LOGS,
+        {
+            "DestinationArn": {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]},
+            "Format": "{" + ",".join(f'"{k}":"{v}"' for k, v in access_log_format.items()) + "}",
+        },
+    )
+
+
+def api_properties(has_domain_condition: str) -> dict:
+    """The REST API stage: throttled, tracing and access logs as options, execute-api off behind a domain."""
     return {
         "MethodSettings": [
             {
@@ -169,13 +183,7 @@ def api_properties(has_domain_condition: str) -> dict:
         # Behind a custom domain (TLS 1.2) the execute-api URL would be a second way in, on TLS 1.0.
         "DisableExecuteApiEndpoint": {"Fn::If": [has_domain_condition, True, False]},
         "TracingEnabled": {"Fn::If": [HAS_TRACING, True, False]},
-        "AccessLogSetting": _if(
-            HAS_ACCESS_LOGS,
-            {
-                "DestinationArn": {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]},
-                "Format": "{" + ",".join(f'"{k}":"{v}"' for k, v in access_log_format.items()) + "}",
-            },
-        ),
+        "AccessLogSetting": access_log_setting(),
     }
 
 

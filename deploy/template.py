@@ -17,7 +17,7 @@ from typing import Any
 
 from pynamodb.models import Model
 
-from . import alarms, guards
+from . import alarms, guards, http_front
 
 GET, BATCH_GET, QUERY = "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"
 PUT, UPDATE, DELETE = "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
@@ -57,8 +57,8 @@ FUNCTION_ACCESS = {
             "STORES_TABLE": (GET, PUT, UPDATE),
             # ConditionCheckItem: a claimed code's maker still active, in the activation transaction.
             "TOKENS_TABLE": (GET, PUT, UPDATE, DELETE, CONDITION_CHECK),
-            # UpdateItem: a resend's transaction.
-            "INVOICES_TABLE": (GET, PUT, UPDATE),
+            # UpdateItem: a resend's transaction; BatchGetItem: a search page's invoices (the indexes carry keys).
+            "INVOICES_TABLE": (GET, BATCH_GET, PUT, UPDATE),
             "SESSIONS_TABLE": (GET, PUT, DELETE),
             # PutItem: a counter's new window; UpdateItem: counting and giving back.
             "LIMITS_TABLE": (PUT, UPDATE),
@@ -66,13 +66,20 @@ FUNCTION_ACCESS = {
             "SECRETS_TABLE": (UPDATE,),
             # PutItem: a resend's transaction; Query: an invoice's notifications.
             "NOTIFICATIONS_TABLE": (PUT, QUERY),
-            # PutItem: a wallet's claim, an address's claim, a client id's store; DeleteItem: a replaced wallet's.
-            "CLAIMS_TABLE": (PUT, DELETE),
+            # PutItem: a wallet's claim, an address's claim, a client id's store; DeleteItem: a replaced wallet's;
+            # GetItem: the invoice an address was claimed for (the Invoices page's search).
+            "CLAIMS_TABLE": (GET, PUT, DELETE),
         },
         indexes={
             "STORES_TABLE": ("owner-index",),
             "TOKENS_TABLE": ("sin-index", "pairing-code-index", "store-index", "minted-by-index"),
-            "INVOICES_TABLE": ("store-created-index", "store-status-index", "store-order-index", "store-item-index"),
+            "INVOICES_TABLE": (
+                "store-created-index",
+                "store-status-index",
+                "store-order-index",
+                "store-item-index",
+                "store-buyer-email-index",
+            ),
             "SESSIONS_TABLE": ("login-index",),
         },
         queue=SEND,
@@ -104,6 +111,8 @@ DEAD_LETTER_QUEUE_ID = "NotificationsDeadLetterQueue"
 CHECKS_QUEUE_ID = "ChecksQueue"
 # Which function consumes which queue (Chalice's names).
 NOTIFICATIONS_CONSUMER, CHECKS_CONSUMER = "DeliverNotifications", "CheckPayments"
+# The function behind the API (either front, deploy/http_front.py).
+API_HANDLER = "APIHandler"
 # A check message is only worth its plan's minute or so: an older one is dropped, the planner
 # queues the invoice again. No dead-letter queue either: a check is never lost, only replanned.
 CHECKS_RETENTION_SECONDS = 600
@@ -492,12 +501,20 @@ def _outputs(chalice_template: dict, models: tuple[type[Model], ...], has_rest_a
                         "Fn::If": [
                             "HasDomainName",
                             {"Fn::Sub": "https://${DomainName}/${BasePath}"},
-                            chalice_template["Outputs"]["EndpointURL"]["Value"],
+                            {
+                                "Fn::If": [
+                                    http_front.IS_REST,
+                                    chalice_template["Outputs"]["EndpointURL"]["Value"],
+                                    http_front.ENDPOINT_URL,
+                                ]
+                            },
                         ]
                     },
                 ]
             },
         }
+        # Chalice's outputs of the REST API exist only with it.
+        outputs.update({name: {"Condition": http_front.IS_REST} for name in ("RestAPIId", "EndpointURL")})
         outputs["DomainTarget"] = {
             "Condition": "HasDomainName",
             "Description": "Point DomainName here (CNAME or Route 53 alias)",
@@ -523,7 +540,7 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
     environment["NOTIFICATIONS_QUEUE_URL"] = {"Ref": QUEUE_ID}
     environment["CHECKS_QUEUE"] = {"Fn::GetAtt": [CHECKS_QUEUE_ID, "QueueName"]}
     environment["CHECKS_QUEUE_URL"] = {"Ref": CHECKS_QUEUE_ID}
-    environment["PUBLIC_BASE_URL"] = {"Ref": "PublicBaseUrl"}
+    environment["PUBLIC_BASE_URL"] = http_front.PUBLIC_BASE_URL
     # Every function: the emails are written to the outbox wherever the invoice changes.
     environment["EMAIL_SENDER"] = {"Ref": "EmailSender"}
     environment["BITCOIN_NETWORK"] = {"Ref": "BitcoinNetwork"}
@@ -563,8 +580,12 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
         resources[role_id] = _role_policies(role_id, function_ids)
     if rest_api_id is not None:
         resources.update(_custom_domain(rest_api_id))
-        resources[rest_api_id] = {"Properties": guards.api_properties("HasDomainName")}
+        resources[BASE_PATH_MAPPING_ID]["Condition"] = http_front.REST_ON_DOMAIN
+        resources[rest_api_id] = {"Condition": http_front.IS_REST, "Properties": guards.api_properties("HasDomainName")}
+        resources[http_front.REST_PERMISSION_ID] = {"Condition": http_front.IS_REST}
         resources.update(guards.api_resources(rest_api_id, {"Ref": "LogRetentionDays"}))
+        definition = chalice_template["Resources"][rest_api_id]["Properties"]["DefinitionBody"]
+        resources.update(http_front.resources(definition, API_HANDLER, guards.access_log_setting()))
     table_ids = [table_logical_id(model) for model in models]
     resources.update(guards.backup_resources(table_ids))
     api = chalice_template["Resources"][rest_api_id]["Properties"] if rest_api_id is not None else None
@@ -583,11 +604,13 @@ def merge_template(chalice_template: dict, models: tuple[type[Model], ...]) -> d
             api_stage=api["StageName"] if api else None,
         )
     )
+    if api is not None:
+        resources["Api5xxAlarm"]["Condition"] = http_front.REST_ALARMS
 
     return {
         "Description": "paylambda: a BitPay-compatible payment API (Lambda, API Gateway, DynamoDB, SQS)",
-        "Parameters": {**PARAMETERS, **alarms.PARAMETERS, **guards.PARAMETERS},
-        "Conditions": {**CONDITIONS, **alarms.CONDITIONS, **guards.CONDITIONS},
+        "Parameters": {**PARAMETERS, **alarms.PARAMETERS, **guards.PARAMETERS, **http_front.PARAMETERS},
+        "Conditions": {**CONDITIONS, **alarms.CONDITIONS, **guards.CONDITIONS, **http_front.CONDITIONS},
         "Rules": {**RULES, **alarms.RULES},
         "Resources": resources,
         "Outputs": _outputs(chalice_template, models, has_rest_api=rest_api_id is not None),

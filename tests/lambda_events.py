@@ -9,6 +9,7 @@ the client itself uses, signs and expects links to start with. Requests are
 signed with the bitpay client library's own key utilities (python-ecdsa).
 """
 
+import base64
 import hashlib
 import json
 import time
@@ -31,6 +32,13 @@ class Deployment:
     # API Gateway leaves a custom domain's base path in `path`, but strips the stage.
     path_has_prefix: bool
     via_cloudfront: bool = False
+    # "rest": API Gateway's REST API; "http": an HTTP API with payload format 1.0 (deploy/http_front.py).
+    front: str = "rest"
+
+    @property
+    def sets_public_base_url(self) -> bool:
+        """The stack gives the functions PUBLIC_BASE_URL: behind CloudFront, or an HTTP API on a custom domain."""
+        return self.via_cloudfront or (self.front == "http" and self.host != EXECUTE_API_HOST)
 
 
 DEPLOYMENTS = [
@@ -39,6 +47,11 @@ DEPLOYMENTS = [
     Deployment("domain-root", "https://pay.example.com", "pay.example.com", "", False),
     # CloudFront forwards to the execute-api origin (origin path /api) with the origin's Host.
     Deployment("cloudfront", "https://shop.example.com", EXECUTE_API_HOST, "/api", False, via_cloudfront=True),
+    # An HTTP API's $default stage has no path; on a custom domain its API mapping's key ("bitpay") leads the path.
+    Deployment("http-execute-api", f"https://{EXECUTE_API_HOST}", EXECUTE_API_HOST, "", False, front="http"),
+    Deployment(
+        "http-domain-base-path", "https://pay.example.com/bitpay", "pay.example.com", "/bitpay", True, front="http"
+    ),
 ]
 
 
@@ -71,7 +84,10 @@ def proxy_event(
     body: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> dict:
-    """A REST API (v1) proxy event for `resource` (e.g. /invoices/{invoice_id}) on `deployment`."""
+    """A REST API (v1) proxy event for `resource` (e.g. /invoices/{invoice_id}) on `deployment`.
+
+    On an HTTP API front, the payload format 1.0 event its Lambda integration sends instead.
+    """
     route_path = resource
     for name, value in (path_parameters or {}).items():
         route_path = route_path.replace("{" + name + "}", value)
@@ -79,6 +95,10 @@ def proxy_event(
     multi_query: dict[str, list[str]] = {}
     for name, value in query or []:
         multi_query.setdefault(name, []).append(value)
+    if deployment.front == "http":
+        return _http_api_event(
+            deployment, method, resource, route_path, request_headers, multi_query, path_parameters, body
+        )
     return {
         "resource": resource,
         "path": (deployment.context_prefix if deployment.path_has_prefix else "") + route_path,
@@ -108,6 +128,73 @@ def proxy_event(
         },
         "body": body,
         "isBase64Encoded": False,
+    }
+
+
+def _http_api_event(
+    deployment: Deployment,
+    method: str,
+    resource: str,
+    route_path: str,
+    request_headers: dict[str, str],
+    multi_query: dict[str, list[str]],
+    path_parameters: dict[str, str] | None,
+    body: str | None,
+) -> dict:
+    """An HTTP API's payload format 1.0 event, as AWS documents it (http-api-develop-integrations-lambda.html).
+
+    Unlike a REST API's: every header name is lower-case, the stage is `$default` and never in the
+    path, there is no resource id, `version` says 1.0, and the route (`resource`, `resourcePath`)
+    is the HTTP API route's path, which deploy/http_front.py makes each of Chalice's paths. A body
+    whose type is not text (a form's, application/x-www-form-urlencoded) arrives base64-encoded.
+    """
+    headers = {name.lower(): value for name, value in request_headers.items()}
+    encoded = body is not None and headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
+    path = (deployment.context_prefix if deployment.path_has_prefix else "") + route_path
+    return {
+        "version": "1.0",
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "queryStringParameters": {name: values[-1] for name, values in multi_query.items()} or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": EXECUTE_API_HOST.split(".")[0],
+            "authorizer": {"claims": None, "scopes": None},
+            "domainName": deployment.host,
+            "domainPrefix": deployment.host.split(".")[0],
+            "extendedRequestId": uuid.uuid4().hex[:16],
+            "httpMethod": method,
+            "identity": {
+                "accessKey": None,
+                "accountId": None,
+                "caller": None,
+                "cognitoAuthenticationProvider": None,
+                "cognitoAuthenticationType": None,
+                "cognitoIdentityId": None,
+                "cognitoIdentityPoolId": None,
+                "principalOrgId": None,
+                "sourceIp": "198.51.100.7",
+                "user": None,
+                "userAgent": headers["user-agent"],
+                "userArn": None,
+            },
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "requestId": f"{uuid.uuid4().hex[:14]}=",
+            "requestTime": "21/Nov/2025:01:02:03 +0000",
+            "requestTimeEpoch": 1763686923000,
+            "resourceId": None,
+            "resourcePath": resource,
+            "stage": "$default",
+        },
+        "pathParameters": path_parameters or None,
+        "stageVariables": None,
+        "body": base64.b64encode(body.encode()).decode() if encoded else body,
+        "isBase64Encoded": encoded,
     }
 
 

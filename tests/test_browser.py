@@ -2,11 +2,14 @@
 
 `make test` installs chromium where it is missing and the machine allows it
 (root with apt-get, as on CI). Where there is no chromium the test is skipped
-with its reason shown in the summary. Screenshots of the approval and checkout
-pages, on a phone and on a desktop, and of the checkout once paid go to test-output/browser/.
+with its reason shown in the summary. axe-core (package.json, installed by `make test` with npm)
+checks every page shown for accessibility violations. Screenshots of every page, on a phone and on
+a desktop, go to test-output/browser/.
 """
 
+import csv
 import io
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -15,6 +18,7 @@ import pytest
 from bitpay.client import Client as BitPayClient
 from bitpay.key_utils import generate_pem
 
+from tests.api_fixtures import root_only
 from tests.conftest import PASSWORD
 from tests.payments_support import run_watcher_handlers, sats
 
@@ -30,6 +34,7 @@ CHROMIUM_ARGS = [
 ]
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+AXE = Path(__file__).parents[1] / "node_modules" / "axe-core" / "axe.min.js"
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +63,48 @@ def _page_with_error_log(context, errors: list[str]):
     return page
 
 
+@pytest.fixture(scope="module")
+def axe_source() -> str:
+    if not AXE.is_file():
+        pytest.skip("no axe-core: `make test` installs it with npm (package.json)")
+    return AXE.read_text()
+
+
+def _axe_violations(page, axe_source: str) -> list[str]:
+    """axe-core's violations on the page as it stands (its script evaluated over the debugging protocol,
+    which the pages' Content-Security-Policy does not block)."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(axe_source)
+    results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{page.url}: {violation['id']}: {violation['help']} at {[node['target'] for node in violation['nodes']]}"
+        for violation in results["violations"]
+    ]
+
+
+class Pages:
+    """Each page looked at: checked by axe-core, and photographed on a desktop and (reloaded) on a phone."""
+
+    def __init__(self, chromium, screenshots: Path, axe_source: str, errors: list[str]):
+        self.desktop_context = chromium.new_context(**DESKTOP)
+        self.phone_context = chromium.new_context(**PHONE)
+        self.desktop = _page_with_error_log(self.desktop_context, errors)
+        self.phone = _page_with_error_log(self.phone_context, errors)
+        self.screenshots, self.axe_source, self.violations = screenshots, axe_source, []
+
+    def look(self, name: str) -> None:
+        self.violations += _axe_violations(self.desktop, self.axe_source)
+        self.desktop.screenshot(path=self.screenshots / f"{name}-desktop.png", full_page=True)
+        self.phone_context.add_cookies(self.desktop_context.cookies())
+        self.phone.goto(self.desktop.url)
+        self.violations += _axe_violations(self.phone, self.axe_source)
+        self.phone.screenshot(path=self.screenshots / f"{name}-phone.png", full_page=True)
+
+    def close(self) -> None:
+        self.desktop_context.close()
+        self.phone_context.close()
+
+
 def _decode_qr(png: bytes) -> list[str]:
     from PIL import Image
     from zxingcpp import BarcodeFormat, read_barcodes
@@ -66,7 +113,7 @@ def _decode_qr(png: bytes) -> list[str]:
 
 
 def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_checkout(
-    chromium, api_url, user, store, chain, screenshots, checks_queue
+    chromium, api_url, user, store, chain, screenshots, checks_queue, axe_source
 ):
     client = BitPayClient(api_uri=api_url, pem=generate_pem(), tokens={})
     approval_url = f"{api_url}/api-access-request?pairingCode={client.create_token('merchant')}"
@@ -82,6 +129,7 @@ def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_ch
     merchant.wait_for_url(approval_url)
     assert client.client_id in merchant.locator("dl.facts").inner_text()
     merchant.screenshot(path=screenshots / "approval-desktop.png", full_page=True)
+    violations = _axe_violations(merchant, axe_source)
 
     phone = chromium.new_context(**PHONE)
     phone.add_cookies(desktop.cookies())
@@ -89,10 +137,13 @@ def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_ch
     phone_page.goto(approval_url)
     assert phone_page.get_by_role("button", name="Approve").is_visible()
     phone_page.screenshot(path=screenshots / "approval-phone.png", full_page=True)
+    violations += _axe_violations(phone_page, axe_source)
 
     merchant.get_by_label("For which store?").select_option(label="Test shop")
     merchant.get_by_role("button", name="Approve").click()
     assert merchant.get_by_role("heading", name="Access approved").is_visible()
+    merchant.screenshot(path=screenshots / "approved-desktop.png", full_page=True)
+    violations += _axe_violations(merchant, axe_source)
 
     invoice = client.create_invoice({"price": 25, "currency": "USD", "token": client.tokens["merchant"]})
 
@@ -113,6 +164,7 @@ def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_ch
     buyer.locator("button.copy").nth(1).click()
     assert buyer.evaluate("navigator.clipboard.readText()") == invoice["bitcoinAddress"]
     buyer.screenshot(path=screenshots / "checkout-phone.png", full_page=True)
+    violations += _axe_violations(buyer, axe_source)
 
     merchant.goto(invoice["url"])
     assert merchant.locator("svg.qr").is_visible()
@@ -131,10 +183,103 @@ def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_ch
     assert status_requests and status_requests[0] == f"{api_url}/invoice/status?id={invoice['id']}"
     assert buyer.locator("svg.qr").count() == 0
     buyer.screenshot(path=screenshots / "checkout-paid-phone.png", full_page=True)
+    violations += _axe_violations(buyer, axe_source)
 
+    assert violations == [], "\n".join(violations)
     assert errors == []
     for context in (desktop, phone, buyer_context):
         context.close()
+
+
+@root_only
+def test_a_merchant_runs_the_shop_from_the_pages_and_every_page_passes_axe(
+    chromium, api_url, user, store, screenshots, axe_source
+):
+    """Sign in, the store's pages, a pairing code, create an invoice, search, export, mark complete."""
+    errors: list[str] = []
+    pages = Pages(chromium, screenshots, axe_source, errors)
+    merchant = pages.desktop
+    merchant.goto(f"{api_url}/stores")
+    pages.look("login")
+    merchant.get_by_label("Login").fill(user.login)
+    merchant.get_by_label("Password").fill(PASSWORD)
+    merchant.get_by_role("button", name="Sign in").click()
+    merchant.wait_for_url(f"{api_url}/stores")
+    pages.look("stores")
+    merchant.get_by_role("link", name="Test shop").click()
+    pages.look("store-settings")
+    merchant.get_by_role("link", name="Access tokens").click()
+    merchant.get_by_role("button", name="Create pairing code").click()
+    assert re.fullmatch(r"\w{7}", merchant.locator("#pairing-code").inner_text())
+    pages.look("tokens")
+    merchant.get_by_role("link", name="Revoke…").first.click()
+    pages.look("token-revoke")
+
+    merchant.get_by_role("link", name="Invoices").click()
+    pages.look("invoices-empty")
+    merchant.get_by_text("New invoice").click()
+    merchant.get_by_label("Amount").fill("1234.5")
+    merchant.get_by_label("Currency").select_option("EUR")
+    merchant.get_by_label("Order id (optional)").fill("phone-order-9")
+    merchant.get_by_label("Description (optional)").fill("Two chairs")
+    merchant.get_by_label("Buyer email (optional)").fill("buyer@example.com")
+    merchant.get_by_role("button", name="Create invoice").click()
+    created = merchant.get_by_role("status")
+    assert "Invoice created" in created.inner_text()
+    checkout_url = created.get_by_role("link").get_attribute("href")
+    invoice_id = checkout_url.rsplit("=", 1)[1]
+    pages.look("invoice")
+
+    merchant.get_by_role("link", name="Invoices").click()
+    merchant.get_by_label("Invoice id, order id, address or buyer email").fill("buyer@example.com")
+    merchant.get_by_role("button", name="Search").click()
+    assert merchant.locator("p.total").inner_text() == "1 invoice · Export CSV"
+    assert merchant.get_by_role("cell", name="1,234.50 EUR").is_visible()
+    pages.look("invoices-search")
+    with merchant.expect_download() as download:
+        merchant.get_by_role("link", name="Export CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert [(row["invoiceId"], row["orderId"]) for row in rows] == [(invoice_id, "phone-order-9")]
+
+    merchant.get_by_role("link", name=invoice_id).click()
+    merchant.get_by_label("Note").fill("Paid by bank transfer")
+    merchant.get_by_role("button", name="Mark complete").click()
+    assert "marked complete" in merchant.get_by_role("status").inner_text()
+    pages.look("invoice-complete")
+    merchant.goto(checkout_url)
+    assert merchant.get_by_text("Paid. Thank you.").is_visible()
+    pages.look("checkout-complete")
+
+    merchant.goto(f"{api_url}/account/password")
+    pages.look("password")
+
+    # Without JavaScript: no copy buttons, and a link (and a meta refresh) to follow the invoice; a German browser.
+    no_script = chromium.new_context(**PHONE, java_script_enabled=False, locale="de-DE")
+    buyer = _page_with_error_log(no_script, errors)
+    merchant.goto(f"{api_url}/stores/{store.store_id}/invoices")
+    merchant.get_by_text("New invoice").click()
+    merchant.get_by_label("Amount").fill("150000")
+    merchant.get_by_label("Currency").select_option("JPY")
+    merchant.get_by_role("button", name="Create invoice").click()
+    buyer.goto(merchant.get_by_role("status").get_by_role("link").get_attribute("href"))
+    assert buyer.locator(".amount-fiat").inner_text() == "150,000 JPY"
+    assert buyer.locator("button.copy").count() == 2 and not buyer.locator("button.copy").first.is_visible()
+    assert buyer.get_by_role("link", name="Status aktualisieren").is_visible()
+    assert buyer.get_by_text("Zahlung ausstehend.").is_visible()
+    buyer.screenshot(path=screenshots / "checkout-without-javascript-phone.png", full_page=True)
+
+    assert errors == []
+    merchant.goto(f"{api_url}/no/such/page")
+    pages.look("not-found")
+    # The browser logs the page's own status, once on each of the two devices.
+    assert (
+        errors
+        == [f"{api_url}/no/such/page: Failed to load resource: the server responded with a status of 404 (Not Found)"]
+        * 2
+    )
+    assert pages.violations == [], "\n".join(pages.violations)
+    pages.close()
+    no_script.close()
 
 
 def test_an_invoice_is_paid_and_confirmed_on_make_runs_chain_from_the_checkouts_own_buttons(

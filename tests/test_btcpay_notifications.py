@@ -266,7 +266,7 @@ def test_paid_confirmed_and_complete_are_emailed_through_smtp_and_listed_on_the_
     first = smtp_sink.messages[0][1]
     assert first["From"] == SENDER
     text = first.get_content()
-    assert "Price: 10 USD" in text and "Order: order-42" in text and f"Paid: {btc(sats(created))} BTC" in text
+    assert "Price: 10.00 USD" in text and "Order: order-42" in text and f"Paid: {btc(sats(created))} BTC" in text
     assert f"/invoice?id={created['id']}" in text
 
     page = text_of(owner.get(f"{api_url}/stores/{store.store_id}/invoices/{created['id']}"))

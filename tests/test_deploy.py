@@ -161,6 +161,7 @@ MAKE_PARAMETERS = {
     "BACKUP_COPY_VAULT_ARN": ("BackupCopyVaultArn", f"arn:aws:backup:eu-west-1:{ACCOUNT}:backup-vault:copies"),
     "ENABLE_TRACING": ("EnableTracing", "true"),
     "ENABLE_ACCESS_LOGS": ("EnableAccessLogs", "true"),
+    "API_FRONT": ("ApiFront", "rest"),
     "EMAIL_SENDER": ("EmailSender", "payments@shop.example.com"),
     "BITCOIN_NETWORK": ("BitcoinNetwork", "test"),
     "ESPLORA_URL": ("EsploraUrl", "https://electrs.shop.example.com"),
@@ -680,6 +681,8 @@ def test_the_api_handler_policy_allows_exactly_what_the_api_and_pages_call(
         assert changed_wallet.status_code == 303, changed_wallet.text
         assert session.get(f"{api_url}/stores/{store.store_id}/tokens").status_code == 200
         assert session.get(f"{api_url}/stores/{store.store_id}/invoices/{invoice['id']}").status_code == 200
+        for search in (invoice["bitcoinAddress"], "buyer@example.com"):
+            assert session.get(f"{api_url}/stores/{store.store_id}/invoices", params={"q": search}).status_code == 200
         assert session.get(f"{api_url}/invoice", params={"id": invoice["id"]}).status_code == 200
         pairing_url = f"{api_url}/api-access-request?pairingCode={pairing_code}"
         denied = post_form(
@@ -1165,3 +1168,47 @@ def test_backups_cover_every_table_daily_for_35_days(template):
     assert _when_enabled(rule["CopyActions"])[0]["DestinationBackupVaultArn"] == {"Ref": "BackupCopyVaultArn"}
     tables = {resource["Fn::GetAtt"][0] for resource in selection["Properties"]["BackupSelection"]["Resources"]}
     assert tables == set(_model_tables(template))
+
+
+def test_the_http_api_front_routes_each_chalice_route_to_the_api_handler_in_payload_format_1(template):
+    """ApiFront=http: each route Chalice's REST API sends to Lambda, same path, in the REST proxy event's format."""
+    [rest_api_id] = _resources(template, "AWS::Serverless::Api")
+    paths = template["Resources"][rest_api_id]["Properties"]["DefinitionBody"]["paths"]
+    proxied = {
+        f"{method.upper()} {path}"
+        for path, methods in paths.items()
+        for method, operation in methods.items()
+        if operation["x-amazon-apigateway-integration"]["type"] == "aws_proxy"
+    }
+    [http_api] = _resources(template, "AWS::ApiGatewayV2::Api").values()
+    [integration] = _resources(template, "AWS::ApiGatewayV2::Integration").values()
+    [stage] = _resources(template, "AWS::ApiGatewayV2::Stage").values()
+    routes = _resources(template, "AWS::ApiGatewayV2::Route").values()
+
+    assert "GET /invoices/{invoice_id}" in proxied and "GET /{proxy+}" in proxied
+    assert {route["Properties"]["RouteKey"] for route in routes} == proxied
+    assert len(routes) == len(proxied)
+    assert {route["Properties"]["Target"]["Fn::Sub"] for route in routes} == {"integrations/${HttpApiIntegration}"}
+    assert integration["Properties"]["PayloadFormatVersion"] == "1.0"
+    assert integration["Properties"]["IntegrationUri"] == {"Fn::GetAtt": ["APIHandler", "Arn"]}
+    assert stage["Properties"]["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiBurstLimit"},
+    }
+    # The preflights Chalice's REST API answers itself, with the same headers.
+    assert http_api["Properties"]["CorsConfiguration"]["AllowHeaders"] == sorted(
+        ["Authorization", "Content-Type", "X-Accept-Version", "X-Amz-Date", "X-Amz-Security-Token", "X-Api-Key",
+         "X-Identity", "X-Signature"]
+    )  # fmt: skip
+    # Exactly one front exists in a stack, whichever ApiFront says.
+    conditions = template["Conditions"]
+    assert template["Parameters"]["ApiFront"]["AllowedValues"] == ["rest", "http"]
+    assert template["Resources"][rest_api_id]["Condition"] == "IsRestFront"
+    assert conditions["IsRestFront"] == {"Fn::Equals": [{"Ref": "ApiFront"}, "rest"]}
+    assert conditions["IsHttpFront"] == {"Fn::Equals": [{"Ref": "ApiFront"}, "http"]}
+    for resource in [http_api, integration, stage, *routes]:
+        assert resource["Condition"] == "IsHttpFront"
+    permissions = _resources(template, "AWS::Lambda::Permission").values()
+    assert sorted(permission["Condition"] for permission in permissions) == ["IsHttpFront", "IsRestFront"]
+    # WAF does not attach to an HTTP API: the web ACL is the REST front's only.
+    assert {"Condition": "IsRestFront"} in conditions["HasWebAcl"]["Fn::And"]

@@ -155,3 +155,15 @@ def test_an_oversized_answer_is_refused_and_the_next_request_still_answers(chain
     with pytest.raises(EsploraError, match="answer larger than"):
         client.tip_height()
     assert client.payments_to(ADDRESS, 1, 0) == []
+
+
+def test_a_checker_keeps_its_client_across_invocations_and_each_checker_has_its_own():
+    from chalicelib.payments import watcher
+
+    mine = watcher.default_client()
+    assert watcher.default_client() is mine  # its kept-alive connections and its pacing carry over
+    other = []
+    thread = threading.Thread(target=lambda: other.append(watcher.default_client()))
+    thread.start()
+    thread.join()
+    assert other[0] is not mine  # another checker paces to its own share of the server's limit

@@ -55,7 +55,7 @@ def test_make_run_serves_a_demo_store_on_regtest_and_every_page_says_test_chain(
     assert invoice["bitcoinAddress"].startswith("bcrt1q")
     page = requests.get(invoice["url"]).text
     assert "Test chain (regtest)" in page
-    assert "Sample rate: 65000.00 USD/BTC" in page
+    assert "Sample rate: 65,000.00 USD/BTC" in page
     assert 'action="' + local_stack.url + '/invoice/test-chain"' in page
 
 

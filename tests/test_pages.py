@@ -265,6 +265,26 @@ def test_bad_store_settings_are_refused_and_nothing_changes(api_url, merchant, s
     assert stores.get_store(store.store_id).name == "Test shop"
 
 
+@pytest.mark.parametrize("action", ["preview", "save"])
+def test_a_mistyped_wallet_says_its_checksum_is_wrong_and_stays_in_the_field(api_url, merchant, store, action):
+    from chalicelib.billing import stores
+
+    wallet = new_wallet()
+    mistyped = wallet[:40] + ("2" if wallet[40] != "2" else "3") + wallet[41:]
+    page = f"{api_url}/stores/{store.store_id}"
+    form = {"name": "Test shop", "default_currency": "USD", "invoice_expiration_minutes": "15", "wallet": mistyped}
+    refused = post_form(merchant, page, page, action=action, transaction_speed="medium", **form)
+    assert refused.status_code == 400 and "checksum does not match" in text_of(refused)
+    assert f">{mistyped}</textarea>" in refused.text
+    assert stores.get_store(store.store_id).wallet == store.wallet
+
+    created = post_form(
+        merchant, f"{api_url}/stores", f"{api_url}/stores", name="New", default_currency="USD", wallet=mistyped
+    )
+    assert created.status_code == 400 and "checksum does not match" in text_of(created)
+    assert f">{mistyped}</textarea>" in created.text
+
+
 def test_store_settings_still_open_when_the_saved_wallet_is_for_another_network(api_url, merchant, store):
     from embit.bip32 import HDKey
     from embit.networks import NETWORKS
@@ -391,20 +411,27 @@ def test_sign_in_needs_the_forms_csrf_cookie(api_url, user):
 # Access tokens
 
 
-def test_a_pairing_code_is_shown_once_and_a_client_claims_it(api_url, merchant, store):
+def test_a_pairing_code_is_shown_until_claimed_and_a_reload_makes_no_other(api_url, merchant, store):
+    from chalicelib.security import tokens
+
     pem = crypto.generate_privkey()
     public_key = crypto.get_compressed_public_key_from_pem(pem)
     page = f"{api_url}/stores/{store.store_id}/tokens"
     created = post_form(merchant, page, page, facade="pos", label=XSS, client=public_key)
-    assert created.status_code == 201
-    code = re.search(r'<code id="pairing-code">(\w{7})</code>', created.text).group(1)
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in created.text and XSS not in created.text
+    assert created.status_code == 303 and created.headers["Location"].startswith(f"{page}?created=")
+    shown = merchant.get(created.headers["Location"])
+    code = re.search(r'<code id="pairing-code">(\w{7})</code>', shown.text).group(1)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown.text and XSS not in shown.text
+    # A reload reads the page again: the same code, and no second one made.
+    assert f'<code id="pairing-code">{code}</code>' in merchant.get(created.headers["Location"]).text
+    assert len(tokens.for_store(store.store_id)) == 1
     listing = merchant.get(page).text
     assert code not in listing
     assert crypto.get_sin_from_pem(pem) in listing and "waiting to be claimed" in listing
 
     client = BTCPayClient(host=api_url, pem=pem, tokens=BTCPayClient(host=api_url, pem=pem).pair_client(code))
     assert client.create_invoice({"price": 3, "currency": "USD"})["status"] == "new"
+    assert code not in merchant.get(created.headers["Location"]).text
     listing = merchant.get(page).text
     assert "active" in listing and "&lt;script&gt;alert(1)&lt;/script&gt;" in listing and XSS not in listing
     assert client.tokens["pos"] not in listing
@@ -619,6 +646,8 @@ def test_every_page_forbids_framing_and_inline_script(api_url, merchant, store, 
 def test_static_files(api_url):
     css = browser().get(f"{api_url}/static/paylambda.css")
     assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
+    # Linked with their version in the URL: a browser keeps them a year and never asks again, even on a reload.
+    assert css.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert browser().get(f"{api_url}/static/paylambda.js").headers["Content-Type"].startswith("text/javascript")
     for name in ("nope.css", "..%2Fpages.py", "%2E%2E%2Fpages.py", "pages.py"):
         missing = browser().get(f"{api_url}/static/{name}")

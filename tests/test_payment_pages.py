@@ -68,8 +68,8 @@ def test_the_checkout_polls_the_status_url_it_names_under_any_base_path(api_url,
     }
     page_key = re.search(r'<div class="status-region"[^>]* data-key="([^"]*)"', checkout.page.text).group(1)
     assert region_attribute(answer, "key") == page_key
-    # The watcher looks once a minute while the invoice is open: the page asks twice a minute.
-    assert region_attribute(answer, "poll-seconds") == "30"
+    # The watcher looks once a minute while the invoice is open: the page asks as often.
+    assert region_attribute(answer, "poll-seconds") == "60"
     assert "Awaiting payment." in shown(answer) and created["bitcoinAddress"] in shown(answer)
     assert 'class="qr"' in answer["statusRegion"]
 
@@ -168,7 +168,7 @@ def test_an_expired_checkout_keeps_polling_for_a_late_payment_and_shows_it(shop,
     assert expired["status"] == "expired" and "This invoice has expired." in shown(expired)
     assert 'class="qr"' not in expired["statusRegion"]
     # A payment sent in the last moments is seen after the expiry: the page keeps asking a while.
-    assert region_attribute(expired, "poll-seconds") == "30"
+    assert region_attribute(expired, "poll-seconds") == "60"
 
     clock.advance(10 * MINUTE)
     chain.pay(created["bitcoinAddress"], sats(created))
@@ -199,6 +199,17 @@ def test_an_expired_checkout_stops_polling_a_while_after_expiry(shop):
     answer = Checkout(created["url"]).poll()
     assert answer["status"] == "expired" and "This invoice has expired." in shown(answer)
     assert region_attribute(answer, "poll-seconds") is None
+
+
+def test_without_a_script_the_checkout_reloads_itself_as_often_as_the_script_would_ask(api_url, shop):
+    created = shop.create_invoice()
+    page = Checkout(created["url"]).page.text
+    assert '<noscript><meta http-equiv="refresh" content="60"></noscript>' in page
+    assert f'<noscript><p class="refresh"><a href="{api_url}/invoice?id={created["id"]}">Refresh the status</a>' in page
+    update_invoice(created["id"], expiration=created["invoiceTime"] - HOUR)
+    finished = Checkout(created["url"]).page.text
+    assert "This invoice has expired." in visible_text(finished)
+    assert 'http-equiv="refresh"' not in finished and "Refresh the status" not in finished
 
 
 @root_only

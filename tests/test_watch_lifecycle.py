@@ -9,6 +9,7 @@ watcher's lag, one invoice's failure never another's, and no double counting.
 
 import json
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -113,7 +114,7 @@ def test_a_backlog_larger_than_a_run_never_delays_the_open_invoices(
     watch()
     assert {status(invoice) for invoice in waiting} == {("expired", False)}
     setting("LATE_CHECKS_PER_RUN", 2)
-    stores.update_settings(store, {**vars_of(store), "invoice_expiration_minutes": "1440"})
+    stores.update_settings(store, {**stores.settings_of(store), "invoice_expiration_minutes": "1440"})
     open_ones = [shop.create_invoice() for _ in range(2)]
     for open_invoice in open_ones:
         chain.pay(open_invoice["bitcoinAddress"], sats(open_invoice))
@@ -138,18 +139,6 @@ def test_a_backlog_larger_than_a_run_never_delays_the_open_invoices(
         watch()
         assert runs <= 3
     assert runs == 2
-
-
-def vars_of(store) -> dict[str, str]:
-    """The store's settings as its settings page posts them."""
-    return {
-        "name": store.name,
-        "default_currency": store.default_currency,
-        "website": store.website or "",
-        "invoice_expiration_minutes": str(store.invoice_expiration_minutes),
-        "transaction_speed": store.transaction_speed,
-        "wallet": store.wallet,
-    }
 
 
 def _throttle_updates_of(invoice_id: str):
@@ -186,7 +175,7 @@ def test_a_throttled_write_in_the_middle_of_a_batch_leaves_the_others_recorded_a
     assert (report.changed, report.failed, redeliver) == (2, [throttled], [])
     assert [status(invoice) for invoice in created] == [("paid", False), ("new", False), ("paid", False)]
     # The failed check comes back in a message of its own (delayed on SQS; here taken at once).
-    retry = json.loads(watcher._message([throttled], True, 2))
+    retry = json.loads(watcher._message([throttled], True, {}, 2))
     _, again = watcher.handle_messages([("retry", json.dumps(retry))], clock.now, esplora)
     assert again.changed == 1
     assert status(created[1]) == ("paid", False)
@@ -336,3 +325,28 @@ def test_open_invoices_are_queued_before_the_waiting_ones_are_read(shop, chain, 
     # Only the open invoices' partitions were read before they were queued.
     assert all("#open#" in partition for kind, partition in calls[:first_send]) and first_send == 4
     assert any(kind == "query" and "#open#" not in partition for kind, partition in calls[first_send:])
+
+
+def test_the_checker_asks_esplora_about_the_planned_addresses_while_it_reads_the_invoices(
+    shop, chain, esplora, clock, checks_queue
+):
+    created = [shop.create_invoice() for _ in range(3)]
+    watcher.plan(clock.now)
+    addresses = {invoice["bitcoinAddress"] for invoice in created}
+    asked_first = []
+
+    def hold_the_read(**_):
+        # The read waits (up to 2 s) for Esplora to have been asked about every address.
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not addresses <= {p.split("/")[2] for p in list(chain.requests)}:
+            time.sleep(0.01)
+        asked_first.append(addresses <= {p.split("/")[2] for p in list(chain.requests) if p.startswith("/address/")})
+
+    events = models.shared_connection().client.meta.events
+    events.register("before-send.dynamodb.BatchGetItem", hold_the_read)
+    try:
+        report = check_queued(checks_queue, clock.now, esplora)
+    finally:
+        events.unregister("before-send.dynamodb.BatchGetItem", hold_the_read)
+    assert asked_first == [True]
+    assert report.checked == 3 and report.failed == []

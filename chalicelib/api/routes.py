@@ -240,7 +240,10 @@ def invoice_status(request: ApiRequest) -> dict:
     invoice_id = request.query_value("id")
     if not invoice_id:
         raise BadRequest("id (the invoice id) is required")
-    return checkout.poll(invoices.get_public(invoice_id), request.base_url)
+    # `lang`: the language the checkout page chose for itself (its link to here carries it).
+    return checkout.poll(
+        invoices.get_public(invoice_id), request.base_url, request.query_value("lang") or checkout.DEFAULT_LANGUAGE
+    )
 
 
 @functools.cache

@@ -5,6 +5,7 @@ is one minor unit. The names here are also the names GET /rates gives.
 """
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,12 @@ def bitpay_view(code: str) -> dict:
     if code == "BTC":
         view["chain"] = "BTC"
     return view
+
+
+def format_amount(amount: object, code: str) -> str:
+    """An amount as people read it, with its code: to the currency's decimals (more when the amount has
+    more, so nothing is hidden) with thousands separators: 150,000 JPY, 1,234.50 USD, 0.00019231 BTC."""
+    value = Decimal(str(amount))
+    decimals = CURRENCIES[code].decimals if code in CURRENCIES else 2
+    places = max(decimals, -value.normalize().as_tuple().exponent)
+    return f"{value:,.{places}f} {code}"

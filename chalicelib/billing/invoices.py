@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from functools import lru_cache
-from itertools import islice
 from types import SimpleNamespace
 from urllib.parse import quote
 
@@ -227,7 +226,7 @@ def create(
     invoice = InvoiceModel(
         invoice_id,
         store_id=store.store_id,
-        token=caller.token.token if caller.token else "public",
+        token=caller.token_reference,
         facade=caller.facade,
         created=created,
         expiration=created + int(store.invoice_expiration_minutes) * 60_000,
@@ -241,6 +240,7 @@ def create(
         store_status=f"{store.store_id}#{status}",
         store_order_id=f"{store.store_id}#{fields['order_id']}" if fields["order_id"] else None,
         store_item_code=f"{store.store_id}#{fields['item_code']}" if fields["item_code"] else None,
+        store_buyer_email=_buyer_email_key(store.store_id, fields["buyer"].get("email")),
         base_url=base_url,
         contact_email=store.contact_email,
         watch_network=watch_partition(get_settings().bitcoin_network, invoice_id),
@@ -277,6 +277,11 @@ def create(
     return invoice
 
 
+def _buyer_email_key(store_id: str, email: str | None) -> str | None:
+    # Lower case: people type an address in any case and mean the same mailbox.
+    return f"{store_id}#{email.strip().lower()}" if email else None
+
+
 def _retried(caller: Caller, existing: InvoiceModel) -> InvoiceModel:
     """The invoice a retried create (same guid) made first, if this caller may have it."""
     if caller.facade == "pos" and existing.token != caller.token.token:
@@ -288,10 +293,18 @@ def unpaid_in_a_row(store_id: str, limit: int) -> int:
     """How many of the store's newest invoices in a row were never paid, counting at most `limit`.
 
     Each invoice has an address of its own, so this is the run of unused addresses a
-    wallet must look across. One Query of at most `limit` items on the by-store index.
+    wallet must look across. One Query of at most `limit` keys on the by-store index, and the
+    invoices read by key: a settings page reads them, rather than every payment writing the index.
     """
     run = 0
-    for invoice in InvoiceModel.by_store.query(store_id, scan_index_forward=False, limit=limit):
+    newest = query_read_only(
+        InvoiceModel,
+        limit,
+        hash_key=store_id,
+        index_name=InvoiceModel.by_store.Meta.index_name,
+        scan_index_forward=False,
+    )
+    for invoice in newest:
         if invoice.btc_paid_sats > 0:
             break
         run += 1
@@ -402,6 +415,7 @@ def _query(store_id: str, params: dict[str, str]) -> dict:
         # DynamoDB refuses a BETWEEN whose bounds are reversed.
         raise BadRequest("dateEnd must not be before dateStart")
     status, order_id, item_code = params.get("status"), params.get("orderId"), params.get("itemCode")
+    buyer_email = params.get("buyerEmail")
     exception_status = params.get("exceptionStatus")
     if exception_status and exception_status not in EXCEPTION_STATUSES:
         raise BadRequest(f"exceptionStatus must be one of {', '.join(EXCEPTION_STATUSES)}")
@@ -411,6 +425,9 @@ def _query(store_id: str, params: dict[str, str]) -> dict:
         remaining = [(InvoiceModel.status, status), (InvoiceModel.item_code, item_code)]
     elif item_code:
         index, key = InvoiceModel.by_item_code, f"{store_id}#{item_code}"
+        remaining = [(InvoiceModel.status, status)]
+    elif buyer_email:
+        index, key = InvoiceModel.by_buyer_email, _buyer_email_key(store_id, buyer_email)
         remaining = [(InvoiceModel.status, status)]
     elif status:
         index, key = InvoiceModel.by_status, f"{store_id}#{status}"
@@ -432,11 +449,14 @@ def _query(store_id: str, params: dict[str, str]) -> dict:
     }
 
 
-def _read_only(query: dict, most: int, exclusive_start_key: dict | None = None) -> Iterator[SimpleNamespace]:
+def _read_only(
+    query: dict, most: int, exclusive_start_key: dict | None = None, skip: int = 0
+) -> Iterator[SimpleNamespace]:
     # Read-only records, not models: pynamodb's decoding of a page costs more than the rest of the route.
     return query_read_only(
         InvoiceModel,
         most,
+        skip,
         hash_key=query["key"],
         index_name=query["index"].Meta.index_name,
         range_key_condition=query["range_key_condition"],
@@ -452,8 +472,8 @@ def search(store_id: str, params: dict[str, str]) -> list[SimpleNamespace]:
     limit = _page_size(params)
     offset = _whole_number(params.get("offset"), "offset", 0, MAX_OFFSET)
     start = _start_key(params["next"], query["index"], query["key"]) if params.get("next") else None
-    # Skipped as they stream past: a deep offset costs reads, not memory.
-    return list(islice(_read_only(query, offset + limit, start), offset, None))
+    # Skipped as they stream past on the index: a deep offset costs index reads, not memory nor item reads.
+    return list(_read_only(query, offset + limit, start, skip=offset))
 
 
 def matching(store_id: str, params: dict[str, str], most: int) -> list[SimpleNamespace]:
@@ -474,6 +494,17 @@ def of_store(store_id: str, invoice_id: str) -> InvoiceModel | None:
     """The store's invoice with this id; None when there is none, or it is another store's."""
     invoice = _get(invoice_id)
     return invoice if invoice is not None and invoice.store_id == store_id else None
+
+
+def of_store_at_address(store_id: str, address: str) -> InvoiceModel | None:
+    """The store's invoice whose receive address this is, through the address's claim (a GetItem, no index)."""
+    if not 0 < len(address) <= 100:
+        return None
+    try:
+        claim = ClaimModel.get(f"address#{address}")
+    except ClaimModel.DoesNotExist:
+        return None
+    return of_store(store_id, claim.invoice_id) if claim.invoice_id else None
 
 
 def format_btc(sats: int) -> str:

@@ -21,6 +21,9 @@ WALLET_TAKEN = (
     "extended public key), so that no payment can ever count for two stores' invoices."
 )
 _NO_WALLET = "This store has no wallet: set its extended public key in the store settings"
+# The languages the checkout speaks (pages/locale has a catalog for each but English), by their names.
+CHECKOUT_LANGUAGES = {"en": "English", "de": "Deutsch", "es": "Español", "fr": "Français", "pt": "Português"}
+DEFAULT_LANGUAGE = "en"
 # A day: longer than any checkout needs, short enough that the rate quoted still means something.
 MAX_INVOICE_EXPIRATION_MINUTES = 24 * 60
 
@@ -50,6 +53,12 @@ def _check_speed(speed: object) -> str:
     if speed not in TRANSACTION_SPEEDS:
         raise BadRequest(f"transaction speed must be one of {', '.join(TRANSACTION_SPEEDS)}")
     return speed
+
+
+def _check_language(language: object) -> str:
+    if language not in CHECKOUT_LANGUAGES:
+        raise BadRequest(f"checkout language must be one of {', '.join(CHECKOUT_LANGUAGES)}")
+    return language
 
 
 def _check_gap_limit(value: object) -> int:
@@ -131,6 +140,21 @@ def create_store(owner: str, name: object, default_currency: object = "USD", wal
     return store
 
 
+def settings_of(store: StoreModel) -> dict[str, str]:
+    """The store's settings as `update_settings` takes them (and its settings page shows them)."""
+    return {
+        "name": store.name,
+        "default_currency": store.default_currency,
+        "website": store.website or "",
+        "invoice_expiration_minutes": str(store.invoice_expiration_minutes),
+        "transaction_speed": store.transaction_speed,
+        "default_language": store.default_language,
+        "gap_limit": str(store.gap_limit),
+        "wallet": store.wallet or "",
+        "contact_email": store.contact_email or "",
+    }
+
+
 def update_settings(store: StoreModel, settings: dict[str, str]) -> StoreModel:
     """Validate every setting first, then save them together, claiming a new wallet and releasing the old.
 
@@ -149,6 +173,7 @@ def update_settings(store: StoreModel, settings: dict[str, str]) -> StoreModel:
         (StoreModel.gap_limit, _check_gap_limit(settings.get("gap_limit", store.gap_limit))),
         (StoreModel.wallet, wallet),
         (StoreModel.contact_email, _check_email(settings.get("contact_email", store.contact_email))),
+        (StoreModel.default_language, _check_language(settings.get("default_language", store.default_language))),
     ]
     old_claim, new_claim = _claim_of(store.store_id, store.wallet), _claim_of(store.store_id, wallet)
     if old_claim is not None and new_claim is not None and old_claim.key == new_claim.key:

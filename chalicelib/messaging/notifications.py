@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 
 from chalicelib.billing import invoices
+from chalicelib.billing.currencies import format_amount
 from chalicelib.errors import BadRequest, ServiceUnavailable
 from chalicelib.messaging import mail
 from chalicelib.models import (
@@ -188,8 +189,8 @@ def _email(invoice: InvoiceModel, event: Event) -> dict:
     lines = [
         f"Invoice {invoice.invoice_id} {headline}.",
         "",
-        f"Price: {invoice.price} {invoice.currency}",
-        f"Paid: {view['btcPaid']} BTC, still due: {view['btcDue']} BTC",
+        f"Price: {format_amount(invoice.price, invoice.currency)}",
+        f"Paid: {format_amount(view['btcPaid'], 'BTC')}, still due: {format_amount(view['btcDue'], 'BTC')}",
         f"Status: {event.status}" + (f" ({invoice.exception_status})" if invoice.exception_status else ""),
     ]
     if invoice.order_id:

@@ -12,6 +12,7 @@ import functools
 from chalicelib.billing import invoices, stores
 from chalicelib.errors import NotFound
 from chalicelib.models import InvoiceModel, StoreModel
+from chalicelib.pages.language import DEFAULT_LANGUAGE, template_context
 from chalicelib.pages.rendering import render_fragment
 from chalicelib.payments import watcher
 
@@ -20,8 +21,9 @@ PAYABLE_STATES = ("awaiting", "partial")
 _SHOWN_AS_THEY_ARE = ("paid", "confirmed", "complete", "expired", "invalid")
 # Seconds before an open checkout asks again. The region changes only when the watcher writes, so it
 # follows the watcher's schedule: an open invoice is looked at once a run (a minute), and asked for
-# twice a run; sooner once part of a payment is seen, since the rest usually follows in moments.
-WAITING_POLL_SECONDS = (watcher.RUN_INTERVAL_MS // 1000) // 2
+# once a run (asking more often would mostly read an unchanged item, each time an API request);
+# sooner once part of a payment is seen, since the rest usually follows in moments.
+WAITING_POLL_SECONDS = watcher.RUN_INTERVAL_MS // 1000
 PARTLY_PAID_POLL_SECONDS = 20
 # A checkout that expired keeps asking this long: a payment sent in its last moments is seen
 # by the watcher after the expiry (at the final check a minute later, or on its late-check back-off).
@@ -71,7 +73,7 @@ def poll_seconds(view: dict) -> int | None:
         return None
     if past_expiry < watcher.RUN_INTERVAL_MS:
         # Still checked on every run (the final check at the expiry decides paid or expired).
-        return WAITING_POLL_SECONDS if current == "expired" else watcher.RUN_INTERVAL_MS // 1000
+        return WAITING_POLL_SECONDS
     # Then on the watcher's late checks: waiting for a block, or for a payment sent too late.
     return watcher.late_interval(past_expiry, view["status"]) // 1000
 
@@ -99,8 +101,8 @@ def qr_svg(uri: str) -> str:
     )
 
 
-def status_region(view: dict, store: StoreModel | None) -> str:
-    """The checkout page's status region (HTML) for an invoice's public view."""
+def status_region(view: dict, store: StoreModel | None, language: str = DEFAULT_LANGUAGE) -> str:
+    """The checkout page's status region (HTML) for an invoice's public view, in `language`."""
     current = state(view)
     uri = view["paymentCodes"]["BTC"]["BIP21"]
     seconds = poll_seconds(view)
@@ -115,12 +117,14 @@ def status_region(view: dict, store: StoreModel | None) -> str:
         payment_uri=uri,
         qr_svg=qr_svg(uri) if current in PAYABLE_STATES else "",
         return_to=return_link(view, store),
+        **template_context(language),
     )
 
 
-def poll(invoice: InvoiceModel, base_url: str) -> dict:
+def poll(invoice: InvoiceModel, base_url: str, language: str = DEFAULT_LANGUAGE) -> dict:
     """What the checkout page polls: the invoice's status fields, and its status region rendered anew."""
     view = invoices.public_view(invoice, base_url)
     # The store is read only once the region links back to it: an open checkout's polls cost one read.
     store = stores.get_store(invoice.store_id) if state(view) in RETURN_STATES else None
-    return {**{field: view[field] for field in STATUS_FIELDS}, "statusRegion": status_region(view, store)}
+    region = status_region(view, store, language)
+    return {**{field: view[field] for field in STATUS_FIELDS}, "statusRegion": region}

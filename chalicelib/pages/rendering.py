@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 
 from chalice import Response
 
-from chalicelib.billing.invoices import format_btc
+from chalicelib.billing.currencies import format_amount
+from chalicelib.billing.invoices import SATS_PER_BTC
 from chalicelib.errors import ApiError, Forbidden
 from chalicelib.models import SessionModel
 from chalicelib.security import sessions
@@ -74,10 +75,8 @@ def format_time(milliseconds: int | None) -> str:
     return datetime.fromtimestamp(milliseconds / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def format_money(amount: object) -> str:
-    """A price as people write it: 10 -> "10.00", 0.125 -> "0.125"."""
-    value = Decimal(str(amount))
-    return f"{value:.2f}" if value == value.quantize(Decimal("0.01")) else format(value.normalize(), "f")
+def format_sats(sats: int) -> str:
+    return format_amount(Decimal(sats) / SATS_PER_BTC, "BTC")
 
 
 NETWORK_NAMES = {"test": "testnet", "signet": "signet", "regtest": "regtest"}
@@ -97,10 +96,13 @@ def _environment():
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        # The checkout's text is translated ({% trans %}); its views pass the buyer's language's gettext.
+        extensions=["jinja2.ext.i18n"],
     )
+    environment.install_null_translations()
     environment.filters["time"] = format_time
-    environment.filters["money"] = format_money
-    environment.filters["btc"] = format_btc
+    environment.filters["money"] = format_amount
+    environment.filters["sats"] = format_sats
     # Functions, so that they read the settings when a page is drawn.
     environment.globals["test_network"] = test_network
     environment.globals["test_chain_controls"] = lambda: get_settings().test_chain_controls
@@ -242,8 +244,10 @@ class Visit:
         if found is None:
             return self.error_page(404, "There is no such file.")
         content, content_type, _ = found
-        # Pages link to each file with its version in the query, so a new version is a new URL.
-        return self._response(content, 200, {"Content-Type": content_type, "Cache-Control": "public, max-age=31536000"})
+        # Pages link to each file with its version in the query, so a new version is a new URL: a browser
+        # never asks again for one it has, not even to revalidate on a reload (immutable).
+        headers = {"Content-Type": content_type, "Cache-Control": "public, max-age=31536000, immutable"}
+        return self._response(content, 200, headers)
 
     def error_page(self, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
         title = _ERROR_TITLES.get(status, "Error")

@@ -13,12 +13,14 @@ from chalice import Blueprint, Response
 from chalicelib.api.shapes import INVOICE_STATUSES
 from chalicelib.billing import export as invoice_export
 from chalicelib.billing import invoices, stores
+from chalicelib.billing.currencies import CURRENCIES
 from chalicelib.billing.invoices import EXCEPTION_STATUSES
 from chalicelib.errors import BadRequest, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
 from chalicelib.models import now_ms
-from chalicelib.pages import checkout
+from chalicelib.pages import checkout, language
 from chalicelib.pages.rendering import Visit, local_path
 from chalicelib.security import api_keys, sessions, tokens
+from chalicelib.security.auth import Caller
 from chalicelib.security.identity import InvalidKey, is_valid_sin, sin_from_public_key
 from chalicelib.web import API_CONTENT_TYPES, ApiRequest, error_response, transport_headers
 
@@ -151,27 +153,15 @@ def _settings_page(visit: Visit, store, form: dict, status: int = 200, **context
         store=store,
         form=form,
         notification_secret=notifications.signing_secret(store.store_id),
+        languages=stores.CHECKOUT_LANGUAGES,
         **context,
     )
-
-
-def _store_form(store) -> dict:
-    return {
-        "name": store.name,
-        "default_currency": store.default_currency,
-        "website": store.website or "",
-        "invoice_expiration_minutes": str(store.invoice_expiration_minutes),
-        "transaction_speed": store.transaction_speed,
-        "gap_limit": str(store.gap_limit),
-        "wallet": store.wallet or "",
-        "contact_email": store.contact_email or "",
-    }
 
 
 @page("/stores/{store_id}")
 def store_settings(visit: Visit, store_id: str) -> Response:
     store = stores.owned_store(visit.login, store_id)
-    form, saved = _store_form(store), visit.request.query_value("saved")
+    form, saved = stores.settings_of(store), visit.request.query_value("saved")
     try:
         addresses = stores.first_addresses(store.wallet, WALLET_PREVIEW_ADDRESSES) if store.wallet else []
     except BadRequest as error:
@@ -236,7 +226,19 @@ def _client_sin(text: str) -> str | None:
 
 @page("/stores/{store_id}/tokens")
 def token_list(visit: Visit, store_id: str) -> Response:
-    return _tokens_page(visit, stores.owned_store(visit.login, store_id))
+    store = stores.owned_store(visit.login, store_id)
+    return _tokens_page(visit, store, new_code=_new_pairing_code(store, visit.request.query_value("created")))
+
+
+def _new_pairing_code(store, reference: str | None):
+    """The pairing code just made (named by its reference after the redirect), while no client has claimed it."""
+    if not reference:
+        return None
+    try:
+        token = tokens.find_in_store(store.store_id, reference)
+    except NotFound:
+        return None
+    return token if token.status == token.PENDING and token.pairing_code else None
 
 
 @page("/stores/{store_id}/tokens", methods=("POST",))
@@ -249,7 +251,8 @@ def create_pairing_code(visit: Visit, store_id: str) -> Response:
         )
     except BadRequest as error:
         return _tokens_page(visit, store, status=400, form=form, error=error.message)
-    return _tokens_page(visit, store, status=201, new_code=token)
+    # Redirected, so a reload shows the code again rather than making another.
+    return visit.redirect(f"/stores/{store.store_id}/tokens", created=tokens.reference(token))
 
 
 @page("/stores/{store_id}/tokens/show", methods=("POST",))
@@ -348,7 +351,8 @@ def _owned_invoice(store, invoice_id: str):
     return invoice
 
 
-# The invoice list's query fields: `q` is an invoice id or an order id, the others filter through the index.
+# The invoice list's query fields: `q` is an invoice id, an address, a buyer's email or an order id; the
+# others filter through the index.
 INVOICE_FILTERS = ("q", "status", "exceptionStatus", "dateStart", "dateEnd")
 # Counted and exported at most (a Query each, reading every match): beyond, the merchant narrows the dates.
 MOST_COUNTED = MOST_EXPORTED = 10_000
@@ -361,21 +365,29 @@ def _invoice_query(visit: Visit) -> dict[str, str]:
 def _search_params(query: dict[str, str]) -> dict[str, str]:
     params = {name: value for name, value in query.items() if name != "q"}
     if "q" in query:
-        params["orderId"] = query["q"]
+        # An order id with an @ is rare; a buyer's email always has one.
+        params["buyerEmail" if "@" in query["q"] else "orderId"] = query["q"]
     return params
 
 
 def _invoice_by_id(store, query: dict[str, str]):
-    """The invoice `q` names by its id: a search for it shows just that one."""
-    return invoices.of_store(store.store_id, query["q"]) if "q" in query else None
+    """The invoice `q` names by its id or its address: a search for it shows just that one."""
+    if "q" not in query:
+        return None
+    return invoices.of_store(store.store_id, query["q"]) or invoices.of_store_at_address(store.store_id, query["q"])
 
 
 @page("/stores/{store_id}/invoices")
 def invoice_list(visit: Visit, store_id: str) -> Response:
-    store = stores.owned_store(visit.login, store_id)
+    return _invoice_list_page(visit, stores.owned_store(visit.login, store_id))
+
+
+def _invoice_list_page(visit: Visit, store, status: int = 200, **context) -> Response:
     query = _invoice_query(visit)
     offset = visit.request.query_value("offset") or "0"
-    context = {"store": store, "query": query, "statuses": INVOICE_STATUSES, "exception_statuses": EXCEPTION_STATUSES}
+    context.setdefault("new_invoice", {"currency": store.default_currency})
+    context.update(store=store, query=query, statuses=INVOICE_STATUSES, exception_statuses=EXCEPTION_STATUSES)
+    context["currencies"] = CURRENCIES
     try:
         by_id = _invoice_by_id(store, query)
         if by_id is not None:
@@ -388,6 +400,7 @@ def invoice_list(visit: Visit, store_id: str) -> Response:
         return visit.render("invoices.html", status=400, error=error.message, invoices=[], total=0, **context)
     return visit.render(
         "invoices.html",
+        status=status,
         invoices=found,
         total=total,
         most_counted=MOST_COUNTED,
@@ -396,6 +409,30 @@ def invoice_list(visit: Visit, store_id: str) -> Response:
         next_offset=int(offset) + INVOICES_PER_PAGE if len(found) == INVOICES_PER_PAGE else None,
         **context,
     )
+
+
+# What the Invoices page's form may set: the API's own fields, read and checked by `invoices.create`.
+NEW_INVOICE_FIELDS = ("price", "currency", "orderId", "itemDesc", "buyerEmail")
+
+
+@page("/stores/{store_id}/invoices", methods=("POST",))
+def create_invoice(visit: Visit, store_id: str) -> Response:
+    """An invoice the merchant makes by hand (a sale by phone or mail): its page then shows the link to send."""
+    from chalicelib.messaging import notifications  # as the API saves it, with its invoice_created notification
+
+    store = stores.owned_store(visit.login, store_id)
+    form = {name: visit.request.form.get(name, "").strip() for name in NEW_INVOICE_FIELDS}
+    try:
+        invoice = invoices.create(
+            Caller(identity=None, token=None, page_store=store.store_id),
+            form,
+            base_url=visit.request.base_url,
+            save=notifications.save_created,
+            conflicts=notifications.CREATION_CONFLICTS,
+        )
+    except (BadRequest, ServiceUnavailable) as error:
+        return _invoice_list_page(visit, store, error.status, new_invoice=form, create_error=error.message)
+    return visit.redirect(f"/stores/{store.store_id}/invoices/{invoice.invoice_id}", created="1")
 
 
 @page("/stores/{store_id}/invoices/export")
@@ -431,7 +468,9 @@ def invoice_detail(visit: Visit, store_id: str, invoice_id: str) -> Response:
     store = stores.owned_store(visit.login, store_id)
     invoice = _owned_invoice(store, invoice_id)
     query = visit.request.query_value
-    return _invoice_page(visit, store, invoice, resent=query("resent"), marked=query("marked"))
+    return _invoice_page(
+        visit, store, invoice, resent=query("resent"), marked=query("marked"), created=query("created")
+    )
 
 
 @page("/stores/{store_id}/invoices/{invoice_id}/notifications", methods=("POST",))
@@ -468,11 +507,16 @@ def mark_invoice(visit: Visit, store_id: str, invoice_id: str) -> Response:
 
 def _checkout(visit: Visit, invoice_id: str) -> Response:
     view, store = checkout.find(invoice_id, visit.request.base_url)
+    chosen = language.choose(visit.request.headers.get("accept-language"), store.default_language if store else None)
     return visit.render(
         "checkout.html",
         invoice=view,
         store_name=store.name if store else "",
-        status_region=checkout.status_region(view, store),
+        status_region=checkout.status_region(view, store, chosen),
+        refresh_seconds=checkout.poll_seconds(view),
+        # The page's polls ask for the region in the language the page chose (English: no parameter).
+        status_query={"id": view["id"], **({"lang": chosen} if chosen != language.DEFAULT_LANGUAGE else {})},
+        **language.template_context(chosen),
     )
 
 

@@ -78,13 +78,7 @@ class EsploraClient:
 
     def payments_to(self, address: str, tip_height: int, now: int) -> list[Payment]:
         """The outputs paying `address`, with confirmations counted against `tip_height`."""
-        payments = {}
-        for tx in self.address_transactions(address):
-            try:
-                payments.update(_outputs_to(tx, address, tip_height, now))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise EsploraError(f"malformed transaction in the answer for {address}") from exc
-        return list(payments.values())
+        return payments_in(self.address_transactions(address), address, tip_height, now)
 
     def _get_json_list(self, path: str) -> list[dict]:
         try:
@@ -141,6 +135,17 @@ class EsploraClient:
             self._next_start = start + self._spacing
         if start > now:
             self._sleep(start - now)
+
+
+def payments_in(transactions: list[dict], address: str, tip_height: int, now: int) -> list[Payment]:
+    """The outputs paying `address` in these transactions (an `address_transactions` answer)."""
+    payments = {}
+    for tx in transactions:
+        try:
+            payments.update(_outputs_to(tx, address, tip_height, now))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EsploraError(f"malformed transaction in the answer for {address}") from exc
+    return list(payments.values())
 
 
 def _seconds(header: str | None) -> float | None:

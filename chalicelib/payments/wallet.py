@@ -8,6 +8,7 @@ never spend. embit does all key parsing, derivation and address encoding.
 import hashlib
 import re
 
+import base58
 from embit.bip32 import HARDENED_INDEX
 from embit.descriptor import Descriptor
 from embit.descriptor.arguments import AllowedDerivation, Key, KeyOrigin
@@ -26,6 +27,7 @@ _EXTENDED_PRIVATE_KEY = re.compile(rf"(?<![{_BASE58}])[A-Za-z]prv[{_BASE58}]{{10
 # A hardened step in the path after an extended public key (.../0h/*, .../*', .../<0h;1h>/*). The key
 # origin [fingerprint/84h/0h/0h] comes before the key, where hardened steps are normal, so it never matches.
 _HARDENED_STEP = re.compile(rf"(?<![{_BASE58}])[A-Za-z]pub[{_BASE58}]++[^,)]*?[/<;](?:\d+|\*)['hH]")
+_EXTENDED_PUBLIC_KEY = re.compile(rf"(?<![{_BASE58}])[A-Za-z]pub[{_BASE58}]{{100,}}")
 # Twelve or more plain words: almost certainly seed words, valid or mistyped, and just as secret.
 _RECOVERY_PHRASE = re.compile(r"[A-Za-z]+(?:\s+[A-Za-z]+){11,}")
 
@@ -60,6 +62,10 @@ _NO_WILDCARD = (
 )
 _UNKNOWN_VERSION = "This extended key is not for Bitcoin (unknown version prefix). Give an xpub, ypub or zpub."
 _BARE_MULTISIG = "This is a multisig key (Ypub/Zpub): give the wallet's full multisig output descriptor instead."
+_BAD_KEY_CHECKSUM = (
+    "The extended public key's checksum does not match: a character was mistyped, changed or lost in copying. "
+    "Copy the key from your wallet again."
+)
 _BAD_CHECKSUM = (
     "The descriptor's checksum (the part after '#') does not match, so it was altered or mistyped. "
     "Copy the descriptor from your wallet again."
@@ -93,6 +99,8 @@ class Wallet:
             raise BadRequest(_PRIVATE)
         if _RECOVERY_PHRASE.fullmatch(text):
             raise BadRequest(_SEED_WORDS)
+        if any(not _checksum_matches(key) for key in _EXTENDED_PUBLIC_KEY.findall(text)):
+            raise BadRequest(_BAD_KEY_CHECKSUM)
         try:
             descriptor = _read_descriptor(text)
             _check_keys(descriptor, network)
@@ -133,6 +141,15 @@ class Wallet:
 
     def __str__(self) -> str:
         return self._text
+
+
+def _checksum_matches(key: str) -> bool:
+    """Whether an extended key's last 4 bytes are its base58check checksum (embit says only "invalid")."""
+    try:
+        base58.b58decode_check(key)
+    except ValueError:
+        return False
+    return True
 
 
 def _read_descriptor(text: str) -> Descriptor:

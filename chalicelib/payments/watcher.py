@@ -20,8 +20,9 @@ retried by a later message; it never stops the others.
 import json
 import logging
 import random
+import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -31,7 +32,7 @@ from chalicelib.billing.stores import TARGET_CONFIRMATIONS
 from chalicelib.messaging import notifications
 from chalicelib.models import InvoiceModel, PaymentAttribute, now_ms, watch_partition, watch_partitions
 from chalicelib.payments import rules as payments
-from chalicelib.payments.esplora import EsploraClient, EsploraError
+from chalicelib.payments.esplora import EsploraClient, EsploraError, payments_in
 from chalicelib.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ RETRY_DELAY_SECONDS = 30
 MAX_ATTEMPTS = 3
 MAX_CONFLICTS = 3
 # What an index item carries (InvoicesWatched's projection and keys).
-_PLANNED_ATTRIBUTES = ["invoice_id", "status", "expiration", "checked_after_expiry"]
+_PLANNED_ATTRIBUTES = ["invoice_id", "status", "expiration", "checked_after_expiry", "address"]
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,15 @@ class Watched:
     status: str
     expiration: int
     checked_after_expiry: int | None
+    # Carried to the checker, which asks Esplora about it while it reads the invoice.
+    address: str | None = None
 
 
 @dataclass
 class Plan:
     open: list[str] = field(default_factory=list)
     late: list[str] = field(default_factory=list)
+    addresses: dict[str, str] = field(default_factory=dict)
     # Late checks due but left to a later run by the cap.
     deferred: int = 0
     watched: int = 0
@@ -114,12 +118,13 @@ def watched(network: str | None = None, urgent: bool | None = None) -> Iterator[
                 exclusive_start_key=start,
             )
             for item in page.get("Items", []):
-                checked = item.get("checked_after_expiry")
+                checked, address = item.get("checked_after_expiry"), item.get("address")
                 yield Watched(
                     invoice_id=item["invoice_id"]["S"],
                     status=item["status"]["S"],
                     expiration=int(item["expiration"]["N"]),
                     checked_after_expiry=int(checked["N"]) if checked else None,
+                    address=address["S"] if address else None,
                 )
             start = page.get("LastEvaluatedKey")
             if not start:
@@ -158,11 +163,13 @@ def plan(now: int | None = None, send: bool = True) -> Plan:
     for invoice in watched(settings.bitcoin_network, urgent=True):
         result.watched += 1
         result.open.append(invoice.invoice_id)
+        result.addresses[invoice.invoice_id] = invoice.address
     if send:
-        _queue(result.open, urgent=True)
+        _queue(result.open, True, result.addresses)
     queued = len(result.open)
     for invoice in watched(settings.bitcoin_network, urgent=False):
         result.watched += 1
+        result.addresses[invoice.invoice_id] = invoice.address
         # Made before open invoices had partitions of their own, or not yet moved there.
         if is_open(invoice, now):
             result.open.append(invoice.invoice_id)
@@ -175,13 +182,13 @@ def plan(now: int | None = None, send: bool = True) -> Plan:
     result.late = [invoice.invoice_id for invoice in late[: settings.late_checks_per_run]]
     result.deferred = len(late) - len(result.late)
     if send:
-        _queue(result.open[queued:], urgent=True)
-        _queue(result.late, urgent=False)
+        _queue(result.open[queued:], True, result.addresses)
+        _queue(result.late, False, result.addresses)
     return result
 
 
-def _queue(invoice_ids: list[str], urgent: bool) -> None:
-    messages = [_message(batch, urgent) for batch in _chunks(invoice_ids, CHECK_BATCH)]
+def _queue(invoice_ids: list[str], urgent: bool, addresses: dict[str, str | None]) -> None:
+    messages = [_message(batch, urgent, addresses) for batch in _chunks(invoice_ids, CHECK_BATCH)]
     for group in _chunks(messages, SEND_BATCH):
         _send(group)
 
@@ -190,8 +197,9 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _message(invoice_ids: list[str], urgent: bool, attempt: int = 1) -> str:
-    return json.dumps({"invoices": invoice_ids, "open": urgent, "attempt": attempt})
+def _message(invoice_ids: list[str], urgent: bool, addresses: dict[str, str | None], attempt: int = 1) -> str:
+    known = [addresses.get(invoice_id) for invoice_id in invoice_ids]
+    return json.dumps({"invoices": invoice_ids, "addresses": known, "open": urgent, "attempt": attempt})
 
 
 @lru_cache(maxsize=1)
@@ -211,15 +219,22 @@ def _send(bodies: list[str], delay: int = 0) -> None:
 
 
 def default_client() -> EsploraClient:
+    """This checker's client. A Lambda container runs one checker at a time (`make run` and the bench run
+    them as threads): one client each, whose connections (their TLS set up once) and pacing outlive an
+    invocation."""
     settings = get_settings()
     share = settings.esplora_rate_limit / settings.check_concurrency
-    return _client(settings.esplora_url, settings.esplora_concurrency, share or None, settings.esplora_timeout_seconds)
+    key = (settings.esplora_url, settings.esplora_concurrency, share or None, settings.esplora_timeout_seconds)
+    if getattr(_checker, "key", None) != key:
+        url, concurrency, requests_per_second, timeout = key
+        _checker.client = EsploraClient(
+            url, concurrency=concurrency, requests_per_second=requests_per_second, timeout=timeout
+        )
+        _checker.key = key
+    return _checker.client
 
 
-@lru_cache(maxsize=4)
-def _client(url: str, concurrency: int, requests_per_second: float | None, timeout: float) -> EsploraClient:
-    # One per process: its connections (and their TLS sessions) and its pacing outlive an invocation.
-    return EsploraClient(url, concurrency=concurrency, requests_per_second=requests_per_second, timeout=timeout)
+_checker = threading.local()
 
 
 def handle_messages(
@@ -228,17 +243,22 @@ def handle_messages(
     """A checker's work for (message id, body) pairs: the ids of the messages SQS must deliver again, and what
     the checks did. Open invoices are checked first; failed ones go back to the queue in a new message.
     """
-    batches = []
+    batches, addresses = [], {}
     for message_id, body in messages:
         try:
             parsed = json.loads(body)
-            batches.append(
-                (message_id, [str(i) for i in parsed["invoices"]], bool(parsed["open"]), int(parsed["attempt"]))
-            )
+            invoice_ids = [str(i) for i in parsed["invoices"]]
+            batches.append((message_id, invoice_ids, bool(parsed["open"]), int(parsed["attempt"])))
         except (ValueError, TypeError, KeyError):
             logger.error("dropping a malformed check message: %.200s", body)
+            continue
+        # Messages queued before the plan carried addresses have none: their invoices are read first.
+        known = parsed.get("addresses")
+        if isinstance(known, list):
+            addresses.update((i, a) for i, a in zip(invoice_ids, known, strict=False) if isinstance(a, str))
     batches.sort(key=lambda batch: not batch[2])
-    report = check([invoice_id for _, invoice_ids, _, _ in batches for invoice_id in invoice_ids], now, client)
+    invoice_ids = [invoice_id for _, invoice_ids, _, _ in batches for invoice_id in invoice_ids]
+    report = check(invoice_ids, now, client, addresses)
     failed = set(report.failed)
     redeliver = []
     for message_id, invoice_ids, urgent, attempt in batches:
@@ -249,15 +269,21 @@ def handle_messages(
             logger.warning("giving up on checking %s until the next plan", retry)
             continue
         try:
-            _send([_message(retry, urgent, attempt + 1)], delay=RETRY_DELAY_SECONDS)
+            _send([_message(retry, urgent, addresses, attempt + 1)], delay=RETRY_DELAY_SECONDS)
         except Exception:
             logger.exception("could not queue the retry of %s", retry)
             redeliver.append(message_id)
     return redeliver, report
 
 
-def check(invoice_ids: list[str], now: int | None = None, client: EsploraClient | None = None) -> Report:
-    """Check these invoices at `now` (ms, the current time unless given), in this order."""
+def check(
+    invoice_ids: list[str],
+    now: int | None = None,
+    client: EsploraClient | None = None,
+    addresses: dict[str, str] | None = None,
+) -> Report:
+    """Check these invoices at `now` (ms, the current time unless given), in this order. Esplora is asked
+    about the `addresses` the plan knew while the invoices are read, so its requests start at once."""
     settings = get_settings()
     now = now if now is not None else now_ms()
     client = client or default_client()
@@ -266,28 +292,39 @@ def check(invoice_ids: list[str], now: int | None = None, client: EsploraClient 
     invoice_ids = list(dict.fromkeys(invoice_ids))
     if not invoice_ids:
         return report
-    try:
-        tip = client.tip_height()
-    except EsploraError as exc:
-        # Expiry is still decided from the clock (and notified); payments wait for an answer.
-        logger.warning("esplora unavailable, expiring from the clock only: %s", exc)
-        tip = None
-    try:
-        # Eventually consistent, at half the price: every write is conditioned on the version read, so a
-        # stale copy can only lose its write and be read again (consistently) before it is worked out anew.
-        found = {invoice.invoice_id: invoice for invoice in InvoiceModel.batch_get(invoice_ids, consistent_read=False)}
-    except PynamoDBException as exc:
-        logger.warning("could not read the invoices to check: %s", exc)
-        report.errors, report.failed = len(invoice_ids), list(invoice_ids)
-        return report
-    # An invoice leaves the watch after its message was sent: nothing to do.
-    due = [found[invoice_id] for invoice_id in invoice_ids if invoice_id in found]
-    due = [invoice for invoice in due if invoice.watch_network is not None]
-
+    addresses = addresses or {}
     # Each worker mostly waits on HTTP; the client's own semaphore bounds requests in flight, and the
-    # extra workers keep those slots busy while others write to DynamoDB.
+    # extra workers keep those slots busy while others read from and write to DynamoDB.
     with ThreadPoolExecutor(max_workers=2 * settings.esplora_concurrency) as pool:
-        results = list(pool.map(lambda invoice: _check(invoice, client, tip, now), due))
+        tip_asked = pool.submit(client.tip_height)
+        asked = {i: pool.submit(client.address_transactions, addresses[i]) for i in invoice_ids if i in addresses}
+        try:
+            # Eventually consistent, at half the price: every write is conditioned on the version read, so a
+            # stale copy can only lose its write and be read again (consistently) before it is worked out anew.
+            read = InvoiceModel.batch_get(invoice_ids, consistent_read=False)
+            found = {invoice.invoice_id: invoice for invoice in read}
+        except PynamoDBException as exc:
+            logger.warning("could not read the invoices to check: %s", exc)
+            report.errors, report.failed = len(invoice_ids), list(invoice_ids)
+            _cancel(asked)
+            return report
+        try:
+            tip = tip_asked.result()
+        except EsploraError as exc:
+            # Expiry is still decided from the clock (and notified); payments wait for an answer, and
+            # the questions not yet sent are not sent to a server that does not answer.
+            logger.warning("esplora unavailable, expiring from the clock only: %s", exc)
+            tip = None
+            _cancel(asked)
+        # An invoice leaves the watch after its message was sent: nothing to do.
+        due = [found[invoice_id] for invoice_id in invoice_ids if invoice_id in found]
+        due = [invoice for invoice in due if invoice.watch_network is not None]
+
+        def work(invoice: InvoiceModel) -> tuple[str, int]:
+            early = asked.get(invoice.invoice_id) if addresses.get(invoice.invoice_id) == invoice.address else None
+            return _check(invoice, client, tip, now, early)
+
+        results = list(pool.map(work, due))
     for invoice, (outcome, conflicts) in zip(due, results, strict=True):
         report.conflicts += conflicts
         if outcome == "error":
@@ -299,12 +336,21 @@ def check(invoice_ids: list[str], now: int | None = None, client: EsploraClient 
     return report
 
 
-def _check(invoice: InvoiceModel, client: EsploraClient, tip: int | None, now: int) -> tuple[str, int]:
-    """What became of the invoice ("changed", "unchanged" or "error"), and how many writes were redone."""
+def _cancel(asked: dict[str, Future]) -> None:
+    for answer in asked.values():
+        answer.cancel()
+
+
+def _check(
+    invoice: InvoiceModel, client: EsploraClient, tip: int | None, now: int, asked: Future | None = None
+) -> tuple[str, int]:
+    """What became of the invoice ("changed", "unchanged" or "error"), and how many writes were redone.
+    `asked`, when given, is the answer about its address already requested."""
     seen = None
     try:
         if tip is not None:
-            seen = client.payments_to(invoice.address, tip, now)
+            transactions = asked.result() if asked is not None else client.address_transactions(invoice.address)
+            seen = payments_in(transactions, invoice.address, tip, now)
     except EsploraError as exc:
         logger.warning("invoice %s not checked: %s", invoice.invoice_id, exc)
     try:

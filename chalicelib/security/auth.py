@@ -35,20 +35,31 @@ class Caller:
     token: TokenModel | None
     # A store that lets anyone create invoices, for a caller with no credentials at all.
     public_store: str | None = None
+    # The store of a merchant signed in to the pages (who acts as its merchant facade, without a token).
+    page_store: str | None = None
 
     def __post_init__(self) -> None:
         # Every way of authenticating ends here: the request's log line names the store it acted for.
-        request_log.note_store(self.token.store_id if self.token is not None else self.public_store)
+        request_log.note_store(self.token.store_id if self.token is not None else self.page_store or self.public_store)
 
     @property
     def store_id(self) -> str:
-        store_id = self.token.store_id if self.token is not None else self.public_store
+        store_id = self.token.store_id if self.token is not None else self.page_store or self.public_store
         assert store_id is not None
         return store_id
 
     @property
     def facade(self) -> str:
-        return self.token.facade if self.token else "public"
+        if self.token is not None:
+            return self.token.facade
+        return "merchant" if self.page_store else "public"
+
+    @property
+    def token_reference(self) -> str:
+        """What an invoice records as the token that made it ("pages" and "public" are never a token's value)."""
+        if self.token is not None:
+            return self.token.token
+        return "pages" if self.page_store else "public"
 
 
 def _bases(request: ApiRequest) -> list[str]:

@@ -18,7 +18,7 @@ function enableCopyButtons(root) {
         field.remove();
       }
       const label = button.textContent;
-      button.textContent = "Copied";
+      button.textContent = button.dataset.copied || "Copied";
       setTimeout(() => { button.textContent = label; }, 1500);
     });
   }
