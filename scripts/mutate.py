@@ -87,7 +87,7 @@ MODULES = {
             " or tax_included or no_price",
         ),
         skip_lines=(
-            r"^\s+(token|facade|invoice_token|store_status|store_order_id|store_item_code|base_url|watch_network)=",
+            r"^\s+(token|facade|invoice_token|store_status|store_order_id|store_item_code|store_buyer_email|base_url|watch_network)=",
             r"^\s+\*\*\{$",
             r"^\s+\"(tax_included|buyer)\": ",
             r"^\s+status = \"new\"$",
