@@ -12,6 +12,7 @@ import pytest
 from pynamodb.exceptions import PutError
 
 from chalicelib.billing import invoices, stores
+from chalicelib.errors import BadRequest
 from chalicelib.messaging import notifications
 from chalicelib.models import InvoiceModel
 from chalicelib.security.auth import Caller
@@ -92,3 +93,33 @@ EXPIRATION = 1_700_000_900_000
 def test_an_unpaid_invoice_shows_expired_from_a_millisecond_after_its_expiration(status, now, shown):
     """Caught: `>=` for `>`, the status compared with `!=`, and the condition or the result changed."""
     assert invoices.current_status(InvoiceModel("i", status=status, expiration=EXPIRATION), now) == shown
+
+
+@pytest.mark.parametrize(("tax", "kept"), [("", 0), ("0", 0), ("0.5", Decimal("0.5")), ("10", 10)])
+def test_tax_included_from_none_or_zero_up_to_the_whole_price_is_kept(tax, kept):
+    """Caught: `1 <=` or `0 <` for `0 <=`, `< price` for `<= price`, and empty text not read as none."""
+    assert invoices.parse_request({"price": "10", "currency": "USD", "taxIncluded": tax})["tax_included"] == kept
+
+
+@pytest.mark.parametrize("price", [True, [10], {"amount": 10}])
+def test_a_price_that_is_no_number_at_all_is_refused_as_such(price):
+    """Caught: `and` for `or` (a boolean or a list read as text, and refused as badly written digits)."""
+    with pytest.raises(BadRequest) as refused:
+        invoices.parse_request({"price": price, "currency": "USD"})
+    assert str(refused.value) == "price must be a number"
+
+
+def test_a_price_of_exactly_the_maximum_is_taken_and_a_hundredth_more_refused():
+    """Caught: `>=` for `>`."""
+    assert invoices.parse_request({"price": "1000000000000", "currency": "USD"})["price"] == invoices.MAX_PRICE
+    with pytest.raises(BadRequest) as refused:
+        invoices.parse_request({"price": "1000000000000.01", "currency": "USD"})
+    assert str(refused.value) == "price is too large"
+
+
+@pytest.mark.parametrize("price", [0, "0", "0.00", "-0"])
+def test_a_price_of_nothing_is_refused_as_such(price):
+    """Caught: `price < 0` for `price <= 0` (nothing priced would be refused as below the dust limit)."""
+    with pytest.raises(BadRequest) as refused:
+        invoices.parse_request({"price": price, "currency": "USD"})
+    assert str(refused.value) == "price must be greater than 0"
