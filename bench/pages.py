@@ -114,7 +114,13 @@ def main() -> None:
     def render_checkout() -> str:
         return (
             Visit(request)
-            .render("checkout.html", invoice=view, store_name="Shop", status_region=checkout.status_region(view, None))
+            .render(
+                "checkout.html",
+                invoice=view,
+                store_name="Shop",
+                status_region=checkout.status_region(view, None),
+                status_query={"id": view["id"]},
+            )
             .body
         )
 

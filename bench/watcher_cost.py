@@ -59,6 +59,11 @@ def main() -> None:
     from tests.conftest import BIP84_ZPUB
     from tests.payments_support import ESPLORA_PORT, FakeClock
 
+    # The suite's modules point the environment at their own moto server: back to this one.
+    os.environ.update(
+        {"DYNAMODB_ENDPOINT": MOTO, "AWS_ENDPOINT_URL_SQS": MOTO, "CHECKS_QUEUE": "paylambda-bench-checks"}
+    )
+
     create_tables()
     users.create_user("bench", "correct horse battery")
     store = stores.create_store("bench", "Bench shop", "USD", wallet=BIP84_ZPUB)
