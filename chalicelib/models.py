@@ -429,7 +429,7 @@ class InvoicesByItemCode(GlobalSecondaryIndex):
 class InvoicesByBuyerEmail(GlobalSecondaryIndex):
     """Sparse: only invoices with a buyer email carry `store_buyer_email` ("store#email", in lower case)."""
 
-    Meta = _index_meta("store-buyer-email-index")
+    Meta = _index_meta("store-buyer-email-index", IncludeProjection(["status", "exception_status"]))
     store_buyer_email = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 
