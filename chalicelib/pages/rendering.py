@@ -3,9 +3,11 @@
 A `Visit` is one browser request and whoever is signed in. Route handlers
 render and redirect through it, so every link, form action, redirect and
 static URL carries the service's public base (with its path prefix), every
-form its CSRF token, and every response the same security headers.
+form its CSRF token, and every response the same security headers (the checkout, which carries its
+stylesheet and script, its own Content-Security-Policy).
 """
 
+import base64
 import functools
 import hashlib
 import logging
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlencode
 
 from chalice import Response
@@ -29,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
+_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 SESSION_COOKIE = "paylambda_session"
 # OWASP's device cookie: this browser once signed in to an account (see chalicelib.security.sessions).
 DEVICE_COOKIE = "paylambda_device"
@@ -37,28 +41,59 @@ LOGIN_CSRF_COOKIE = "paylambda_login_csrf"
 DEFAULT_PAGE = "/stores"
 CSRF_FIELD = "csrf_token"
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        # For a checkout page polling its invoice's status.
-        "connect-src 'self'",
-        "form-action 'self'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-    ]
+
+def _policy(scripts: str, styles: str) -> str:
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {scripts}",
+            f"style-src {styles}",
+            "img-src 'self' data:",
+            # For a checkout page polling its invoice's status.
+            "connect-src 'self'",
+            "form-action 'self'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+class StaticFile(NamedTuple):
+    content: str
+    content_type: str
+    # In the URL pages link it with, so that a new version is a new URL.
+    version: str
+    # What a Content-Security-Policy names to allow this very content inline in a page.
+    hash_source: str
+
+
+def _read_static_files() -> dict[str, StaticFile]:
+    files = {}
+    for path in STATIC_DIR.iterdir():
+        if path.suffix in _STATIC_TYPES:
+            content = path.read_text()
+            digest = hashlib.sha256(content.encode()).digest()
+            hash_source = f"'sha256-{base64.b64encode(digest).decode()}'"
+            files[path.name] = StaticFile(content, _STATIC_TYPES[path.suffix], digest.hex()[:12], hash_source)
+    return files
+
+
+_STATIC_FILES = _read_static_files()
+CONTENT_SECURITY_POLICY = _policy("'self'", "'self'")
+# The checkout carries its stylesheet and script in the page: a buyer's browser seldom has them cached,
+# and each file would be one more API request per invoice. Only these contents may run, by their
+# hashes: no other inline script or style, and no file, not even this site's.
+CHECKOUT_CONTENT_SECURITY_POLICY = _policy(
+    _STATIC_FILES["paylambda.js"].hash_source, _STATIC_FILES["paylambda.css"].hash_source
 )
+# Every response's, with its Content-Security-Policy.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     # A year of HTTPS only: a browser that once saw a page never sends its session cookie in clear.
     "Strict-Transport-Security": HSTS,
 }
-_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 _ERROR_TITLES = {
     400: "This cannot be done",
     401: "Please sign in",
@@ -114,19 +149,15 @@ def render_fragment(template: str, **context) -> str:
     return _environment().get_template(template).render(**context)
 
 
-@functools.cache
-def _static_files() -> dict[str, tuple[str, str, str]]:
-    """Every file in `static/`: name -> (content, content type, version)."""
-    files = {}
-    for path in STATIC_DIR.iterdir():
-        if path.suffix in _STATIC_TYPES:
-            content = path.read_text()
-            files[path.name] = (content, _STATIC_TYPES[path.suffix], hashlib.sha256(content.encode()).hexdigest()[:12])
-    return files
+def static_file(name: str) -> StaticFile | None:
+    return _STATIC_FILES.get(name)
 
 
-def static_file(name: str) -> tuple[str, str, str] | None:
-    return _static_files().get(name)
+def _named_in_template(name: str) -> StaticFile:
+    found = static_file(name)
+    if found is None:
+        raise ValueError(f"no static file {name}")
+    return found
 
 
 def local_path(value: str | None, default: str = DEFAULT_PAGE) -> str:
@@ -164,10 +195,11 @@ class Visit:
         return self.request.base_url + path + ("?" + urlencode(query) if query else "")
 
     def static(self, name: str) -> str:
-        found = static_file(name)
-        if found is None:
-            raise ValueError(f"no static file {name}")
-        return self.url(f"/static/{name}", v=found[2])
+        return self.url(f"/static/{name}", v=_named_in_template(name).version)
+
+    def inline(self, name: str) -> str:
+        """A static file's content, for a page that carries it (allowed by CHECKOUT_CONTENT_SECURITY_POLICY)."""
+        return _named_in_template(name).content
 
     @property
     def csrf_token(self) -> str:
@@ -216,16 +248,25 @@ class Visit:
 
     # Responses
 
-    def _response(self, body: str, status: int, headers: dict[str, str]) -> Response:
-        headers = {**headers, **SECURITY_HEADERS}
+    def _response(
+        self, body: str, status: int, headers: dict[str, str], policy: str = CONTENT_SECURITY_POLICY
+    ) -> Response:
+        headers = {**headers, **SECURITY_HEADERS, "Content-Security-Policy": policy}
         if self._cookies:
             headers["Set-Cookie"] = list(self._cookies)
         return Response(body=body, status_code=status, headers=headers)
 
-    def render(self, template: str, status: int = 200, headers: dict[str, str] | None = None, **context) -> Response:
+    def render(
+        self,
+        template: str,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        policy: str = CONTENT_SECURITY_POLICY,
+        **context,
+    ) -> Response:
         body = _environment().get_template(template).render(visit=self, **context)
         headers = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store", **(headers or {})}
-        return self._response(body, status, headers)
+        return self._response(body, status, headers, policy)
 
     def redirect(self, path: str, **query: str) -> Response:
         return self._response("", 303, {"Location": self.url(path, **query), "Cache-Control": "no-store"})
@@ -243,11 +284,10 @@ class Visit:
         found = static_file(name)
         if found is None:
             return self.error_page(404, "There is no such file.")
-        content, content_type, _ = found
         # Pages link to each file with its version in the query, so a new version is a new URL: a browser
         # never asks again for one it has, not even to revalidate on a reload (immutable).
-        headers = {"Content-Type": content_type, "Cache-Control": "public, max-age=31536000, immutable"}
-        return self._response(content, 200, headers)
+        headers = {"Content-Type": found.content_type, "Cache-Control": "public, max-age=31536000, immutable"}
+        return self._response(found.content, 200, headers)
 
     def error_page(self, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
         title = _ERROR_TITLES.get(status, "Error")
