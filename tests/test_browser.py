@@ -152,7 +152,14 @@ def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_ch
     buyer = _page_with_error_log(buyer_context, errors)
     # The page's own clock, to move it on to its next poll (the region asks every 30 s while awaiting).
     buyer.clock.install()
+    # Nothing cached: the checkout carries its stylesheet and script, so the page is all the browser asks for.
+    requested = []
+    buyer.on("request", lambda request: requested.append(request.url))
     buyer.goto(invoice["url"])
+    # Its stylesheet applies and its script runs (both allowed by their hashes): the checkout's narrow
+    # column, and the copy buttons the script shows.
+    assert buyer.locator("main").evaluate("main => getComputedStyle(main).maxWidth") == "448px"
+    assert buyer.locator("button.copy").first.is_visible()
     qr = buyer.locator("svg.qr")
     assert qr.is_visible()
     assert _decode_qr(qr.screenshot()) == [invoice["paymentUrls"]["BIP21"]]
@@ -181,6 +188,7 @@ def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_ch
     paid.wait_for(timeout=15_000)
     assert buyer.evaluate("window.notReloaded") is True
     assert status_requests and status_requests[0] == f"{api_url}/invoice/status?id={invoice['id']}"
+    assert requested[0] == invoice["url"] and set(requested[1:]) == {status_requests[0]}
     assert buyer.locator("svg.qr").count() == 0
     buyer.screenshot(path=screenshots / "checkout-paid-phone.png", full_page=True)
     violations += _axe_violations(buyer, axe_source)

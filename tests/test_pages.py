@@ -3,6 +3,8 @@
 Every test runs at the root and under the `/api` prefix (the `api_url` fixture).
 """
 
+import base64
+import hashlib
 import html
 import re
 import uuid
@@ -624,7 +626,6 @@ def test_every_page_forbids_framing_and_inline_script(api_url, merchant, store, 
         f"{api_url}/account/password",
         approval_url(api_url, pairing_request(api_url)[1]),
         approval_url(api_url, "unknown"),
-        invoice["url"],
         f"{api_url}/stores/nope",
     ]
     for url in urls:
@@ -641,6 +642,34 @@ def test_every_page_forbids_framing_and_inline_script(api_url, merchant, store, 
         for asset in re.findall(r'(?:href|src)="([^"]+/static/[^"]+)"', page.text):
             assert asset.startswith(f"{api_url}/static/")
             assert merchant.get(html.unescape(asset)).status_code == 200
+
+
+def _hash_source(content: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(content.encode()).digest()).decode() + "'"
+
+
+def test_the_checkout_carries_its_stylesheet_and_script_and_allows_only_them_by_their_hashes(
+    api_url, merchant, invoice
+):
+    page = merchant.get(invoice["url"])
+
+    assert page.status_code == 200 and page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "/static/" not in page.text and '<link rel="stylesheet"' not in page.text
+    (style,) = re.findall(r"<style>(.*?)</style>", page.text, re.DOTALL)
+    (script,) = re.findall(r"<script>(.*?)</script>", page.text, re.DOTALL)
+    # The very files the merchant pages link: one source.
+    assert style == merchant.get(f"{api_url}/static/paylambda.css").text
+    assert script == merchant.get(f"{api_url}/static/paylambda.js").text
+    directives = dict(directive.split(" ", 1) for directive in page.headers["Content-Security-Policy"].split("; "))
+    assert directives["script-src"] == _hash_source(script)
+    assert directives["style-src"] == _hash_source(style)
+    assert directives["default-src"] == "'none'" and directives["frame-ancestors"] == "'none'"
+    assert directives["connect-src"] == "'self'" and directives["form-action"] == "'self'"
+    assert not re.search(r"<[^>]+\s(?:style|on[a-z]+)=", page.text)
+    # Its polls answer the status region alone.
+    region = merchant.get(f"{api_url}/invoice/status?id={invoice['id']}").json()["statusRegion"]
+    assert "<script" not in region and "<style" not in region and len(region) < 5_000
 
 
 def test_static_files(api_url):

@@ -78,7 +78,7 @@ def test_a_signature_over_another_base_url_is_refused(client, merchant_token):
     assert "Invalid signature" in body["error"]
 
 
-def test_the_checkout_page_and_its_poll_link_to_the_public_url(client, merchant_token):
+def test_the_pages_their_static_files_and_the_checkouts_poll_link_to_the_public_url(client, merchant_token):
     from tests.lambda_events import LambdaContext, proxy_event
 
     invoice = _create_invoice(client, merchant_token)[1]["data"]
@@ -90,11 +90,13 @@ def test_the_checkout_page_and_its_poll_link_to_the_public_url(client, merchant_
     assert page["statusCode"] == 200, page["body"][:300]
     assert page["headers"]["Content-Type"].startswith("text/html")
     base = client.deployment.client_base_url
-    assert f'href="{base}/static/paylambda.css?v=' in page["body"]
     assert f'data-status-url="{base}/invoice/status?id={invoice["id"]}"' in page["body"]
     poll = proxy_event(client.deployment, "GET", "/invoice/status", query=[("id", invoice["id"])])
     answer = client.app(poll, LambdaContext("APIHandler", 30))
     assert answer["statusCode"] == 200 and json.loads(answer["body"])["status"] == "new"
+    # The checkout carries its stylesheet; the merchant's pages link it.
+    login = client.app(proxy_event(client.deployment, "GET", "/login"), LambdaContext("APIHandler", 30))
+    assert f'href="{base}/static/paylambda.css?v=' in login["body"]
 
 
 def _cookies(response: dict) -> dict[str, str]:

@@ -18,7 +18,7 @@ from chalicelib.billing.invoices import EXCEPTION_STATUSES
 from chalicelib.errors import BadRequest, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized
 from chalicelib.models import now_ms
 from chalicelib.pages import checkout, language
-from chalicelib.pages.rendering import Visit, local_path
+from chalicelib.pages.rendering import CHECKOUT_CONTENT_SECURITY_POLICY, Visit, local_path
 from chalicelib.security import api_keys, sessions, tokens
 from chalicelib.security.auth import Caller
 from chalicelib.security.identity import InvalidKey, is_valid_sin, sin_from_public_key
@@ -510,6 +510,7 @@ def _checkout(visit: Visit, invoice_id: str) -> Response:
     chosen = language.choose(visit.request.headers.get("accept-language"), store.default_language if store else None)
     return visit.render(
         "checkout.html",
+        policy=CHECKOUT_CONTENT_SECURITY_POLICY,
         invoice=view,
         store_name=store.name if store else "",
         status_region=checkout.status_region(view, store, chosen),
