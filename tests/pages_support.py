@@ -59,6 +59,8 @@ def post_form(session: requests.Session, form_url: str, action_url: str, **field
 
 
 def visible_text(markup: str) -> str:
+    """The text a browser shows: not the checkout's inline stylesheet and script."""
+    markup = re.sub(r"<(script|style)>.*?</\1>", " ", markup, flags=re.DOTALL)
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", markup)).split())
 
 
