@@ -199,16 +199,18 @@ def query_read_only(
     never those skipped.
 
     `keep` chooses among the items read, on what the index does not carry: `limit` and `skip` then
-    count the items kept, those skipped are read too, and the index is read a BatchGetItem's worth
-    at least at a time so that a page whose first items are not kept takes few round trips.
+    count the items kept, and those skipped are read too.
     """
     model._get_connection()  # puts the table's schema on the shared connection
     connection = raw_connection()
     start = query.pop("exclusive_start_key", None)
     index = next((i for i in _indexes(model) if i.Meta.index_name == query.get("index_name")), None)
     whole = index is None or index.Meta.projection.projection_type == "ALL"
+    asked = 0
     while limit > 0:
-        asked = limit if keep is None else max(limit, _BATCH_GET_KEYS)
+        # With `keep`: as many as still wanted (none read for nothing when all are kept), twice as
+        # many each time too few were (few round trips when few are), a BatchGetItem's worth at most.
+        asked = limit if keep is None else min(max(limit, 2 * asked), _BATCH_GET_KEYS)
         page = connection.query(model.Meta.table_name, limit=asked, exclusive_start_key=start, **query)
         items = page.get("Items", [])
         if keep is None:

@@ -300,15 +300,15 @@ def test_an_invoices_life_never_rewrites_its_order_item_and_email_index_copies(m
         assert not changed & (keys | set(projection.get("NonKeyAttributes", ()))), name
 
 
-# More than one index page of the invoices read by key to be filtered (query_read_only reads 100 at a time).
-_FILTERED_OUT, _MATCHING = 110, 6
+# Several index pages of invoices read by key and filtered out before the first kept.
+_FILTERED_OUT, _MATCHING = 30, 6
 
 
 @pytest.fixture
 def mostly_expired(merchant) -> dict[str, list[str]]:
     """Invoices of one order, item and buyer: the newest `_FILTERED_OUT` expired, the oldest `_MATCHING`
     paid; their ids by status, newest first. Copies of one made over HTTP, written straight to the table
-    (as the watcher leaves them, not watched any more): a hundred invoices paid on the chain take too long."""
+    (as the watcher leaves them, not watched any more): dozens paid on the chain would take too long."""
     made = InvoiceModel.get(create(merchant, "2024-01-01T00:00:00", orderId="A", itemCode="MUG", buyerEmail="a@b.c"))
     made_ids = {"expired": [], "paid": []}
     with InvoiceModel.batch_write() as batch:
