@@ -523,7 +523,7 @@ def search(store_id: str, params: dict[str, str]) -> list[SimpleNamespace]:
     offset = _whole_number(params.get("offset"), "offset", 0, MAX_OFFSET)
     start = _start_key(params["next"], query["index"], query["key"]) if params.get("next") else None
     # Skipped as they stream past on the index: a deep offset costs index reads, not memory nor item
-    # reads (but for the invoices read to be filtered by key).
+    # reads (but when the invoices read by key are filtered: the skipped ones are read too).
     return list(_read_only(query, offset + limit, start, skip=offset))
 
 
@@ -533,7 +533,8 @@ def matching(store_id: str, params: dict[str, str], most: int) -> list[SimpleNam
 
 
 def count(store_id: str, params: dict[str, str], most: int) -> int:
-    """How many invoices match, counting at most `most` (a Query that returns no items, never a Scan)."""
+    """How many invoices match, counting at most `most` (a Query that returns no items, or when the
+    index does not carry what is filtered on, the invoices read by key; never a Scan)."""
     query = _query(store_id, params)
     if query["keep"]:
         return sum(1 for _ in _read_only(query, most))
