@@ -7,6 +7,9 @@ invoices of one store (a third with payments, all with a buyer), then times
 `invoices.search(store, {})` and the `full_view` of each invoice found, as GET /invoices does,
 in this process's CPU time (user + system; the load on the machine stretches waits, not work).
 Median of --runs pages. Target (issue 13): at most 15 ms.
+
+Then the same for a search by the buyer's email and a status: the email index carries no status, so
+all 100 are read by key and decoded, and the 17 paid ones kept (the same target).
 """
 
 import argparse
@@ -25,6 +28,8 @@ from _figures import figure  # noqa: E402
 TARGET_MS = 15.0
 # Measured before the thin decode (pynamodb's Model.query and from_raw_data): median of 30 on the dev box.
 BASELINE_MS = 70.3
+# Measured while the email index carried status (its Query's filter kept 17, only those read): median of 15.
+FILTERED_BASELINE_MS = 5.3
 PAGE = 100
 
 
@@ -88,6 +93,7 @@ def fill(store_id: str) -> None:
                     payments=payments,
                     store_status=f"{store_id}#{status}",
                     store_order_id=f"{store_id}#order-{i}",
+                    store_buyer_email=f"{store_id}#ann@example.com",
                 )
             )
 
@@ -116,23 +122,36 @@ def main() -> int:
         create_tables()
         fill("bench-store")
 
-        def page() -> float:
+        def page(params: dict[str, str], expected: int) -> float:
             started = time.process_time()
-            found = invoices.search("bench-store", {})
+            found = invoices.search("bench-store", params)
             views = [invoices.full_view(invoice, "https://pay.example.com") for invoice in found]
             elapsed = time.process_time() - started
-            assert len(views) == PAGE, len(views)
+            assert len(views) == expected, len(views)
             return elapsed * 1000
 
-        page()
-        median = statistics.median(page() for _ in range(args.runs))
+        medians = {}
+        for name, params, expected, baseline in (
+            ("search page of 100", {}, PAGE, BASELINE_MS),
+            (
+                "buyer email + status page",
+                {"buyerEmail": "ann@example.com", "status": "paid"},
+                17,
+                FILTERED_BASELINE_MS,
+            ),
+        ):
+            page(params, expected)
+            medians[name] = statistics.median(page(params, expected) for _ in range(args.runs)), baseline
     finally:
         server.kill()
-    print(f"search page of {PAGE} invoices (Query + decode + full_view), CPU, median of {args.runs}")
-    print(f"  {median:6.1f} ms   target <= {TARGET_MS:.0f} ms   baseline {BASELINE_MS:.1f} ms")
-    met = median <= TARGET_MS
-    method = f"search + full_view of {PAGE} in-process, CPU, median of {args.runs}, moto apart"
-    figure("search page of 100", f"{median:.1f} ms", f"<= {TARGET_MS:.0f} ms", f"{BASELINE_MS:.1f} ms", met, method)
+    met = True
+    for name, (median, baseline_ms) in medians.items():
+        print(f"{name} (Query + decode + full_view), CPU, median of {args.runs}")
+        baseline = f"{baseline_ms:.1f} ms"
+        print(f"  {median:6.1f} ms   target <= {TARGET_MS:.0f} ms   baseline {baseline}")
+        method = f"search + full_view of {PAGE} read in-process, CPU, median of {args.runs}, moto apart"
+        figure(name, f"{median:.1f} ms", f"<= {TARGET_MS:.0f} ms", baseline, median <= TARGET_MS, method)
+        met = met and median <= TARGET_MS
     return 0 if met else 1
 
 

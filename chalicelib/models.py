@@ -188,28 +188,45 @@ def read_only(model: type, item: dict[str, dict]) -> SimpleNamespace:
     return record
 
 
-def query_read_only(model: type[Model], limit: int, skip: int = 0, **query: Any) -> Iterator[SimpleNamespace]:
+def query_read_only(
+    model: type[Model], limit: int, skip: int = 0, keep: Callable[[SimpleNamespace], bool] | None = None, **query: Any
+) -> Iterator[SimpleNamespace]:
     """`limit` items of a Query (pynamodb's Connection.query arguments) but the first `skip`, as
     `read_only` records, page after page until the limit or the end.
 
     An index that projects only some attributes answers with keys (and what it filters on): the
     items themselves are then read by key, a BatchGetItem per page, in the index's order, and
     never those skipped.
+
+    `keep` chooses among the items read, on what the index does not carry: `limit` and `skip` then
+    count the items kept, and those skipped are read too.
     """
     model._get_connection()  # puts the table's schema on the shared connection
     connection = raw_connection()
     start = query.pop("exclusive_start_key", None)
     index = next((i for i in _indexes(model) if i.Meta.index_name == query.get("index_name")), None)
     whole = index is None or index.Meta.projection.projection_type == "ALL"
+    asked = 0
     while limit > 0:
-        page = connection.query(model.Meta.table_name, limit=limit, exclusive_start_key=start, **query)
+        # With `keep`: as many as still wanted (none read for nothing when all are kept), twice as
+        # many each time too few were (few round trips when few are), a BatchGetItem's worth at most.
+        asked = limit if keep is None else min(max(limit, 2 * asked), _BATCH_GET_KEYS)
+        page = connection.query(model.Meta.table_name, limit=asked, exclusive_start_key=start, **query)
         items = page.get("Items", [])
-        limit -= len(items)
-        skipped = min(skip, len(items))
-        skip -= skipped
-        kept = items[skipped:]
-        for item in kept if whole else _items_by_key(model, connection, kept):
-            yield read_only(model, item)
+        if keep is None:
+            skipped = min(skip, len(items))
+            skip, limit, items = skip - skipped, limit - skipped, items[skipped:]
+        for item in items if whole else _items_by_key(model, connection, items):
+            record = read_only(model, item)
+            if keep is not None and not keep(record):
+                continue
+            limit -= 1
+            if skip:
+                skip -= 1
+            else:
+                yield record
+            if limit == 0:
+                return
         start = page.get("LastEvaluatedKey")
         if not start:
             return
@@ -398,10 +415,12 @@ class TokenModel(SharedConnectionModel):
         return self.status == self.PENDING and is_expired(self.pairing_expiration)
 
 
-# The search indexes carry only what a Query on them filters on: search reads the invoices
-# themselves by key (query_read_only).
+# The search indexes carry only keys and what a Query on them filters on: search reads the
+# invoices themselves by key (query_read_only).
 # Projecting everything, every write of an invoice (a new confirmation, its version) rewrote each
-# index; now an index is written only when its keys or these few attributes change.
+# index; now an index is written only when its keys or these few attributes change. Those on
+# orderId, itemCode and buyer email carry nothing that changes after creation, so a status change
+# never rewrites them: their searches filter status and exceptionStatus on the invoices read.
 class InvoicesByStore(GlobalSecondaryIndex):
     Meta = _index_meta("store-created-index", IncludeProjection(["exception_status"]))
     store_id = UnicodeAttribute(hash_key=True)
@@ -415,13 +434,13 @@ class InvoicesByStatus(GlobalSecondaryIndex):
 
 
 class InvoicesByOrderId(GlobalSecondaryIndex):
-    Meta = _index_meta("store-order-index", IncludeProjection(["status", "item_code", "exception_status"]))
+    Meta = _index_meta("store-order-index", IncludeProjection(["item_code"]))
     store_order_id = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 
 
 class InvoicesByItemCode(GlobalSecondaryIndex):
-    Meta = _index_meta("store-item-index", IncludeProjection(["status", "exception_status"]))
+    Meta = _index_meta("store-item-index", KeysOnlyProjection())
     store_item_code = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 
@@ -429,7 +448,7 @@ class InvoicesByItemCode(GlobalSecondaryIndex):
 class InvoicesByBuyerEmail(GlobalSecondaryIndex):
     """Sparse: only invoices with a buyer email carry `store_buyer_email` ("store#email", in lower case)."""
 
-    Meta = _index_meta("store-buyer-email-index", IncludeProjection(["status", "exception_status"]))
+    Meta = _index_meta("store-buyer-email-index", KeysOnlyProjection())
     store_buyer_email = UnicodeAttribute(hash_key=True)
     created = NumberAttribute(range_key=True)
 

@@ -239,3 +239,106 @@ def test_a_search_page_shows_each_invoice_exactly_as_fetching_it_alone_does(api_
         for name, value in alone.items():
             assert (name, listed[name]) == (name, value)
             assert type(listed[name]) is type(value), name
+
+
+@root_only
+def test_status_filters_on_order_item_and_email_follow_the_invoices_status(merchant, chain, watch):
+    """The orderId, itemCode and buyer email indexes carry no status: the filter reads each invoice's own."""
+    same = {"orderId": "A", "itemCode": "MUG", "buyer": {"email": "Ann@Example.com"}}
+    older = create(merchant, "2024-03-15T10:00:00", **same)
+    newer = create(merchant, "2024-03-15T11:00:00", **same)
+    keys = ({"orderId": "A"}, {"itemCode": "MUG"}, {"buyerEmail": "ann@example.com"})
+    for key in keys:
+        assert search(merchant, status="new", **key) == [newer, older]
+        assert search(merchant, status="paid", **key) == []
+
+    invoice = InvoiceModel.get(older)
+    chain.pay(invoice.address, 1_000)
+    watch()
+    for key in keys:
+        assert search(merchant, exceptionStatus="paidPartial", **key) == [older]
+    chain.pay(invoice.address, invoice.btc_due_sats - 1_000)
+    watch()
+
+    for key in keys:
+        assert search(merchant, status="new", **key) == [newer]
+        assert search(merchant, status="paid", **key) == [older]
+        assert search(merchant, status="new", limit="1", offset="1", **key) == []
+        # Its exception status cleared (stored as NULL): none, as for one that never had any.
+        assert search(merchant, exceptionStatus="none", **key) == [newer, older]
+        assert search(merchant, exceptionStatus="paidPartial", **key) == []
+    assert search(merchant, exceptionStatus="none") == [newer, older]
+    assert search(merchant, orderId="A", itemCode="MUG", status="paid") == [older]
+    assert search(merchant, orderId="A", itemCode="TEA", status="paid") == []
+
+
+@root_only
+def test_an_invoices_life_never_rewrites_its_order_item_and_email_index_copies(merchant, chain, watch):
+    """What the watcher changes over an invoice's life (status, exceptionStatus, payments, ...) is not
+    projected into these indexes (as the table declares them): a change writes no copy to them."""
+    invoice = InvoiceModel.get(create(merchant, "2024-03-15T10:00:00", orderId="A", itemCode="MUG", buyerEmail="a@b.c"))
+    table = InvoiceModel._get_connection()
+    changed, before = set(), table.get_item(invoice.invoice_id)["Item"]
+    steps = (
+        lambda: chain.pay(invoice.address, 1_000),  # new, paidPartial
+        lambda: chain.pay(invoice.address, invoice.btc_due_sats),  # paid, paidOver
+        lambda: chain.mine(6),  # complete
+    )
+    for step in steps:
+        step()
+        watch()
+        after = table.get_item(invoice.invoice_id)["Item"]
+        changed |= {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
+        before = after
+    assert {"status", "exception_status", "payments"} <= changed and after["status"] == {"S": "complete"}
+
+    indexes = {index["IndexName"]: index for index in table.describe_table()["GlobalSecondaryIndexes"]}
+    for name in ("store-order-index", "store-item-index", "store-buyer-email-index"):
+        projection = indexes[name]["Projection"]
+        assert projection["ProjectionType"] != "ALL", name
+        keys = {key["AttributeName"] for key in indexes[name]["KeySchema"]}
+        assert not changed & (keys | set(projection.get("NonKeyAttributes", ()))), name
+
+
+# Several index pages of invoices read by key and filtered out before the first kept.
+_FILTERED_OUT, _MATCHING = 30, 6
+
+
+@pytest.fixture
+def mostly_expired(merchant) -> dict[str, list[str]]:
+    """Invoices of one order, item and buyer: the newest `_FILTERED_OUT` expired, the oldest `_MATCHING`
+    paid; their ids by status, newest first. Copies of one made over HTTP, written straight to the table
+    (as the watcher leaves them, not watched any more): dozens paid on the chain would take too long."""
+    made = InvoiceModel.get(create(merchant, "2024-01-01T00:00:00", orderId="A", itemCode="MUG", buyerEmail="a@b.c"))
+    made_ids = {"expired": [], "paid": []}
+    with InvoiceModel.batch_write() as batch:
+        for number in range(_FILTERED_OUT + _MATCHING):
+            status = "expired" if number < _FILTERED_OUT else "paid"
+            values = {**made.attribute_values, "invoice_id": f"{made.invoice_id}-{number}"}
+            values |= {"created": at("2024-03-15T12:00:00") - number * 1000, "status": status}
+            values |= {"store_status": f"{made.store_id}#{status}", "watch_network": None, "next_check": None}
+            batch.save(InvoiceModel(**values))
+            made_ids[status].append(values["invoice_id"])
+    return made_ids
+
+
+@root_only
+def test_a_filtered_page_reads_on_past_the_invoices_filtered_out(merchant, mostly_expired):
+    paid = mostly_expired["paid"]
+    for key in ({"orderId": "A"}, {"itemCode": "MUG"}, {"buyerEmail": "A@B.C"}):
+        assert search(merchant, status="paid", limit="3", offset="1", **key) == paid[1:4]
+    first = merchant.get("/invoices", {"itemCode": "MUG", "status": "paid", "limit": "5"}).json()
+    assert search(merchant, itemCode="MUG", status="paid", next=first["next"]) == paid[5:]
+
+
+@root_only
+def test_a_search_filtering_too_many_invoices_by_key_asks_for_dates(merchant, mostly_expired, monkeypatch):
+    from chalicelib.billing import invoices
+
+    monkeypatch.setattr(invoices, "MOST_FILTERED", _FILTERED_OUT)
+
+    response = merchant.get("/invoices", {"itemCode": "MUG", "status": "paid"})
+
+    assert response.status_code == 400
+    assert "narrow the search with dateStart and dateEnd" in response.json()["error"]
+    assert search(merchant, itemCode="MUG", status="expired", limit="1") == mostly_expired["expired"][:1]

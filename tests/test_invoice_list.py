@@ -52,6 +52,9 @@ def test_search_filters_and_the_total(api_url, merchant, store, listed):  # noqa
 
     over = _page(api_url, merchant, store, q="order-a", exceptionStatus="paidOver")
     assert second in over.text and first not in over.text
+    assert "1 invoice" in text_of(over)
+    unpaid_a = _page(api_url, merchant, store, q="order-a", status="new")
+    assert "1 invoice" in text_of(unpaid_a) and first in unpaid_a.text and second not in unpaid_a.text
     plain = _page(api_url, merchant, store, exceptionStatus="none")
     assert "2 invoices" in text_of(plain) and second not in plain.text
 

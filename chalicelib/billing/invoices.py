@@ -13,8 +13,9 @@ from types import SimpleNamespace
 from urllib.parse import quote
 
 import base58
-from pynamodb.constants import NUMBER, STRING
+from pynamodb.constants import NULL, NUMBER, STRING
 from pynamodb.exceptions import PutError
+from pynamodb.expressions.operand import Path
 
 from chalicelib.api import shapes
 from chalicelib.billing.stores import TARGET_CONFIRMATIONS, invoicing_store, reserve_address_index
@@ -419,34 +420,77 @@ def _query(store_id: str, params: dict[str, str]) -> dict:
     exception_status = params.get("exceptionStatus")
     if exception_status and exception_status not in EXCEPTION_STATUSES:
         raise BadRequest(f"exceptionStatus must be one of {', '.join(EXCEPTION_STATUSES)}")
-    remaining = []
     if order_id:
         index, key = InvoiceModel.by_order_id, f"{store_id}#{order_id}"
-        remaining = [(InvoiceModel.status, status), (InvoiceModel.item_code, item_code)]
     elif item_code:
         index, key = InvoiceModel.by_item_code, f"{store_id}#{item_code}"
-        remaining = [(InvoiceModel.status, status)]
     elif buyer_email:
         index, key = InvoiceModel.by_buyer_email, _buyer_email_key(store_id, buyer_email)
-        remaining = [(InvoiceModel.status, status)]
     elif status:
         index, key = InvoiceModel.by_status, f"{store_id}#{status}"
     else:
         index, key = InvoiceModel.by_store, store_id
-    conditions = [attribute == value for attribute, value in remaining if value]
-    if exception_status == "none":
-        conditions.append(InvoiceModel.exception_status.does_not_exist())
-    elif exception_status:
-        conditions.append(InvoiceModel.exception_status == exception_status)
+    # What the index's key has not already chosen, by attribute; None: the invoice has none.
+    wanted = {}
+    if status and index is not InvoiceModel.by_status:
+        wanted["status"] = status
+    if item_code and index is InvoiceModel.by_order_id:
+        wanted["item_code"] = item_code
+    if exception_status:
+        wanted["exception_status"] = None if exception_status == "none" else exception_status
+    # The index filters on what it carries. The orderId, itemCode and buyer email indexes do not
+    # carry what changes over an invoice's life (its status changes would rewrite them): that is
+    # filtered on the invoices read by key.
+    on_index = {name: value for name, value in wanted.items() if _projects(index, name)}
+    on_items = {name: value for name, value in wanted.items() if name not in on_index}
     filter_condition = None
-    for condition in conditions:
+    for condition in map(_condition, on_index.items()):
         filter_condition = condition if filter_condition is None else filter_condition & condition
     return {
         "index": index,
         "key": key,
         "range_key_condition": InvoiceModel.created.between(start, end),
         "filter_condition": filter_condition,
+        "keep": _keeper(on_items) if on_items else None,
     }
+
+
+def _projects(index, name: str) -> bool:
+    projection = index.Meta.projection
+    attr_name = InvoiceModel.get_attributes()[name].attr_name
+    return projection.projection_type == "ALL" or attr_name in (projection.non_key_attributes or ())
+
+
+def _condition(wanted: tuple[str, str | None]) -> object:
+    name, value = wanted
+    attribute = InvoiceModel.get_attributes()[name]
+    if value is None:
+        # An exception status once set and then cleared is stored as NULL: none either.
+        return attribute.does_not_exist() | Path(attribute).is_type(NULL)
+    return attribute == value
+
+
+# Invoices a search reads by key at most to filter them on what its index does not carry
+# (about 5,000 read units and a few seconds); past that the dates must narrow it.
+MOST_FILTERED = 10_000
+
+
+def _keeper(wanted: dict[str, str | None]) -> Callable[[SimpleNamespace], bool]:
+    """Whether an invoice read by key has the `wanted` values: the item's own, never an index's
+    eventually consistent copy of them."""
+    read = 0
+
+    def keep(invoice: SimpleNamespace) -> bool:
+        nonlocal read
+        read += 1
+        if read > MOST_FILTERED:
+            raise BadRequest(
+                f"more than {MOST_FILTERED:,} invoices to filter by status or exceptionStatus: "
+                "narrow the search with dateStart and dateEnd"
+            )
+        return all(getattr(invoice, name) == value for name, value in wanted.items())
+
+    return keep
 
 
 def _read_only(
@@ -457,6 +501,7 @@ def _read_only(
         InvoiceModel,
         most,
         skip,
+        query["keep"],
         hash_key=query["key"],
         index_name=query["index"].Meta.index_name,
         range_key_condition=query["range_key_condition"],
@@ -467,12 +512,18 @@ def _read_only(
 
 
 def search(store_id: str, params: dict[str, str]) -> list[SimpleNamespace]:
-    """The store's invoices, newest first, filtered through the most selective index (for views only)."""
+    """The store's invoices, newest first, filtered through the most selective index (for views only).
+
+    With an orderId, itemCode or buyer email, status and exceptionStatus are those of the invoices
+    read by key (a side benefit: their current values, not an index's lagging copy), read a page of
+    the index after another until the page is full.
+    """
     query = _query(store_id, params)
     limit = _page_size(params)
     offset = _whole_number(params.get("offset"), "offset", 0, MAX_OFFSET)
     start = _start_key(params["next"], query["index"], query["key"]) if params.get("next") else None
-    # Skipped as they stream past on the index: a deep offset costs index reads, not memory nor item reads.
+    # Skipped as they stream past on the index: a deep offset costs index reads, not memory nor item
+    # reads (but when the invoices read by key are filtered: the skipped ones are read too).
     return list(_read_only(query, offset + limit, start, skip=offset))
 
 
@@ -482,8 +533,11 @@ def matching(store_id: str, params: dict[str, str], most: int) -> list[SimpleNam
 
 
 def count(store_id: str, params: dict[str, str], most: int) -> int:
-    """How many invoices match, counting at most `most` (a Query that returns no items, never a Scan)."""
+    """How many invoices match, counting at most `most` (a Query that returns no items, or when the
+    index does not carry what is filtered on, the invoices read by key; never a Scan)."""
     query = _query(store_id, params)
+    if query["keep"]:
+        return sum(1 for _ in _read_only(query, most))
     return query["index"].count(
         query["key"], range_key_condition=query["range_key_condition"], filter_condition=query["filter_condition"],
         limit=most,
