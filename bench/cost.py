@@ -15,9 +15,10 @@ memory in .chalice/config.json), plus its waits: on DynamoDB, on Esplora, on the
 
 The life: created (one POST, with an orderId as shops' plugins send), read back twice by the shop,
 its checkout opened once on a browser without its static files cached and left open 3 minutes,
-watched until done. Paid invoices are paid at once, written at the first check after their expiry
-(which moves them to the waiting watch partitions) and at each of the 6 blocks that confirm them (the
-stored payments carry their confirmations), and get three notifications (paid, confirmed, complete);
+watched until done. Paid invoices are paid at once and mined 10 minutes later, checked on the watcher's
+own schedule (`paid_life`), written at the first check after their expiry (which moves them to the
+waiting watch partitions) and at each check that sees a new confirmation (the stored payments carry
+their confirmations), and get three notifications (paid, confirmed, complete);
 an unpaid one is written twice by the watcher (expired, then off the watch at the window's end): a
 late check that finds nothing writes nothing (watcher.py).
 Targets (issue 13): at most $20 per million invoices with half never paid, $10 with all paid.
@@ -67,8 +68,9 @@ OPEN_CHECKOUT_MINUTES = 3
 SHOP_READS = 2
 # Shops' plugins ask for fullNotifications: paid, confirmed, complete (without it, confirmed only).
 NOTIFICATIONS_WHEN_PAID = 3
-# Blocks that write a paid invoice: each new confirmation, up to the sixth (rules.CONFIRMATIONS_TO_COMPLETE).
-CONFIRMING_BLOCKS = 6
+# A block every 10 minutes on average; an invoice open 15 minutes (the default expiration).
+BLOCK_MINUTES = 10
+OPEN_INVOICE_MINUTES = 15
 # DynamoDB bills a transaction's writes twice; counted so for the indexes it updates too (the
 # conservative reading: AWS's pages say "every item", not whether an index's copy is one).
 TRANSACTION_FACTOR = 2
@@ -115,16 +117,47 @@ def polls_while_open(minutes: int) -> int:
         polls += 1
 
 
+def paid_life() -> tuple[int, int]:
+    """The watcher's checks of an invoice paid at its creation, and its writes of new confirmations alone.
+
+    Run by the watcher's own schedule: every run while open and at the final check, then when
+    `watcher.late_check_due` says so for its status. The payment is mined BLOCK_MINUTES later and gains a
+    confirmation every BLOCK_MINUTES: a check that sees the first makes it confirmed (a status write),
+    the sixth complete (off the watch); a check that sees others writes only the new confirmations.
+    """
+    from chalicelib.billing.stores import TARGET_CONFIRMATIONS
+    from chalicelib.payments import watcher
+    from chalicelib.payments.rules import CONFIRMATIONS_TO_COMPLETE
+    from chalicelib.settings import get_settings
+
+    minute, window = watcher.RUN_INTERVAL_MS, get_settings().monitoring_window_seconds * 1000
+    expiration = OPEN_INVOICE_MINUTES * minute
+    checks, confirmation_writes, recorded = 0, 0, 0
+    for run in range(1, window // minute):
+        confirmations = min(run // BLOCK_MINUTES, CONFIRMATIONS_TO_COMPLETE)
+        status = "confirmed" if confirmations >= TARGET_CONFIRMATIONS["medium"] else "paid"
+        final_check = (OPEN_INVOICE_MINUTES + 1) * minute
+        invoice = watcher.Watched("x", status, expiration, final_check)
+        if run * minute > final_check and not watcher.late_check_due(invoice, run * minute, window):
+            continue
+        checks += 1
+        if confirmations != recorded and confirmations not in (1, CONFIRMATIONS_TO_COMPLETE):
+            confirmation_writes += 1
+        recorded = confirmations
+        if confirmations == CONFIRMATIONS_TO_COMPLETE:
+            break
+    return checks, confirmation_writes
+
+
 def watcher_checks(paid: bool) -> int:
     """Checks of one invoice: every run while open (15 minutes and the final one), then late checks."""
     from chalicelib.payments import watcher
     from chalicelib.settings import get_settings
 
-    window = get_settings().monitoring_window_seconds * 1000
-    open_checks = 15 + 1
     if paid:
-        # Paid at once; confirmed within the hour on average, then done: checked every run until then.
-        return 60
+        return paid_life()[0]
+    window = get_settings().monitoring_window_seconds * 1000
+    open_checks = OPEN_INVOICE_MINUTES + 1
     late = sum(
         watcher.late_check_due(watcher.Watched("x", "expired", 0, 1), age, window)
         for age in range(watcher.RUN_INTERVAL_MS, window + watcher.RUN_INTERVAL_MS, watcher.RUN_INTERVAL_MS)
@@ -302,7 +335,7 @@ def main() -> int:
     paid_writes = [
         (status | {"btc_paid_sats", "payments", "notification_count"}, False, True),  # paid, in the mempool
         (past_expiry | {"version"}, False, False),  # the first check after the expiry
-        *[({"payments", "version"}, False, False)] * (CONFIRMING_BLOCKS - 2),  # blocks 2 to 5
+        *[({"payments", "version"}, False, False)] * paid_life()[1],  # new confirmations the checks see
         (status | {"payments", "notification_count"}, False, True),  # confirmed, at the first block
         (status | {"payments", "notification_count", "watch_network", "next_check"}, True, True),  # complete
     ]

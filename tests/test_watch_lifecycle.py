@@ -125,7 +125,9 @@ def test_a_backlog_larger_than_a_run_never_delays_the_open_invoices(
     assert sorted(plan.open) == sorted(invoice["id"] for invoice in open_ones)
     assert (len(plan.late), plan.deferred) == (2, 3)
     messages = checks_queue.receive_all()
-    assert [json.loads(m["Body"])["open"] for m in messages] == [True, False]
+    # The open ones (a message for each partition page holding some) before the late ones.
+    kinds = [json.loads(m["Body"])["open"] for m in messages]
+    assert kinds[-1] is False and all(kinds[:-1])
     # The checker takes its open invoices first, whatever order the messages come in.
     watcher.handle_messages([(m["MessageId"], m["Body"]) for m in reversed(messages)], clock.now, esplora)
     for message in messages:
@@ -166,11 +168,13 @@ def test_a_throttled_write_in_the_middle_of_a_batch_leaves_the_others_recorded_a
     events.register("before-call.dynamodb.UpdateItem", refuse)
     try:
         watcher.plan(clock.now)
-        [message] = checks_queue.receive_all()
-        redeliver, report = watcher.handle_messages([(message["MessageId"], message["Body"])], clock.now, esplora)
+        # One invocation takes them all (a message for each partition of the watch index holding some).
+        messages = checks_queue.receive_all()
+        redeliver, report = watcher.handle_messages([(m["MessageId"], m["Body"]) for m in messages], clock.now, esplora)
     finally:
         events.unregister("before-call.dynamodb.UpdateItem", refuse)
-    checks_queue.delete(message)
+    for message in messages:
+        checks_queue.delete(message)
 
     assert (report.changed, report.failed, redeliver) == (2, [throttled], [])
     assert [status(invoice) for invoice in created] == [("paid", False), ("new", False), ("paid", False)]
@@ -294,11 +298,23 @@ def test_one_checker_given_both_overlapping_plans_checks_each_invoice_once(shop,
     assert status(created) == ("paid", False)
 
 
-def test_open_invoices_are_queued_before_the_waiting_ones_are_read(shop, chain, watch, clock, checks_queue):
+def test_open_invoices_are_queued_as_their_partitions_are_read_before_the_waiting_ones(
+    shop, chain, watch, clock, checks_queue
+):
     waiting = [shop.create_invoice() for _ in range(2)]
     clock.now = max(invoice["expirationTime"] for invoice in waiting) + 1
     watch()  # their final check: from now on they wait for late payments, apart from the open ones
-    open_invoice = shop.create_invoice()
+    # Two open invoices in different partitions of the watch index.
+    first = shop.create_invoice()
+    second = shop.create_invoice()
+    while models.watch_partition(get_settings().bitcoin_network, second["id"]) == models.watch_partition(
+        get_settings().bitcoin_network, first["id"]
+    ):
+        second = shop.create_invoice()
+    opened = {
+        invoice["id"]: models.watch_partition(get_settings().bitcoin_network, invoice["id"])
+        for invoice in (first, second)
+    }
     calls = []
 
     def query(params, **_):
@@ -318,13 +334,16 @@ def test_open_invoices_are_queued_before_the_waiting_ones_are_read(shop, chain, 
         dynamodb_events.unregister("provide-client-params.dynamodb.Query", query)
         sqs_events.unregister("provide-client-params.sqs.SendMessageBatch", send)
 
-    assert plan.open == [open_invoice["id"]]
+    assert sorted(plan.open) == sorted(opened)
     assert sorted(plan.late) == sorted(invoice["id"] for invoice in waiting)
-    first_send = calls.index(next(call for call in calls if call[0] == "send"))
-    assert calls[first_send][1] == [[open_invoice["id"]]]
-    # Only the open invoices' partitions were read before they were queued.
-    assert all("#open#" in partition for kind, partition in calls[:first_send]) and first_send == 4
-    assert any(kind == "query" and "#open#" not in partition for kind, partition in calls[first_send:])
+    # Each open invoice is queued right after its partition's page is read, before the next partition is.
+    for invoice_id, partition in opened.items():
+        sent = calls.index(("send", [[invoice_id]]))
+        assert calls[sent - 1] == ("query", partition)
+    # Only the open invoices' partitions were read before they were all queued.
+    last_open_send = max(calls.index(("send", [[invoice_id]])) for invoice_id in opened)
+    assert all("#open#" in partition for kind, partition in calls[:last_open_send] if kind == "query")
+    assert any(kind == "query" and "#open#" not in partition for kind, partition in calls[last_open_send:])
 
 
 def test_the_checker_asks_esplora_about_the_planned_addresses_while_it_reads_the_invoices(

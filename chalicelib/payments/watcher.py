@@ -72,7 +72,8 @@ class Watched:
 class Plan:
     open: list[str] = field(default_factory=list)
     late: list[str] = field(default_factory=list)
-    addresses: dict[str, str] = field(default_factory=dict)
+    # The planned invoices' addresses, as the watch index has them (None before it carried them).
+    addresses: dict[str, str | None] = field(default_factory=dict)
     # Late checks due but left to a later run by the cap.
     deferred: int = 0
     watched: int = 0
@@ -99,8 +100,14 @@ class Report:
 
 
 def watched(network: str | None = None, urgent: bool | None = None) -> Iterator[Watched]:
-    """The watched invoices of the network, page by page from each shard of the watch index: the
-    open ones (`urgent`), the waiting ones (not `urgent`), or all, open ones first.
+    """The watched invoices of the network, from each shard of the watch index: the open ones
+    (`urgent`), the waiting ones (not `urgent`), or all, open ones first."""
+    for page in watched_pages(network, urgent):
+        yield from page
+
+
+def watched_pages(network: str | None = None, urgent: bool | None = None) -> Iterator[list[Watched]]:
+    """`watched`, a page of one partition's Query at a time.
 
     The low-level Query answer is read as it is: building model objects for thousands of
     items would cost the planner most of its run.
@@ -117,18 +124,21 @@ def watched(network: str | None = None, urgent: bool | None = None) -> Iterator[
                 attributes_to_get=_PLANNED_ATTRIBUTES,
                 exclusive_start_key=start,
             )
-            for item in page.get("Items", []):
-                checked, address = item.get("checked_after_expiry"), item.get("address")
-                yield Watched(
-                    invoice_id=item["invoice_id"]["S"],
-                    status=item["status"]["S"],
-                    expiration=int(item["expiration"]["N"]),
-                    checked_after_expiry=int(checked["N"]) if checked else None,
-                    address=address["S"] if address else None,
-                )
+            yield [_watched(item) for item in page.get("Items", [])]
             start = page.get("LastEvaluatedKey")
             if not start:
                 break
+
+
+def _watched(item: dict) -> Watched:
+    checked, address = item.get("checked_after_expiry"), item.get("address")
+    return Watched(
+        invoice_id=item["invoice_id"]["S"],
+        status=item["status"]["S"],
+        expiration=int(item["expiration"]["N"]),
+        checked_after_expiry=int(checked["N"]) if checked else None,
+        address=address["S"] if address else None,
+    )
 
 
 def late_interval(age_ms: int, status: str) -> int:
@@ -154,37 +164,42 @@ def late_check_due(invoice: Watched, now: int, window_ms: int) -> bool:
 
 def plan(now: int | None = None, send: bool = True) -> Plan:
     """Pick the invoices due a check at `now` and (unless `send` is false) queue them: the open ones
-    as soon as their partitions are read, then the late ones."""
+    page by page as their partitions are read, so checkers start on the first page, then the late ones."""
     settings = get_settings()
     now = now if now is not None else now_ms()
     window = settings.monitoring_window_seconds * 1000
     result = Plan()
+    for page in watched_pages(settings.bitcoin_network, urgent=True):
+        result.watched += len(page)
+        _take(result.open, result.addresses, page)
+        if send:
+            _queue([invoice.invoice_id for invoice in page], True, result.addresses)
     late: list[Watched] = []
-    for invoice in watched(settings.bitcoin_network, urgent=True):
-        result.watched += 1
-        result.open.append(invoice.invoice_id)
-        result.addresses[invoice.invoice_id] = invoice.address
-    if send:
-        _queue(result.open, True, result.addresses)
-    queued = len(result.open)
+    reopened: list[Watched] = []
     for invoice in watched(settings.bitcoin_network, urgent=False):
         result.watched += 1
-        result.addresses[invoice.invoice_id] = invoice.address
         # Made before open invoices had partitions of their own, or not yet moved there.
         if is_open(invoice, now):
-            result.open.append(invoice.invoice_id)
+            reopened.append(invoice)
         elif late_check_due(invoice, now, window):
             late.append(invoice)
     # Which late ones wait when there are too many is left to chance, so no invoice always does;
     # money waiting for confirmations goes first.
     random.shuffle(late)
     late.sort(key=lambda invoice: invoice.status not in MAX_LATE_INTERVAL_MS)
-    result.late = [invoice.invoice_id for invoice in late[: settings.late_checks_per_run]]
-    result.deferred = len(late) - len(result.late)
+    chosen = late[: settings.late_checks_per_run]
+    result.deferred = len(late) - len(chosen)
+    _take(result.open, result.addresses, reopened)
+    _take(result.late, result.addresses, chosen)
     if send:
-        _queue(result.open[queued:], True, result.addresses)
+        _queue([invoice.invoice_id for invoice in reopened], True, result.addresses)
         _queue(result.late, False, result.addresses)
     return result
+
+
+def _take(planned: list[str], addresses: dict[str, str | None], invoices: list[Watched]) -> None:
+    planned.extend(invoice.invoice_id for invoice in invoices)
+    addresses.update((invoice.invoice_id, invoice.address) for invoice in invoices)
 
 
 def _queue(invoice_ids: list[str], urgent: bool, addresses: dict[str, str | None]) -> None:
