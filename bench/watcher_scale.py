@@ -301,6 +301,8 @@ def bench() -> int:
     from scripts.local_chain import Chain, EsploraServer
     from tests.payments_support import FakeClock
 
+    # tests.payments_support points SQS at the DynamoDB endpoint, as the suite's one moto serves both.
+    os.environ["AWS_ENDPOINT_URL_SQS"] = MOTO_SQS
     create_tables()
     sqs = boto3.client("sqs", region_name="us-east-1")
     # The settings were read before tests.payments_support set the suite's own queue names.

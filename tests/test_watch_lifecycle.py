@@ -299,8 +299,10 @@ def test_one_checker_given_both_overlapping_plans_checks_each_invoice_once(shop,
 
 
 def test_open_invoices_are_queued_as_their_partitions_are_read_before_the_waiting_ones(
-    shop, chain, watch, clock, checks_queue
+    shop, chain, watch, clock, checks_queue, monkeypatch
 ):
+    # A message of one invoice: each page holding one open invoice makes a whole message, queued at once.
+    monkeypatch.setattr(watcher, "CHECK_BATCH", 1)
     waiting = [shop.create_invoice() for _ in range(2)]
     clock.now = max(invoice["expirationTime"] for invoice in waiting) + 1
     watch()  # their final check: from now on they wait for late payments, apart from the open ones

@@ -169,11 +169,19 @@ def plan(now: int | None = None, send: bool = True) -> Plan:
     now = now if now is not None else now_ms()
     window = settings.monitoring_window_seconds * 1000
     result = Plan()
+    queued = 0
     for page in watched_pages(settings.bitcoin_network, urgent=True):
         result.watched += len(page)
         _take(result.open, result.addresses, page)
-        if send:
-            _queue([invoice.invoice_id for invoice in page], True, result.addresses)
+        # Whole messages only, the rest with the next page's: a checker's batch of messages is then as
+        # large as any other's and the checkers finish together.
+        whole = queued + (len(result.open) - queued) // CHECK_BATCH * CHECK_BATCH
+        if send and whole > queued:
+            _queue(result.open[queued:whole], True, result.addresses)
+            queued = whole
+    if send:
+        _queue(result.open[queued:], True, result.addresses)
+        queued = len(result.open)
     late: list[Watched] = []
     reopened: list[Watched] = []
     for invoice in watched(settings.bitcoin_network, urgent=False):
@@ -192,7 +200,7 @@ def plan(now: int | None = None, send: bool = True) -> Plan:
     _take(result.open, result.addresses, reopened)
     _take(result.late, result.addresses, chosen)
     if send:
-        _queue([invoice.invoice_id for invoice in reopened], True, result.addresses)
+        _queue(result.open[queued:], True, result.addresses)
         _queue(result.late, False, result.addresses)
     return result
 
