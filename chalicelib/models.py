@@ -74,6 +74,11 @@ _shared: Connection | None = None
 _raw: Connection | None = None
 
 
+# Connections kept open to DynamoDB (pynamodb's default is 10): a checker writes up to
+# watcher.RECORDERS invoices at once beside its reads, each write on a connection of its own.
+CONNECTIONS = 32
+
+
 def shared_connection() -> Connection:
     """The process's one DynamoDB connection, under every model and every transaction.
 
@@ -85,7 +90,9 @@ def shared_connection() -> Connection:
     with _shared_lock:
         if _shared is None:
             settings = get_settings()
-            connection = Connection(region=settings.region, host=settings.dynamodb_endpoint)
+            connection = Connection(
+                region=settings.region, host=settings.dynamodb_endpoint, max_pool_connections=CONNECTIONS
+            )
             connection.client  # noqa: B018 (builds the session and client now, under the lock)
             _shared = connection
         return _shared

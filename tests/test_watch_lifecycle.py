@@ -371,3 +371,47 @@ def test_the_checker_asks_esplora_about_the_planned_addresses_while_it_reads_the
         events.unregister("before-send.dynamodb.BatchGetItem", hold_the_read)
     assert asked_first == [True]
     assert report.checked == 3 and report.failed == []
+
+
+def test_a_batch_writes_more_invoices_at_once_than_esplora_answers_in_flight(
+    shop, chain, esplora, clock, checks_queue, setting
+):
+    # One Esplora request at a time; every invoice of the batch paid, so every check writes. Each write
+    # is held until as many are under way as there are invoices (or a second has passed): writes that
+    # queue behind as few recorders as Esplora has slots never get there.
+    setting("ESPLORA_CONCURRENCY", 1)
+    created = [shop.create_invoice() for _ in range(6)]
+    for invoice in created:
+        chain.pay(invoice["bitcoinAddress"], sats(invoice))
+    watcher.plan(clock.now)
+    messages = checks_queue.receive_all()
+    writing, peak, lock = [0], [0], threading.Condition()
+
+    def start(**_):
+        with lock:
+            writing[0] += 1
+            peak[0] = max(peak[0], writing[0])
+            lock.notify_all()
+            lock.wait_for(lambda: writing[0] >= len(created), timeout=1)
+
+    def end(**_):
+        with lock:
+            writing[0] -= 1
+
+    events = models.shared_connection().client.meta.events
+    operations = ("UpdateItem", "TransactWriteItems")
+    for operation in operations:
+        events.register(f"before-call.dynamodb.{operation}", start)
+        events.register(f"after-call.dynamodb.{operation}", end)
+    try:
+        _, report = watcher.handle_messages([(m["MessageId"], m["Body"]) for m in messages], clock.now, esplora)
+    finally:
+        for operation in operations:
+            events.unregister(f"before-call.dynamodb.{operation}", start)
+            events.unregister(f"after-call.dynamodb.{operation}", end)
+    for message in messages:
+        checks_queue.delete(message)
+
+    assert (report.checked, report.changed, report.failed) == (6, 6, [])
+    assert peak[0] == len(created)
+    assert {status(invoice) for invoice in created} == {("paid", False)}

@@ -52,6 +52,11 @@ SEND_BATCH = 10  # SQS's most messages per SendMessageBatch
 RETRY_DELAY_SECONDS = 30
 MAX_ATTEMPTS = 3
 MAX_CONFLICTS = 3
+# Writes at once while a batch is recorded. More than Esplora answers in flight: a write can take longer
+# than an answer (DynamoDB throttling and its SDK's back-off, a busy moment) and a batch's last check
+# at expiry writes nearly every invoice; the batch then still ends with its last answer, not after a
+# queue of writes, and the next batch's Esplora requests are not held back. Within models.CONNECTIONS.
+RECORDERS = 24
 # What an index item carries (InvoicesWatched's projection and keys).
 _PLANNED_ATTRIBUTES = ["invoice_id", "status", "expiration", "checked_after_expiry", "address"]
 
@@ -318,8 +323,9 @@ def check(
     addresses = addresses or {}
     # Askers wait on Esplora (the client's own semaphore and pacing bound what is in flight); recorders
     # take each answer as it comes and write, so a write never leaves an Esplora slot idle.
-    workers = settings.esplora_concurrency
-    with ThreadPoolExecutor(max_workers=workers) as asking, ThreadPoolExecutor(max_workers=workers) as recording:
+    asking = ThreadPoolExecutor(max_workers=settings.esplora_concurrency)
+    recording = ThreadPoolExecutor(max_workers=RECORDERS)
+    with asking, recording:
         tip_asked = asking.submit(client.tip_height)
         asked = {i: asking.submit(client.address_transactions, addresses[i]) for i in invoice_ids if i in addresses}
         try:
