@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from chalicelib.payments.esplora import EsploraClient, EsploraError
+from chalicelib.payments.esplora import EsploraClient, EsploraError, payments_in
 
 ADDRESS = "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"
 
@@ -18,7 +18,8 @@ def test_tip_height_and_payments_with_confirmations(chain, esplora, clock):
     chain.pay("bc1qsomeoneelse", 99_999)
 
     assert esplora.tip_height() == chain.height
-    found = {(p.txid, p.vout): p for p in esplora.payments_to(ADDRESS, chain.height, clock.now)}
+    answer = esplora.address_transactions(ADDRESS)
+    found = {(p.txid, p.vout): p for p in payments_in(answer, ADDRESS, chain.height, clock.now)}
     assert set(found) == {(first, 0), (second, 0), (second, 1)}
     assert (found[first, 0].amount, found[first, 0].confirmations) == (10_000, 3)
     assert found[first, 0].block_height == chain.height - 2
@@ -30,7 +31,7 @@ def test_tip_height_and_payments_with_confirmations(chain, esplora, clock):
 def test_confirmed_history_beyond_the_first_page_is_fetched(chain, esplora, clock):
     txids = [chain.pay(ADDRESS, 1_000 + n) for n in range(60)]
     chain.mine()
-    payments = esplora.payments_to(ADDRESS, chain.height, clock.now)
+    payments = payments_in(esplora.address_transactions(ADDRESS), ADDRESS, chain.height, clock.now)
     assert sorted(p.txid for p in payments) == sorted(txids)
     assert sum(1 for path in chain.requests if "/txs/chain/" in path) == 2
 
@@ -58,7 +59,7 @@ def test_gives_up_after_the_last_retry(chain, esplora_server):
     client = EsploraClient(esplora_server.url, retries=2, sleep=slept.append)
     chain.fail_next("/address/", 503, 503, 503, 503)
     with pytest.raises(EsploraError, match="HTTP 503 after 3 attempts"):
-        client.payments_to(ADDRESS, 1, 0)
+        client.address_transactions(ADDRESS)
     assert len(slept) == 2
 
 
@@ -67,7 +68,7 @@ def test_client_errors_are_not_retried(chain, esplora_server):
     client = EsploraClient(esplora_server.url, sleep=slept.append)
     chain.fail_next("/address/", 400)
     with pytest.raises(EsploraError, match="HTTP 400"):
-        client.payments_to(ADDRESS, 1, 0)
+        client.address_transactions(ADDRESS)
     assert slept == []
 
 
@@ -95,7 +96,7 @@ def test_requests_in_flight_never_exceed_the_concurrency(chain, esplora_server, 
     monkeypatch.setattr(esplora_server.RequestHandlerClass, "do_GET", counting_get)
     client = EsploraClient(esplora_server.url, concurrency=3)
     with ThreadPoolExecutor(max_workers=12) as pool:
-        list(pool.map(lambda n: client.payments_to(f"bc1qaddress{n}", 1, clock.now), range(24)))
+        list(pool.map(lambda n: client.address_transactions(f"bc1qaddress{n}"), range(24)))
     assert peak == 3
 
 
@@ -106,7 +107,7 @@ def test_an_answer_that_is_not_a_transaction_list_is_an_error(chain, esplora_ser
     monkeypatch.setattr(esplora_server.RequestHandlerClass, "do_GET", garbage)
     client = EsploraClient(esplora_server.url)
     with pytest.raises(EsploraError, match="expected a list of transactions"):
-        client.payments_to(ADDRESS, 1, 0)
+        client.address_transactions(ADDRESS)
     with pytest.raises(EsploraError, match="unexpected tip height"):
         client.tip_height()
 
@@ -154,7 +155,7 @@ def test_an_oversized_answer_is_refused_and_the_next_request_still_answers(chain
     client = EsploraClient(esplora_server.url, concurrency=1)
     with pytest.raises(EsploraError, match="answer larger than"):
         client.tip_height()
-    assert client.payments_to(ADDRESS, 1, 0) == []
+    assert payments_in(client.address_transactions(ADDRESS), ADDRESS, 1, 0) == []
 
 
 def test_a_checker_keeps_its_client_across_invocations_and_each_checker_has_its_own():

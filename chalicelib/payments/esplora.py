@@ -76,10 +76,6 @@ class EsploraClient:
             transactions.extend(confirmed)
         return transactions
 
-    def payments_to(self, address: str, tip_height: int, now: int) -> list[Payment]:
-        """The outputs paying `address`, with confirmations counted against `tip_height`."""
-        return payments_in(self.address_transactions(address), address, tip_height, now)
-
     def _get_json_list(self, path: str) -> list[dict]:
         try:
             parsed = json.loads(self._get(path))
