@@ -179,7 +179,7 @@ def check_cpu_ms(app, context, create, runs: int) -> float:
     from tests.payments_support import FakeClock
 
     ids = [json.loads(app(create(f"check-{n}"), context())["body"])["data"]["id"] for n in range(watcher.CHECK_BATCH)]
-    server = EsploraServer(_free_port(), Chain(FakeClock()))
+    server = EsploraServer(0, Chain(FakeClock()))
     try:
         client = EsploraClient(server.url, concurrency=4, timeout=5)
         samples = []
@@ -191,14 +191,6 @@ def check_cpu_ms(app, context, create, runs: int) -> float:
     finally:
         server.shutdown()
     return statistics.median(samples[1:])
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def function_memory_mb() -> dict[str, int]:

@@ -259,6 +259,7 @@ class EsploraServer(ThreadingHTTPServer):
     request_queue_size = 64
 
     def __init__(self, port: int, chain: Chain, latency: float = 0.0, rate_limit: int | None = None):
+        # Port 0: any free one, named in `url`.
         super().__init__(("127.0.0.1", port), _EsploraHandler)
         self.chain = chain
         self.latency = latency
@@ -267,7 +268,7 @@ class EsploraServer(ThreadingHTTPServer):
         self.connections = 0
         self._admitted: list[float] = []
         self._lock = threading.Lock()
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def admit(self) -> bool:
