@@ -226,10 +226,10 @@ def index_writes(
     in; `entering`: the item is new; `leaving`: the indexes it leaves. Every index copy here is under
     1 KB: one unit a write.
     """
-    from pynamodb.indexes import GlobalSecondaryIndex
+    from chalicelib.models import indexes
 
     writes = 0
-    for index in (value for value in vars(model).values() if isinstance(value, GlobalSecondaryIndex)):
+    for index in indexes(model):
         projection, name = index.Meta.projection, index.Meta.index_name
         if name in absent:
             continue

@@ -211,7 +211,7 @@ def query_read_only(
     model._get_connection()  # puts the table's schema on the shared connection
     connection = raw_connection()
     start = query.pop("exclusive_start_key", None)
-    index = next((i for i in _indexes(model) if i.Meta.index_name == query.get("index_name")), None)
+    index = next((i for i in indexes(model) if i.Meta.index_name == query.get("index_name")), None)
     whole = index is None or index.Meta.projection.projection_type == "ALL"
     asked = 0
     while limit > 0:
@@ -263,7 +263,8 @@ def _items_by_key(model: type[Model], connection: Connection, found: list[dict])
     return [items[key_of(item)] for item in found if key_of(item) in items]
 
 
-def _indexes(model: type[Model]) -> list[GlobalSecondaryIndex]:
+def indexes(model: type[Model]) -> list[GlobalSecondaryIndex]:
+    """The model's global secondary indexes, as it declares them."""
     return [value for value in vars(model).values() if isinstance(value, GlobalSecondaryIndex)]
 
 
