@@ -162,13 +162,7 @@ def create_invoice(request: ApiRequest) -> dict:
     from chalicelib.messaging import notifications  # its invoice_created notification is written with it
 
     caller = auth.authenticate_invoice_creator(request)
-    invoice = invoices.create(
-        caller,
-        request.fields,
-        base_url=request.base_url,
-        save=notifications.save_created,
-        conflicts=notifications.CREATION_CONFLICTS,
-    )
+    invoice = notifications.create_invoice(caller, request.fields, request.base_url)
     view = invoices.public_view if caller.facade == "public" else invoices.full_view
     return {"facade": f"{caller.facade}/invoice", "data": view(invoice, request.base_url)}
 

@@ -47,6 +47,7 @@ from chalicelib.models import (
     now_ms,
     transaction,
 )
+from chalicelib.security.auth import Caller
 from chalicelib.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -270,6 +271,11 @@ def save_created(invoice: InvoiceModel) -> None:
 
 
 CREATION_CONFLICTS = (PutError, TransactWriteError)
+
+
+def create_invoice(caller: Caller, fields: dict, base_url: str) -> InvoiceModel:
+    """A new invoice as the API and the pages make one: saved with its invoice_created notifications."""
+    return invoices.create(caller, fields, base_url=base_url, save=save_created, conflicts=CREATION_CONFLICTS)
 
 
 def resend(invoice: InvoiceModel, now: int | None = None) -> None:

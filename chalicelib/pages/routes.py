@@ -423,13 +423,8 @@ def create_invoice(visit: Visit, store_id: str) -> Response:
     store = stores.owned_store(visit.login, store_id)
     form = {name: visit.request.form.get(name, "").strip() for name in NEW_INVOICE_FIELDS}
     try:
-        invoice = invoices.create(
-            Caller(identity=None, token=None, page_store=store.store_id),
-            form,
-            base_url=visit.request.base_url,
-            save=notifications.save_created,
-            conflicts=notifications.CREATION_CONFLICTS,
-        )
+        caller = Caller(identity=None, token=None, page_store=store.store_id)
+        invoice = notifications.create_invoice(caller, form, visit.request.base_url)
     except (BadRequest, ServiceUnavailable) as error:
         return _invoice_list_page(visit, store, error.status, new_invoice=form, create_error=error.message)
     return visit.redirect(f"/stores/{store.store_id}/invoices/{invoice.invoice_id}", created="1")
