@@ -29,7 +29,7 @@ test: install
 	sh scripts/install_chromium.sh
 	@# axe-core, for the browser test's accessibility checks (package.json; never deployed).
 	if command -v npm >/dev/null; then npm ci --no-audit --no-fund --loglevel=error; else echo "no npm: axe checks skipped"; fi
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: install
 	$(BIN)/ruff check .
