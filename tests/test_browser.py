@@ -150,7 +150,7 @@ def test_a_client_is_approved_in_the_browser_and_its_invoice_is_paid_from_the_ch
     buyer_context = chromium.new_context(**PHONE)
     buyer_context.grant_permissions(["clipboard-read", "clipboard-write"])
     buyer = _page_with_error_log(buyer_context, errors)
-    # The page's own clock, to move it on to its next poll (the region asks every 30 s while awaiting).
+    # The page's own clock, to move it on to its next poll (the region asks every WAITING_POLL_SECONDS while awaiting).
     buyer.clock.install()
     # Nothing cached: the checkout carries its stylesheet and script, so the page is all the browser asks for.
     requested = []
