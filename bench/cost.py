@@ -12,6 +12,9 @@ index (`index_writes`, from the models' indexes and projections and the attribut
 changes). Priced on us-east-1 list prices (below, with their date) for either API front
 (deploy/http_front.py); Lambda's billed time is the CPU time at the function's share of a vCPU (its
 memory in .chalice/config.json), plus its waits: on DynamoDB, on Esplora, on the shop's IPN endpoint.
+Data sent out is the measured response bodies and IPNs, the buyer's gzipped on the REST front (its
+stage's minimum_compression_size). The floor is what no code can save: the requests, their Lambda
+invocations, and the writes the service's guarantees make (`guaranteed_write_units`).
 
 The life: created (one POST, with an orderId as shops' plugins send), read back twice by the shop,
 its checkout opened once on a browser without its static files cached and left open 3 minutes,
@@ -25,6 +28,8 @@ Targets (issue 13): at most $20 per million invoices with half never paid, $10 w
 """
 
 import argparse
+import base64
+import gzip
 import importlib.util
 import math
 import os
@@ -56,6 +61,9 @@ LAMBDA_GB_SECOND = 0.0000166667  # x86
 DYNAMODB_WRITE_UNIT_PER_MILLION = 0.625
 DYNAMODB_READ_UNIT_PER_MILLION = 0.125
 SQS_PER_MILLION = 0.40
+# Data sent out to the internet, from API Gateway and from Lambda alike (aws.amazon.com/ec2/pricing/on-demand,
+# "Data Transfer OUT From Amazon EC2 To Internet", the first 10 TB a month; the first 100 GB a month are free).
+TRANSFER_OUT_PER_GB = 0.09
 FULL_VCPU_MB = 1769  # Lambda gives a full vCPU at 1,769 MB, a share in proportion below
 DYNAMODB_WAIT_MS = 5.0
 # Lambda bills the wall time, waits included. A checker waits on Esplora: assumed 100 ms an answer
@@ -193,11 +201,20 @@ def check_cpu_ms(app, context, create, runs: int) -> float:
     return statistics.median(samples[1:])
 
 
-def function_memory_mb() -> dict[str, int]:
-    """Each function's memory in the prod stage (.chalice/config.json); "api" is the API's."""
+def _prod_stage() -> dict:
     import json
 
-    stage = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["prod"]
+    return json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["prod"]
+
+
+def stage_setting(name: str):
+    """A setting of the prod stage (.chalice/config.json), None when it is not set."""
+    return _prod_stage().get(name)
+
+
+def function_memory_mb() -> dict[str, int]:
+    """Each function's memory in the prod stage (.chalice/config.json); "api" is the API's."""
+    stage = _prod_stage()
     functions = stage.get("lambda_functions", {})
     names = ("api", "check_payments", "deliver_notifications")
     return {
@@ -284,7 +301,9 @@ def main() -> int:
             def get_remaining_time_in_millis(self):
                 return 30000
 
-        def cpu_ms(make_event) -> float:
+        sent: dict[str, bytes] = {}  # each route's response body
+
+        def cpu_ms(make_event, route: str) -> float:
             samples = []
             for run in range(args.runs + 1):
                 event = make_event(run)
@@ -292,17 +311,19 @@ def main() -> int:
                 response = app(event, Context())
                 samples.append((time.process_time() - started) * 1000)
                 assert response["statusCode"] == 200, response
+                body = response["body"]
+                sent[route] = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
             return statistics.median(samples[1:])  # the first loads what the route imports
 
         def create(run: int) -> dict:
             order = {"price": 12.5, "currency": "USD", "token": pos, "orderId": f"cost-{run}"}
             return proxy_event(DEPLOYMENTS[0], "POST", "/invoices", body=json.dumps(order))
 
-        create_ms = cpu_ms(create)
-        read_ms = cpu_ms(lambda run: get_event)
-        poll_ms = cpu_ms(lambda run: status_event)
-        page_ms = cpu_ms(lambda run: page_event)
-        static_ms = cpu_ms(lambda run: static_event)
+        create_ms = cpu_ms(create, "create")
+        read_ms = cpu_ms(lambda run: get_event, "read")
+        poll_ms = cpu_ms(lambda run: status_event, "poll")
+        page_ms = cpu_ms(lambda run: page_event, "page")
+        static_ms = cpu_ms(lambda run: static_event, "static")
         check_ms = check_cpu_ms(app, Context, create, args.runs)
         invoice = InvoiceModel.get(invoice_id, consistent_read=True)
         size = item_bytes(invoice.serialize())
@@ -312,6 +333,7 @@ def main() -> int:
             invoice, [notifications.Event(*notifications.CONFIRMED, "confirmed")], now_ms()
         )
         notification_size = item_bytes(notification.serialize())
+        sent["ipn"] = notification.body.encode()
     finally:
         server.kill()
 
@@ -372,7 +394,12 @@ def main() -> int:
         megabytes = memory[function]
         return (cpu_ms / (megabytes / FULL_VCPU_MB) + wait_ms) / 1000 * megabytes / 1024
 
-    def life(paid: bool, api_per_million: float) -> dict[str, float]:
+    def out_bytes(body: bytes, compresses: bool) -> int:
+        """What goes out for `body`: gzipped by a front that compresses, from the stage's minimum size on."""
+        smallest = stage_setting("minimum_compression_size")
+        return len(gzip.compress(body)) if compresses and smallest is not None and len(body) >= smallest else len(body)
+
+    def life(paid: bool, api_per_million: float, front: str) -> dict[str, float]:
         api_calls = 1 + SHOP_READS + 1 + statics + polls
         api_cpu_ms = create_ms + SHOP_READS * read_ms + page_ms + statics * static_ms + polls * poll_ms
         dynamodb_requests = 5 + SHOP_READS + 1 + polls
@@ -398,12 +425,21 @@ def main() -> int:
             + gb_seconds("deliver_notifications", notified * poll_ms, notified * args.ipn_ms)
         )
         invocations = api_calls + checks / watcher.CHECK_BATCH + notified
+        # Response bodies (headers left out), and the IPNs posted to the shop. The REST front gzips
+        # what the buyer's browser fetches (it accepts gzip; shops' PHP clients mostly do not).
+        buyer = {"page": 1, "static": statics, "poll": polls}
+        shop = {"create": 1, "read": SHOP_READS, "ipn": notified}
+        sent_bytes = sum(count * len(sent[route]) for route, count in shop.items())
+        sent_bytes += sum(
+            count * out_bytes(sent[route], compresses=front == "REST API") for route, count in buyer.items()
+        )
         return {
             "API Gateway": api_calls * api_per_million,
             "Lambda": invocations * LAMBDA_REQUEST_PER_MILLION + billed * LAMBDA_GB_SECOND * 1e6,
             "DynamoDB writes": writes * DYNAMODB_WRITE_UNIT_PER_MILLION,
             "DynamoDB reads": reads * DYNAMODB_READ_UNIT_PER_MILLION,
             "SQS": sqs * SQS_PER_MILLION,
+            "Data transfer out": sent_bytes * 1e6 / 2**30 * TRANSFER_OUT_PER_GB,
         }
 
     print(
@@ -414,6 +450,10 @@ def main() -> int:
     print(
         f"checkout: the page, {statics} static files (cold cache), {polls} polls in {OPEN_CHECKOUT_MINUTES} min; "
         f"API requests per invoice: {1 + SHOP_READS + 1 + statics + polls}"
+    )
+    print(
+        "bytes sent (bodies; gzipped by the REST front): "
+        + ", ".join(f"{route} {len(body):,} ({out_bytes(body, True):,})" for route, body in sent.items())
     )
     paid_units = creation_units + sum(invoice_write_units(*write) for write in paid_writes)
     unpaid_units = creation_units + sum(invoice_write_units(*write) for write in unpaid_writes)
@@ -441,7 +481,7 @@ def main() -> int:
     )
     totals, floors = {}, {}
     for front, api_per_million in API_FRONTS_PER_MILLION.items():
-        paid, unpaid = life(True, api_per_million), life(False, api_per_million)
+        paid, unpaid = life(True, api_per_million, front), life(False, api_per_million, front)
         half = {name: (paid[name] + unpaid[name]) / 2 for name in paid}
         floor_paid = floor(True, api_per_million)
         floors[front] = ((floor_paid + floor(False, api_per_million)) / 2, floor_paid)

@@ -1174,6 +1174,12 @@ def test_backups_cover_every_table_daily_for_35_days(template):
     assert tables == set(_model_tables(template))
 
 
+def test_the_rest_front_compresses_answers_of_a_kilobyte_and_more_for_clients_that_accept_gzip(template):
+    """The checkout page (18 KB, its stylesheet and script inline) and its polls (3.6 KB) go out gzipped to browsers."""
+    [rest_api_id] = _resources(template, "AWS::Serverless::Api")
+    assert template["Resources"][rest_api_id]["Properties"]["MinimumCompressionSize"] == 1024
+
+
 def test_the_http_api_front_routes_each_chalice_route_to_the_api_handler_in_payload_format_1(template):
     """ApiFront=http: each route Chalice's REST API sends to Lambda, same path, in the REST proxy event's format."""
     [rest_api_id] = _resources(template, "AWS::Serverless::Api")
