@@ -380,15 +380,18 @@ def main() -> int:
 
     creation_units = 1 + 1 + units + index_writes(InvoiceModel, set(), not_indexed, entering=True)
 
-    def guaranteed_write_units(paid: bool) -> int:
+    def guaranteed_write_units(paid: bool, indexed: bool = True) -> int:
         """The writes no code of this service can save: its creation (the address's counter and
         claim, the invoice and its index entries), each status it reports and its leaving the watch,
         moving it in its indexes, and each notification recorded and marked delivered; with no
-        transaction, no lease, and no write of an expiry or of a confirmation alone."""
-        kept = [(changed, leaves) for changed, leaves, _ in (paid_writes if paid else unpaid_writes)]
-        invoice = sum(
-            invoice_write_units(changed, leaves, False) for changed, leaves in kept if "status" in changed or leaves
-        )
+        transaction, no lease, and no write of an expiry or of a confirmation alone. Not `indexed`:
+        the items alone, as if no index made invoices searchable, watched or notifications swept."""
+        writes = [(changed, leaves) for changed, leaves, _ in (paid_writes if paid else unpaid_writes)]
+        kept = [(changed, leaves) for changed, leaves in writes if "status" in changed or leaves]
+        if not indexed:
+            notified = NOTIFICATIONS_WHEN_PAID * 2 * notification_units if paid else 0
+            return 2 + units + len(kept) * units + notified
+        invoice = sum(invoice_write_units(changed, leaves, False) for changed, leaves in kept)
         outbox = frozenset({NotificationModel.by_outbox.Meta.index_name})
         notification = 2 * notification_units + index_writes(NotificationModel, set(), entering=True)
         notification += index_writes(NotificationModel, {"state"}, leaving=outbox)
@@ -474,17 +477,18 @@ def main() -> int:
         f"{args.esplora_ms:.0f} ms / {get_settings().esplora_concurrency} in flight, IPN {args.ipn_ms:.0f} ms"
     )
 
-    def floor(paid: bool, api_per_million: float) -> float:
+    def floor(paid: bool, api_per_million: float, indexed: bool = True) -> float:
         """The least this life costs whatever the code: its API requests and their Lambda invocations,
         and its guaranteed writes; no compute, read, check, queue or notification delivery."""
         api_calls = 1 + SHOP_READS + 1 + polls
-        writes = guaranteed_write_units(paid) * DYNAMODB_WRITE_UNIT_PER_MILLION
+        writes = guaranteed_write_units(paid, indexed) * DYNAMODB_WRITE_UNIT_PER_MILLION
         return api_calls * (api_per_million + LAMBDA_REQUEST_PER_MILLION) + writes
 
     print(
         f"floor: the API requests and their Lambda invocations, and the guaranteed write units (no transaction, "
         f"lease, expiry or confirmation write): paid life {guaranteed_write_units(True)}, "
-        f"unpaid {guaranteed_write_units(False)}"
+        f"unpaid {guaranteed_write_units(False)}; with no index at all {guaranteed_write_units(True, False)} and "
+        f"{guaranteed_write_units(False, False)}"
     )
     totals, floors = {}, {}
     for front, api_per_million in API_FRONTS_PER_MILLION.items():
@@ -498,6 +502,8 @@ def main() -> int:
         totals[front] = (sum(half.values()), sum(paid.values()))
         print(f"  {'total':32} {totals[front][0]:12.2f} {totals[front][1]:10.2f}")
         print(f"  {'floor (whatever the code)':32} {floors[front][0]:12.2f} {floors[front][1]:10.2f}")
+        bare = [floor(paid, api_per_million, indexed=False) for paid in (True, False)]
+        print(f"  {'floor with no index at all':32} {sum(bare) / 2:12.2f} {bare[0]:10.2f}")
     print(f"  target <= ${TARGET_HALF_UNPAID:.0f} half unpaid, <= ${TARGET_ALL_PAID:.0f} all paid")
     method = "list prices x measured warm CPU, item sizes, index fan-out, poll and watcher schedules"
     met = True
