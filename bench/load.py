@@ -42,6 +42,8 @@ import requests
 from ecdsa import SECP256k1, SigningKey
 from ecdsa.util import sigencode_der
 
+from scripts.run_local import copy_tree
+
 ROOT = Path(__file__).resolve().parent.parent
 # The BIP84 test vector account ("abandon ... about").
 BIP84_ZPUB = (
@@ -180,8 +182,7 @@ class LocalService:
 
     def __init__(self):
         self.tree = Path(tempfile.mkdtemp(prefix="paylambda-load-")) / "paylambda"
-        skipped = (".git", ".venv", "test-output", "dist", ".mutate", ".hypothesis", "__pycache__", "deployments")
-        shutil.copytree(ROOT, self.tree, ignore=shutil.ignore_patterns(*skipped))
+        copy_tree(self.tree)
         self.port, dynamodb_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Kept open for the service to write to while it runs, and kept afterwards for reading.

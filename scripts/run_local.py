@@ -20,6 +20,7 @@ stops; durable storage is DynamoDB on AWS.
 import logging
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -31,6 +32,26 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.local_aws import start_local_aws  # noqa: E402
 from scripts.local_chain import NETWORK, Chain, EsploraServer, WallClock, new_test_wallet  # noqa: E402
+
+# What a copy of the tree to run from leaves out: history, environments, outputs and caches.
+NOT_COPIED = (
+    ".git",
+    ".venv",
+    "node_modules",
+    "test-output",
+    "dist",
+    ".mutate",
+    ".hypothesis",
+    "__pycache__",
+    "deployments",
+)
+
+
+def copy_tree(destination: Path) -> None:
+    """The working tree copied to `destination`, for the suite and the benches to run this script from:
+    `chalice local` restarts whenever a file under its project changes, as edits or a test run would."""
+    shutil.copytree(ROOT, destination, ignore=shutil.ignore_patterns(*NOT_COPIED))
+
 
 API_PORT = int(os.environ.get("PORT", "8000"))
 DYNAMODB_PORT = int(os.environ.get("LOCAL_DYNAMODB_PORT", "8001"))

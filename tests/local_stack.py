@@ -7,7 +7,6 @@ changes, and the suite writes screenshots into the working tree. One start serve
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,10 +19,10 @@ import requests
 from bitpay.client import Client
 from bitpay.key_utils import generate_pem
 
+from scripts.run_local import copy_tree
 from tests.payments_support import _free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-_SKIPPED = (".git", ".venv", "test-output", "dist", ".mutate", ".hypothesis", "__pycache__", "deployments")
 # What a shell gives `make run`; the suite's own settings (its network, moto, chain) must not leak in.
 _PASSED_ON = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
 
@@ -68,7 +67,7 @@ def _wait_for(log: Path, process: subprocess.Popen, url: str, seconds: float = 6
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory):
     tree = tmp_path_factory.mktemp("make-run") / "paylambda"
-    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(*_SKIPPED))
+    copy_tree(tree)
     port, dynamodb_port = _free_port(), _free_port()
     environment = {name: os.environ[name] for name in _PASSED_ON if name in os.environ}
     environment.update(
