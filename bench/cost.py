@@ -404,13 +404,16 @@ def main() -> int:
         megabytes = memory[function]
         return (cpu_ms / (megabytes / FULL_VCPU_MB) + wait_ms) / 1000 * megabytes / 1024
 
+    smallest_compressed = stage_setting("minimum_compression_size")
+    api_calls = 1 + SHOP_READS + 1 + statics + polls
+
     def out_bytes(body: bytes, compresses: bool) -> int:
         """What goes out for `body`: gzipped by a front that compresses, from the stage's minimum size on."""
-        smallest = stage_setting("minimum_compression_size")
-        return len(gzip.compress(body)) if compresses and smallest is not None and len(body) >= smallest else len(body)
+        if compresses and smallest_compressed is not None and len(body) >= smallest_compressed:
+            return len(gzip.compress(body))
+        return len(body)
 
     def life(paid: bool, api_per_million: float, front: str) -> dict[str, float]:
-        api_calls = 1 + SHOP_READS + 1 + statics + polls
         api_cpu_ms = create_ms + SHOP_READS * read_ms + page_ms + statics * static_ms + polls * poll_ms
         dynamodb_requests = 5 + SHOP_READS + 1 + polls
         checks = watcher_checks(paid)
@@ -459,7 +462,7 @@ def main() -> int:
     )
     print(
         f"checkout: the page, {statics} static files (cold cache), {polls} polls in {OPEN_CHECKOUT_MINUTES} min; "
-        f"API requests per invoice: {1 + SHOP_READS + 1 + statics + polls}"
+        f"API requests per invoice: {api_calls}"
     )
     print(
         "bytes sent (bodies; gzipped by the REST front): "
@@ -480,7 +483,6 @@ def main() -> int:
     def floor(paid: bool, api_per_million: float, indexed: bool = True) -> float:
         """The least this life costs whatever the code: its API requests and their Lambda invocations,
         and its guaranteed writes; no compute, read, check, queue or notification delivery."""
-        api_calls = 1 + SHOP_READS + 1 + polls
         writes = guaranteed_write_units(paid, indexed) * DYNAMODB_WRITE_UNIT_PER_MILLION
         return api_calls * (api_per_million + LAMBDA_REQUEST_PER_MILLION) + writes
 
@@ -490,20 +492,24 @@ def main() -> int:
         f"unpaid {guaranteed_write_units(False)}; with no index at all {guaranteed_write_units(True, False)} and "
         f"{guaranteed_write_units(False, False)}"
     )
+
+    def half_and_paid(cost, *args, **kwargs) -> tuple[float, float]:
+        """`cost(paid, ...)` with half the invoices unpaid, and with all paid."""
+        return (cost(True, *args, **kwargs) + cost(False, *args, **kwargs)) / 2, cost(True, *args, **kwargs)
+
     totals, floors = {}, {}
     for front, api_per_million in API_FRONTS_PER_MILLION.items():
         paid, unpaid = life(True, api_per_million, front), life(False, api_per_million, front)
         half = {name: (paid[name] + unpaid[name]) / 2 for name in paid}
-        floor_paid = floor(True, api_per_million)
-        floors[front] = ((floor_paid + floor(False, api_per_million)) / 2, floor_paid)
+        floors[front] = half_and_paid(floor, api_per_million)
         print(f"{'$ per million invoices, ' + front:34} {'half unpaid':>12} {'all paid':>10}")
         for name in paid:
             print(f"  {name:32} {half[name]:12.2f} {paid[name]:10.2f}")
         totals[front] = (sum(half.values()), sum(paid.values()))
         print(f"  {'total':32} {totals[front][0]:12.2f} {totals[front][1]:10.2f}")
         print(f"  {'floor (whatever the code)':32} {floors[front][0]:12.2f} {floors[front][1]:10.2f}")
-        bare = [floor(paid, api_per_million, indexed=False) for paid in (True, False)]
-        print(f"  {'floor with no index at all':32} {sum(bare) / 2:12.2f} {bare[0]:10.2f}")
+        bare = half_and_paid(floor, api_per_million, indexed=False)
+        print(f"  {'floor with no index at all':32} {bare[0]:12.2f} {bare[1]:10.2f}")
     print(f"  target <= ${TARGET_HALF_UNPAID:.0f} half unpaid, <= ${TARGET_ALL_PAID:.0f} all paid")
     method = "list prices x measured warm CPU, item sizes, index fan-out, poll and watcher schedules"
     met = True
